@@ -1,0 +1,16 @@
+"""The base class of every generated message and record model."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Model(BaseModel):
+    """Base of generated models.
+
+    Attributes are snake_case Python names; the JSON names on the wire (camelCase) are their aliases.
+    Models accept either name when constructed, ignore unknown keys when read (tolerant reader), and are
+    serialized by alias.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")

@@ -1,0 +1,29 @@
+"""Keyword options of generated publisher methods."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+from .topology import HeaderValue
+
+
+class PublishOptions(TypedDict, total=False):
+    """Options every generated publish method accepts as keywords (mypy rejects any other keyword).
+
+    ``ttl``, ``delay`` and ``timeout`` take seconds or a timedelta. ``timeout`` bounds the wait for the
+    broker's confirm (and, for queries, for the reply).
+    """
+
+    exchange: str
+    routing_key: str
+    headers: Mapping[str, HeaderValue]
+    ttl: float | timedelta
+    priority: int
+    persistent: bool
+    correlation_id: str
+    reply_to: str
+    delay: float | timedelta
+    schedule_at: datetime
+    timeout: float
