@@ -1,6 +1,28 @@
 """mmate: contract-first messaging over RabbitMQ, wire-compatible with Mmate for Go and .NET."""
 
+from .client import Batch, Client, Publication, Serving
 from .context import MessageContext
+from .errors import (
+    AccessRefused,
+    BatchFailure,
+    BatchPublishError,
+    BrokerConnectionError,
+    DecodeError,
+    EntityNotFound,
+    FeatureNotAvailable,
+    MmateError,
+    NackError,
+    PermanentError,
+    PreconditionFailed,
+    PublishError,
+    PublishTimeout,
+    RemoteError,
+    ReplyError,
+    RequestTimeout,
+    TopologyError,
+    TransientError,
+    UnroutableError,
+)
 from .handler import HandlerBase
 from .model import Model
 from .options import PublishOptions
@@ -19,21 +41,44 @@ from .topology import (
 from .types import Base64Bytes, JsonDecimal
 
 __all__ = [
+    "AccessRefused",
     "Base64Bytes",
+    "Batch",
+    "BatchFailure",
+    "BatchPublishError",
     "BindingDef",
+    "BrokerConnectionError",
+    "Client",
+    "DecodeError",
+    "EntityNotFound",
     "ExchangeDef",
+    "FeatureNotAvailable",
     "HandlerBase",
     "HandlerRoute",
     "HeaderValue",
     "JsonDecimal",
     "MessageContext",
     "MessageDef",
+    "MmateError",
     "Model",
+    "NackError",
+    "PermanentError",
+    "PreconditionFailed",
+    "Publication",
+    "PublishError",
     "PublishOptions",
     "PublishRoute",
+    "PublishTimeout",
     "PublishTransport",
     "Publisher",
     "QueueDef",
+    "RemoteError",
+    "ReplyError",
+    "RequestTimeout",
     "RetryPolicy",
+    "Serving",
     "ServiceTopology",
+    "TopologyError",
+    "TransientError",
+    "UnroutableError",
 ]

@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict
 class Model(BaseModel):
     """Base of generated models.
 
-    Attributes are snake_case Python names; the JSON names on the wire (camelCase) are their aliases.
-    Models accept either name when constructed, ignore unknown keys when read (tolerant reader), and are
-    serialized by alias.
+    Attributes are snake_case Python names; the JSON names on the wire (camelCase) are their
+    aliases. Models accept either name when constructed, ignore unknown keys when read (tolerant
+    reader), and are serialized by alias.
     """
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")

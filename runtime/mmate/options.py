@@ -12,8 +12,8 @@ from .topology import HeaderValue
 class PublishOptions(TypedDict, total=False):
     """Options every generated publish method accepts as keywords (mypy rejects any other keyword).
 
-    ``ttl``, ``delay`` and ``timeout`` take seconds or a timedelta. ``timeout`` bounds the wait for the
-    broker's confirm (and, for queries, for the reply).
+    ``ttl``, ``delay`` and ``timeout`` take seconds or a timedelta. ``timeout`` bounds the wait for
+    the broker's confirm (and, for queries, for the reply).
     """
 
     exchange: str

@@ -14,8 +14,8 @@ R = TypeVar("R", bound=Model)
 class PublishTransport(Protocol):
     """What generated publishers publish through; ``mmate.Client`` implements it.
 
-    Both methods are safe to call concurrently from many tasks. ``publish`` returns once the broker has
-    confirmed the message; ``request`` returns the decoded reply.
+    Both methods are safe to call concurrently from many tasks. ``publish`` returns once the broker
+    has confirmed the message; ``request`` returns the decoded reply.
     """
 
     async def publish(

@@ -1,7 +1,7 @@
 """Topology and route types: what generated ``topology.py`` modules are made of.
 
-The generator computes every value here (queue arguments included) from the spec; the runtime only reads
-them. All types are frozen: a topology is a constant of the program.
+The generator computes every value here (queue arguments included) from the spec; the runtime only
+reads them. All types are frozen: a topology is a constant of the program.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class ExchangeDef:
 class RetryPolicy:
     """How a queue retries a transiently failed message.
 
-    ``attempts`` counts every delivery to a handler, the first included; ``delays_ms[n]`` is the wait before
-    attempt ``n + 2``, already shaped by ``backoff`` and capped at ``max_delay_ms``.
+    ``attempts`` counts every delivery to a handler, the first included; ``delays_ms[n]`` is the
+    wait before attempt ``n + 2``, already shaped by ``backoff`` and capped at ``max_delay_ms``.
     """
 
     attempts: int
@@ -61,9 +61,11 @@ class QueueDef:
     concurrency: int = 10
     retry: RetryPolicy | None = None
     dead_letter_queue: str | None = None
-    """Name of the queue this queue's rejected messages end up in, or None if it has no dead-letter route."""
+    """Name of the queue this queue's rejected messages end up in, or None if it has no dead-letter
+    route."""
     wait_queues: Mapping[int, str] = field(default_factory=dict)
-    """Retry delay in milliseconds -> the wait queue (fixed TTL, dead-letters back here) serving it."""
+    """Retry delay in milliseconds -> the wait queue (fixed TTL, dead-letters back here) serving
+    it."""
     max_message_bytes: int | None = None
 
 
@@ -96,7 +98,8 @@ class PublishRoute:
     message: MessageDef
     exchange: str
     routing_key: str
-    """The spec's routing-key template (for messages and docs); generated code fills it per message."""
+    """The spec's routing-key template (for messages and docs); generated code fills it per
+    message."""
     persistent: bool = True
 
 

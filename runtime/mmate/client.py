@@ -1,0 +1,450 @@
+"""``Client``: connect, declare, publish, request, serve. Implements ``PublishTransport``.
+
+::
+
+    url = "amqp://guest:guest@127.0.0.1:5672/"
+    async with mmate.Client(url, service="order-service") as client:
+        await client.declare(topology.ORDER_SERVICE)
+        serving = await client.serve(MyOrderHandlers())
+        await StorefrontPublisher(client).send_create_order_command(cmd)
+        await serving.stop()
+
+Architecture: one aiormq connection (``connection.Connection``) owns every channel. ``publishing``
+has the confirm-mode channel all publishes share (pipelined, bounded in flight), ``reply`` the
+per-client reply queue, ``consumer`` one channel per consumed queue, ``declare`` a short-lived one
+per declaration. ``codec`` turns models into envelopes and back, ``failure`` decides about every
+failed delivery.
+
+Task safety: every coroutine method may be called concurrently from any task of one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from . import codec, routing
+from .codec import Envelope
+from .connection import Connection
+from .consumer import ConsumerSettings, QueueConsumer, Route
+from .declare import declare_topology
+from .errors import DecodeError, FeatureNotAvailable, MmateError, RemoteError, RequestTimeout
+from .handler import HandlerBase
+from .model import Model
+from .options import PublishOptions
+from .publishing import ConfirmedPublisher, Outgoing
+from .reply import ReplyQueue
+from .topology import MessageDef, PublishRoute, ServiceTopology
+
+log = logging.getLogger("mmate.client")
+
+R = TypeVar("R", bound=Model)
+
+_KNOWN_OPTIONS = frozenset(PublishOptions.__annotations__)
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message for ``Client.publish_many``: what a generated publisher method would publish."""
+
+    route: PublishRoute
+    message: Model
+    routing_key: str = ""
+    options: PublishOptions = field(default_factory=lambda: PublishOptions())
+
+
+class Client:
+    """A service's connection to RabbitMQ; ``async with`` connects and closes it.
+
+    ``url``: ``amqp://`` or ``amqps://`` (vhost as path; aiormq's query parameters such as
+    ``cafile``, ``certfile``, ``keyfile`` work; or pass ``ssl_context``). The connection is named
+    after ``service`` in the management UI. ``publish_timeout`` and ``request_timeout`` are the
+    defaults of the ``timeout`` publish option; ``max_in_flight`` bounds unconfirmed publishes.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        service: str,
+        heartbeat: int = 30,
+        ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float = 15.0,
+        publish_timeout: float = 10.0,
+        request_timeout: float = 30.0,
+        max_in_flight: int = 1000,
+    ) -> None:
+        if not service:
+            raise MmateError("Client needs a service name")
+        self.service = service
+        self._connection = Connection(
+            url,
+            service=service,
+            heartbeat=heartbeat,
+            ssl_context=ssl_context,
+            connect_timeout=connect_timeout,
+        )
+        self._publisher = ConfirmedPublisher(
+            self._connection, max_in_flight=max_in_flight, timeout=publish_timeout
+        )
+        self._replies = ReplyQueue(self._connection, service)
+        self._request_timeout = request_timeout
+        self._servings: list[Serving] = []
+
+    def __repr__(self) -> str:
+        return f"<mmate.Client service={self.service!r} {self._connection.url}>"
+
+    @property
+    def connection(self) -> Connection:
+        return self._connection
+
+    @property
+    def reply_queue(self) -> str:
+        """The name of this client's reply queue (declared on the first request)."""
+        return self._replies.name
+
+    async def connect(self) -> None:
+        await self._connection.open()
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Stop every ``serve`` gracefully (``timeout`` each), then close channels and
+        connection."""
+        for serving in list(self._servings):
+            await serving.stop(timeout)
+        await self._replies.close()
+        await self._publisher.close()
+        await self._connection.close()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- topology ---------------------------------------------------------------------------------
+
+    async def declare(self, topology: ServiceTopology, *, passive: bool = False) -> None:
+        """Declare the topology (idempotent); ``passive=True`` only verifies that it exists."""
+        await declare_topology(self._connection, topology, passive=passive)
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def _outgoing(
+        self,
+        route: PublishRoute,
+        message: Model | Mapping[str, Any],
+        routing_key: str,
+        options: PublishOptions,
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> Outgoing:
+        unknown = options.keys() - _KNOWN_OPTIONS
+        if unknown:
+            raise MmateError(f"unknown publish options: {', '.join(sorted(unknown))}")
+        if "delay" in options or "schedule_at" in options:
+            raise FeatureNotAvailable(
+                f"{route.message.name}: delay and schedule_at need the broker-side delay "
+                "infrastructure, which is not available yet; the message was not published"
+            )
+        expiration: int | None = None
+        if "ttl" in options:
+            expiration = round(_seconds(options["ttl"]) * 1000)
+            if expiration < 0:
+                raise MmateError(f"ttl must not be negative, got {options['ttl']!r}")
+        priority = options.get("priority")
+        if priority is not None and not 0 <= priority <= 255:
+            raise MmateError(f"priority must be 0-255, got {priority}")
+        key = options.get("routing_key") or routing_key
+        if not key and isinstance(message, Model):
+            key = routing.fill(route.routing_key, message)
+        encoded = codec.encode(
+            route.message,
+            message,
+            app_id=self.service,
+            correlation_id=correlation_id or options.get("correlation_id"),
+            reply_to=reply_to or options.get("reply_to"),
+            headers=options.get("headers"),
+            expiration_ms=expiration,
+            priority=priority,
+            persistent=options.get("persistent", route.persistent),
+        )
+        return Outgoing(encoded, options.get("exchange", route.exchange), key)
+
+    async def publish(
+        self, route: PublishRoute, message: Model, routing_key: str, options: PublishOptions
+    ) -> None:
+        """Publish and return once the broker confirmed it (``PublishError`` subclasses
+        otherwise)."""
+        out = self._outgoing(route, message, routing_key, options)
+        await self._publisher.send(out, timeout=options.get("timeout"))
+
+    async def publish_many(
+        self, publications: Iterable[Publication], *, timeout: float | None = None
+    ) -> None:
+        """Publish all, pipelined, and await every confirm together.
+
+        Raises ``BatchPublishError`` whose ``failures`` name the index, message id and error of each
+        failed message; every other message was confirmed. Encoding errors raise before anything is
+        sent.
+        """
+        items = [self._outgoing(p.route, p.message, p.routing_key, p.options) for p in publications]
+        await self._publisher.send_many(items, timeout=timeout)
+
+    def batch(self, *, timeout: float | None = None) -> Batch:
+        """A ``PublishTransport`` that collects publishes and sends them together on exit."""
+        return Batch(self, timeout)
+
+    # -- request/reply ----------------------------------------------------------------------------
+
+    async def request(
+        self,
+        route: PublishRoute,
+        message: Model,
+        routing_key: str,
+        reply: type[R],
+        options: PublishOptions,
+    ) -> R:
+        """Send a query and wait for its reply.
+
+        Raises ``RequestTimeout`` (query type and correlation id) when none arrives within the
+        ``timeout`` option (default ``request_timeout``), ``RemoteError`` for an error reply,
+        ``DecodeError`` for a reply that fails validation.
+        """
+        queue = await self._replies.ensure()
+        correlation_id = options.get("correlation_id") or codec.new_id()
+        if self._replies.in_use(correlation_id):
+            correlation_id = codec.new_id()  # the matching key must be unique among open requests
+        query = codec.with_reply_to(route.message, message, queue)
+        out = self._outgoing(
+            route, query, routing_key, options, correlation_id=correlation_id, reply_to=queue
+        )
+        timeout = options.get("timeout", self._request_timeout)
+        waiter = self._replies.expect(correlation_id)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._publisher.send(out)
+                envelope = await waiter
+        except TimeoutError:
+            raise RequestTimeout(route.message.name, correlation_id, timeout) from None
+        finally:
+            self._replies.forget(correlation_id)
+        return _reply_model(envelope, reply, correlation_id)
+
+    async def _send_reply(
+        self,
+        request: Envelope,
+        property_reply_to: str | None,
+        reply: MessageDef,
+        payload: Model | dict[str, Any],
+    ) -> None:
+        address = codec.reply_address(request, property_reply_to)
+        if not address:
+            raise MmateError(f"{request.type} {request.id} names no reply address")
+        encoded = codec.encode(
+            reply,
+            payload,
+            app_id=self.service,
+            correlation_id=request.correlation_id or request.id,
+        )
+        await self._publisher.send(Outgoing(encoded, "", address))
+
+    # -- consuming --------------------------------------------------------------------------------
+
+    async def serve(
+        self,
+        handlers: HandlerBase,
+        *,
+        queues: Iterable[str] | None = None,
+        auto_ack: bool = False,
+        prefetch: int | None = None,
+        concurrency: int | None = None,
+        handler_timeout: float | None = 600.0,
+    ) -> Serving:
+        """Consume every queue of ``handlers.TOPOLOGY.consumes`` (or only ``queues``) and dispatch.
+
+        Prefetch and concurrency default to the queue's spec values. Returns a ``Serving``; its
+        ``stop`` (also called by ``Client.close``) shuts down gracefully.
+        """
+        table = dispatch_table(handlers)
+        if queues is not None:
+            wanted = set(queues)
+            missing = wanted - table.keys()
+            if missing:
+                raise MmateError(f"{type(handlers).__name__} does not consume {sorted(missing)}")
+            table = {q: r for q, r in table.items() if q in wanted}
+        queue_defs = {q.name: q for q in type(handlers).TOPOLOGY.queues}
+        serving = Serving(self)
+        try:
+            for queue, routes in table.items():
+                qdef = queue_defs.get(queue)
+                settings = ConsumerSettings(
+                    prefetch=prefetch or (qdef.prefetch if qdef else 10),
+                    concurrency=concurrency or (qdef.concurrency if qdef else 10),
+                    auto_ack=auto_ack,
+                    handler_timeout=handler_timeout,
+                )
+                consumer = QueueConsumer(
+                    self._connection,
+                    queue,
+                    routes,
+                    settings,
+                    transport=self,
+                    send_reply=self._send_reply,
+                )
+                await consumer.start()
+                serving.consumers.append(consumer)
+        except BaseException:
+            await serving.stop(0)
+            raise
+        self._servings.append(serving)
+        return serving
+
+
+def _reply_model(envelope: Envelope, reply: type[R], correlation_id: str) -> R:
+    failure = codec.reply_failure(envelope)
+    if failure is not None:
+        raise RemoteError(
+            failure[0], failure[1], reply_type=envelope.type, correlation_id=correlation_id
+        )
+    try:
+        return reply.model_validate(envelope.payload)
+    except ValueError as exc:
+        raise DecodeError(
+            f"reply {envelope.type} {envelope.id} fails validation as {reply.__name__}: {exc}",
+            message_type=envelope.type,
+            message_id=envelope.id,
+        ) from None
+
+
+def dispatch_table(handlers: HandlerBase) -> dict[str, dict[str, Route]]:
+    """Queue -> wire type -> route, built once from ``TOPOLOGY.consumes`` (bound methods
+    resolved)."""
+    cls = type(handlers)
+    topology = getattr(cls, "TOPOLOGY", None)
+    if not isinstance(topology, ServiceTopology):
+        raise MmateError(f"{cls.__name__} has no TOPOLOGY; subclass a generated Handlers class")
+    table: dict[str, dict[str, Route]] = {}
+    for queue, types in topology.consumes.items():
+        routes: dict[str, Route] = {}
+        for type_name, handler_route in types.items():
+            method = getattr(handlers, handler_route.method, None)
+            if not callable(method) or getattr(method, "__isabstractmethod__", False):
+                raise MmateError(
+                    f"{cls.__name__} does not implement {handler_route.method}() for {type_name} "
+                    f"on queue {queue!r}"
+                )
+            reply_def: MessageDef | None = None
+            if handler_route.message.kind == "query":
+                reply_name = handler_route.message.reply or ""
+                reply_def = topology.messages.get(reply_name)
+                if reply_def is None:
+                    raise MmateError(
+                        f"{type_name}: its reply {reply_name!r} is not among the messages "
+                        f"of {topology.name}"
+                    )
+            routes[type_name] = Route(handler_route.message, method, reply_def)
+        table[queue] = routes
+    return table
+
+
+class Serving:
+    """The consumers started by one ``Client.serve`` call."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.consumers: list[QueueConsumer] = []
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return f"<mmate.Serving {[c.queue for c in self.consumers]}>"
+
+    @property
+    def handled(self) -> int:
+        return sum(c.handled for c in self.consumers)
+
+    @property
+    def failed(self) -> int:
+        return sum(c.failed for c in self.consumers)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop consuming, let in-flight handlers finish within ``timeout`` and ack them."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await asyncio.gather(*(c.stop(timeout) for c in self.consumers))
+        if self in self._client._servings:
+            self._client._servings.remove(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class Batch:
+    """Collects publishes (``PublishTransport``) and sends them together, all confirms awaited at
+    once.
+
+    ``publish`` only encodes and records (it returns before anything is sent); ``send`` (or leaving
+    ``async with`` without an exception) publishes them and raises ``BatchPublishError`` naming
+    exactly the failed ones. ``request`` is not available in a batch.
+    """
+
+    def __init__(self, client: Client, timeout: float | None) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._items: list[Outgoing] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def publish(
+        self, route: PublishRoute, message: Model, routing_key: str, options: PublishOptions
+    ) -> None:
+        self._items.append(self._client._outgoing(route, message, routing_key, options))
+
+    async def request(
+        self,
+        route: PublishRoute,
+        message: Model,
+        routing_key: str,
+        reply: type[R],
+        options: PublishOptions,
+    ) -> R:
+        raise MmateError(f"{route.message.name}: a query cannot be sent in a batch")
+
+    async def send(self) -> None:
+        items, self._items = self._items, []
+        await self._client._publisher.send_many(items, timeout=self._timeout)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.send()
+        else:
+            self._items.clear()

@@ -1,0 +1,270 @@
+"""The Mmate envelope on the wire (wire-format.md §1-§3): encode a model, decode a body.
+
+Hot path contract: encoding is one serializer pass (``pydantic_core.to_json`` over the envelope
+dict, the model serialized by its own compiled serializer, by alias); decoding is one ``json.loads``
+plus one ``model_validate`` of the payload dict. What depends only on the message contract (static
+headers, which base fields to copy into headers) is computed once per ``MessageDef`` and cached;
+nothing inspects the model class per message. All functions are pure and safe to call from any task.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic_core
+from pamqp.commands import Basic
+from pydantic import ValidationError
+
+from .errors import DecodeError
+from .model import Model
+from .topology import HeaderValue, Kind, MessageDef
+
+SOURCE = "mmate-py"
+CONTENT_TYPE = "application/json"
+CONTENT_ENCODING = "utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A message ready for ``basic.publish``: body bytes and AMQP properties (headers included)."""
+
+    body: bytes
+    properties: Basic.Properties
+    message_id: str
+    correlation_id: str | None
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What encoding needs to know about one contract, computed once."""
+
+    name: str
+    kind: Kind
+    static_headers: Mapping[str, HeaderValue]
+    event_fields: bool
+    """The model has ``aggregate_id`` and ``sequence`` (copied to
+    ``x-aggregate-id``/``x-sequence``)."""
+    reply_field: bool
+    """The model has ``success`` (copied to ``x-success``)."""
+    reply_to_field: bool
+    """The model has ``reply_to`` (a query's ``payload.replyTo``)."""
+
+
+_plans: dict[MessageDef, _Plan] = {}
+
+
+def _static_headers(name: str, kind: Kind, version: str) -> dict[str, HeaderValue]:
+    return {
+        "x-message-type": name,
+        "x-message-kind": kind,
+        "x-source": SOURCE,
+        "x-schema-version": version,
+    }
+
+
+def plan(message: MessageDef) -> _Plan:
+    """The cached encoding plan of a contract (built on first use)."""
+    found = _plans.get(message)
+    if found is None:
+        fields = message.model.model_fields
+        found = _Plan(
+            name=message.name,
+            kind=message.kind,
+            static_headers=_static_headers(message.name, message.kind, message.version),
+            event_fields=message.kind == "event" and {"aggregate_id", "sequence"} <= fields.keys(),
+            reply_field=message.kind == "reply" and "success" in fields,
+            reply_to_field="reply_to" in fields,
+        )
+        _plans[message] = found
+    return found
+
+
+def new_id() -> str:
+    """A fresh message id: UUID v4, lowercase, hyphenated."""
+    return str(uuid.uuid4())
+
+
+def _now() -> tuple[datetime, str]:
+    now = datetime.now(UTC)
+    return now, now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode(
+    message_def: MessageDef,
+    message: Model | Mapping[str, Any],
+    *,
+    app_id: str,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+    reply_to: str | None = None,
+    headers: Mapping[str, HeaderValue] | None = None,
+    expiration_ms: int | None = None,
+    priority: int | None = None,
+    persistent: bool = True,
+) -> Encoded:
+    """Encode ``message`` (a model, or a raw payload dict for error replies) as an envelope.
+
+    ``reply_to`` is written to the AMQP ``reply_to`` property and top-level ``replyTo``; for a query
+    whose model has ``reply_to`` the caller puts it into the payload (see ``with_reply_to``).
+    """
+    p = plan(message_def)
+    mid = message_id or new_id()
+    now, stamp = _now()
+    # The caller's headers first, so they can never overwrite the envelope's own x- headers.
+    hdrs: dict[str, HeaderValue] = dict(headers) if headers else {}
+    hdrs.update(p.static_headers)
+    hdrs["x-message-id"] = mid
+    if correlation_id:
+        hdrs["x-correlation-id"] = correlation_id
+    if isinstance(message, Model):
+        if p.event_fields:
+            hdrs["x-aggregate-id"] = message.aggregate_id  # type: ignore[attr-defined]
+            hdrs["x-sequence"] = str(message.sequence)  # type: ignore[attr-defined]
+        if p.reply_field:
+            hdrs["x-success"] = "true" if message.success else "false"  # type: ignore[attr-defined]
+    elif p.kind == "reply" and "success" in message:
+        hdrs["x-success"] = "true" if message["success"] else "false"
+    envelope: dict[str, Any] = {"id": mid, "type": p.name, "timestamp": stamp}
+    if correlation_id:
+        envelope["correlationId"] = correlation_id
+    if reply_to:
+        envelope["replyTo"] = reply_to
+    envelope["headers"] = hdrs
+    envelope["payload"] = message
+    body = pydantic_core.to_json(envelope, by_alias=True)
+    props = Basic.Properties(
+        content_type=CONTENT_TYPE,
+        content_encoding=CONTENT_ENCODING,
+        headers=dict(hdrs),
+        delivery_mode=2 if persistent else 1,
+        priority=priority,
+        correlation_id=correlation_id,
+        reply_to=reply_to,
+        expiration=str(expiration_ms) if expiration_ms is not None else None,
+        message_id=mid,
+        timestamp=now.replace(microsecond=0),
+        message_type=p.name,
+        app_id=app_id,
+    )
+    return Encoded(body, props, mid, correlation_id, p.name)
+
+
+def with_reply_to(message_def: MessageDef, message: Model, reply_to: str) -> Model:
+    """The query with ``payload.replyTo`` set (a shallow copy), where a Go responder reads it."""
+    if plan(message_def).reply_to_field:
+        return message.model_copy(update={"reply_to": reply_to})
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A parsed envelope; ``payload`` is still a plain dict."""
+
+    id: str
+    type: str
+    timestamp: datetime | None
+    correlation_id: str | None
+    reply_to: str | None
+    """Top-level ``replyTo`` (Go never writes it)."""
+    headers: Mapping[str, Any]
+    payload: dict[str, Any]
+
+
+def _timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def parse(body: bytes) -> Envelope:
+    """Parse an envelope (any RFC 3339 timestamp, unknown keys ignored). Raises ``DecodeError``."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DecodeError(f"body is JSON {type(data).__name__}, not an envelope object")
+    mid = data.get("id")
+    mid = mid if isinstance(mid, str) else ""
+    mtype = data.get("type")
+    if not isinstance(mtype, str) or not mtype:
+        raise DecodeError("envelope has no type", message_id=mid)
+    payload = data.get("payload")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise DecodeError("envelope payload is not an object", message_type=mtype, message_id=mid)
+    headers = data.get("headers")
+    corr = data.get("correlationId")
+    reply_to = data.get("replyTo")
+    return Envelope(
+        id=mid,
+        type=mtype,
+        timestamp=_timestamp(data.get("timestamp")),
+        correlation_id=corr if isinstance(corr, str) and corr else None,
+        reply_to=reply_to if isinstance(reply_to, str) and reply_to else None,
+        headers=headers if isinstance(headers, dict) else {},
+        payload=payload,
+    )
+
+
+def validate(envelope: Envelope, message_def: MessageDef) -> Model:
+    """The payload as the contract's model. Raises ``DecodeError`` naming the type and message
+    id."""
+    try:
+        return message_def.model.model_validate(envelope.payload)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<payload>'}: {e['msg']}"
+            for e in exc.errors(include_url=False)[:5]
+        )
+        raise DecodeError(
+            f"payload of {envelope.type} fails validation: {errors}",
+            message_type=envelope.type,
+            message_id=envelope.id,
+        ) from None
+
+
+def decode(body: bytes, registry: Mapping[str, MessageDef]) -> tuple[Envelope, Model]:
+    """Parse ``body`` and validate its payload as the model its ``type`` names in ``registry``."""
+    envelope = parse(body)
+    message_def = registry.get(envelope.type)
+    if message_def is None:
+        raise DecodeError(
+            f"unknown message type {envelope.type!r}",
+            message_type=envelope.type,
+            message_id=envelope.id,
+        )
+    return envelope, validate(envelope, message_def)
+
+
+def reply_address(envelope: Envelope, property_reply_to: str | None) -> str | None:
+    """Where a query's reply goes: ``payload.replyTo`` (Go), else the AMQP property, else top
+    level."""
+    payload_reply = envelope.payload.get("replyTo")
+    if isinstance(payload_reply, str) and payload_reply:
+        return payload_reply
+    return property_reply_to or envelope.reply_to
+
+
+def error_payload(code: str, message: str) -> dict[str, Any]:
+    """The payload of an error reply (wire-format §2)."""
+    return {"success": False, "errorCode": code, "errorMessage": message}
+
+
+def reply_failure(envelope: Envelope) -> tuple[str, str] | None:
+    """``(code, message)`` when the reply payload says ``success: false``, else None."""
+    if envelope.payload.get("success") is False:
+        code = envelope.payload.get("errorCode")
+        text = envelope.payload.get("errorMessage") or envelope.payload.get("error")
+        return (str(code) if code else "error", str(text) if text else "")
+    return None

@@ -1,0 +1,135 @@
+"""Confirmed, mandatory publishing on one channel, pipelined.
+
+Contract: ``send`` returns only after the broker confirmed the message (``basic.ack``); an
+unroutable message (``mandatory`` is always set) raises ``UnroutableError``, a ``basic.nack`` raises
+``NackError``, no confirm within the timeout raises ``PublishTimeout``. Many tasks may call ``send``
+concurrently: their publishes go out back to back on the publishing channel and wait for their
+confirms together, up to ``max_in_flight`` unconfirmed at once (a semaphore; further callers wait
+for a slot, inside their timeout). ``send_many`` publishes a list that way and raises
+``BatchPublishError`` listing exactly the failed ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiormq.exceptions as amqp_exc
+from pamqp.commands import Basic
+
+from .codec import Encoded
+from .connection import Connection, ManagedChannel
+from .errors import (
+    BatchFailure,
+    BatchPublishError,
+    MmateError,
+    NackError,
+    PublishError,
+    PublishTimeout,
+    UnroutableError,
+    broker_reply,
+)
+
+log = logging.getLogger("mmate.publish")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An encoded message and where it goes."""
+
+    encoded: Encoded
+    exchange: str
+    routing_key: str
+
+
+def _where(exchange: str, routing_key: str) -> str:
+    return f"exchange {exchange or '(default)'!r} with routing key {routing_key!r}"
+
+
+class ConfirmedPublisher:
+    """Publishes with confirms and ``mandatory`` on one managed channel."""
+
+    def __init__(
+        self, connection: Connection, *, max_in_flight: int = 1000, timeout: float = 10.0
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._channel: ManagedChannel = connection.managed("publishing", confirms=True)
+        self._window = asyncio.Semaphore(max_in_flight)
+        self.timeout = timeout
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def send(self, out: Outgoing, *, timeout: float | None = None) -> None:
+        """Publish one message and wait for its confirm (see module docstring for the errors)."""
+        limit = self.timeout if timeout is None else timeout
+        where = _where(out.exchange, out.routing_key)
+        try:
+            async with asyncio.timeout(limit):
+                async with self._window:
+                    channel = await self._channel.get()
+                    result = await channel.basic_publish(
+                        out.encoded.body,
+                        exchange=out.exchange,
+                        routing_key=out.routing_key,
+                        properties=out.encoded.properties,
+                        mandatory=True,
+                    )
+        except TimeoutError:
+            raise PublishTimeout(
+                f"{out.encoded.type} {out.encoded.message_id} to {where}: "
+                f"no confirm within {limit:g} s",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            ) from None
+        except amqp_exc.PublishError as exc:
+            raise UnroutableError(
+                f"{out.encoded.type} {out.encoded.message_id} is unroutable: no queue is bound to "
+                f"{where} ({exc.args[0] if exc.args else 'returned'})",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            ) from None
+        except amqp_exc.DeliveryError as exc:
+            raise NackError(
+                f"the broker nacked {out.encoded.type} {out.encoded.message_id} to {where}",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            ) from exc
+        except MmateError as exc:
+            raise PublishError(
+                f"publishing {out.encoded.type} to {where}: {exc}",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            ) from exc
+        except (amqp_exc.AMQPError, ConnectionError, RuntimeError) as exc:
+            # 404 on a missing exchange closes the channel; it is reopened on the next publish.
+            raise PublishError(
+                f"publishing {out.encoded.type} to {where} failed: {broker_reply(exc)}",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            ) from exc
+        if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
+            raise NackError(
+                f"the broker nacked {out.encoded.type} {out.encoded.message_id} to {where}",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            )
+
+    async def send_many(self, items: Sequence[Outgoing], *, timeout: float | None = None) -> None:
+        """Publish all ``items`` pipelined and await every confirm; report exactly which failed."""
+        results = await asyncio.gather(
+            *(self.send(item, timeout=timeout) for item in items), return_exceptions=True
+        )
+        failures: list[BatchFailure] = []
+        for index, (item, result) in enumerate(zip(items, results, strict=True)):
+            if isinstance(result, BaseException):
+                if not isinstance(result, MmateError):
+                    if not isinstance(result, Exception):
+                        raise result
+                    result = PublishError(f"{type(result).__name__}: {result}")
+                failures.append(BatchFailure(index, item.encoded.message_id, result))
+        if failures:
+            raise BatchPublishError(failures, len(items))

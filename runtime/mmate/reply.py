@@ -1,0 +1,85 @@
+"""Request/reply: the client's reply queue, and sending a handler's reply back to the requester.
+
+The requester side (``ReplyQueue``): one real, exclusive, auto-delete queue per client named
+``<service>.reply.<8 hex>`` (not ``amq.rabbitmq.reply-to``: a Go responder reads ``payload.replyTo``
+and could not answer it, wire-format §4). It is declared on first use, consumed on its own channel
+with auto-ack (a reply whose requester died has no one to go back to), and replies are matched to
+waiting requests by the envelope's ``correlationId`` (else the AMQP ``correlation_id``). Replies
+nobody waits for (late, after a timeout) are logged and dropped.
+
+The responder side (``send_reply``): the reply goes through the default exchange to the address from
+``payload.replyTo``, else the ``reply_to`` property, else top-level ``replyTo``, with the request's
+correlation id. Task safety: all methods may be called concurrently from tasks of one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+import aiormq.abc
+
+from . import codec
+from .codec import Envelope
+from .connection import Connection, ManagedChannel
+from .errors import DecodeError
+
+log = logging.getLogger("mmate.reply")
+
+
+class ReplyQueue:
+    """The reply queue of one client and the requests waiting on it."""
+
+    def __init__(self, connection: Connection, service: str) -> None:
+        self.name = f"{service}.reply.{secrets.token_hex(4)}"
+        self._pending: dict[str, asyncio.Future[Envelope]] = {}
+        self._channel: ManagedChannel = connection.managed(
+            "replies", confirms=False, on_open=self._setup
+        )
+
+    async def _setup(self, channel: aiormq.abc.AbstractChannel) -> None:
+        await channel.queue_declare(self.name, exclusive=True, auto_delete=True, durable=False)
+        await channel.basic_consume(self.name, self._on_reply, no_ack=True)
+
+    async def ensure(self) -> str:
+        """Declare and consume the reply queue if not yet (or again after a channel loss)."""
+        await self._channel.get()
+        return self.name
+
+    def in_use(self, correlation_id: str) -> bool:
+        return correlation_id in self._pending
+
+    def expect(self, correlation_id: str) -> asyncio.Future[Envelope]:
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        return future
+
+    def forget(self, correlation_id: str) -> None:
+        self._pending.pop(correlation_id, None)
+
+    async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
+        props = message.header.properties
+        try:
+            envelope = codec.parse(message.body)
+        except DecodeError as exc:
+            log.error("undecodable reply on %s dropped: %s", self.name, exc)
+            return
+        correlation_id = envelope.correlation_id or props.correlation_id or ""
+        future = self._pending.pop(correlation_id, None)
+        if future is None or future.done():
+            log.warning(
+                "reply %s (%s) with correlation id %r has no waiting request (late?); dropped",
+                envelope.id,
+                envelope.type,
+                correlation_id,
+            )
+            return
+        future.set_result(envelope)
+
+    async def close(self) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()
+        self._pending.clear()
+        await self._channel.close()

@@ -1,0 +1,69 @@
+"""The public surface of ``mmate`` is curated: every name in ``__all__`` exists and belongs to
+mmate."""
+
+from __future__ import annotations
+
+import mmate
+
+EXPECTED = {
+    # runtime
+    "Client",
+    "Serving",
+    "Batch",
+    "Publication",
+    "MessageContext",
+    "HandlerBase",
+    "Publisher",
+    "PublishTransport",
+    "PublishOptions",
+    "Model",
+    "Base64Bytes",
+    "JsonDecimal",
+    # topology (used by generated code)
+    "BindingDef",
+    "ExchangeDef",
+    "HandlerRoute",
+    "HeaderValue",
+    "MessageDef",
+    "PublishRoute",
+    "QueueDef",
+    "RetryPolicy",
+    "ServiceTopology",
+    # errors
+    "MmateError",
+    "BrokerConnectionError",
+    "TopologyError",
+    "PreconditionFailed",
+    "EntityNotFound",
+    "AccessRefused",
+    "PublishError",
+    "UnroutableError",
+    "NackError",
+    "PublishTimeout",
+    "BatchPublishError",
+    "BatchFailure",
+    "RequestTimeout",
+    "RemoteError",
+    "ReplyError",
+    "DecodeError",
+    "FeatureNotAvailable",
+    "PermanentError",
+    "TransientError",
+}
+
+
+ALIASES = {"Base64Bytes", "JsonDecimal", "HeaderValue"}
+
+
+def test_all_is_exactly_the_curated_surface() -> None:
+    assert set(mmate.__all__) == EXPECTED
+    assert len(set(mmate.__all__)) == len(mmate.__all__)
+
+
+def test_every_exported_member_exists_and_is_mmate_s_own() -> None:
+    for name in mmate.__all__:
+        member = getattr(mmate, name)
+        if name in ALIASES:  # Annotated / union aliases have no module of their own
+            continue
+        module = getattr(member, "__module__", "mmate")
+        assert module == "mmate" or module.startswith("mmate."), (name, module)

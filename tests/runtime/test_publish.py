@@ -1,0 +1,180 @@
+"""Publishing on the broker: confirms, mandatory, nack, timeout, options as real properties,
+pipelining, batches. What we publish is read back raw and checked with plain ``json`` (wire-format
+§5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import aiormq.abc
+import mmate
+import pytest
+from conftest import BROKER_URL, message_count, wait_until
+from mmate import ExchangeDef, Publication, QueueDef, ServiceTopology
+from sample_app import App, CreateOrderCommand, OrderCreatedEvent, Region
+
+pytestmark = pytest.mark.broker
+
+
+def event(n: int = 0, region: Region = Region.EU) -> OrderCreatedEvent:
+    return OrderCreatedEvent(
+        aggregate_id=f"ORDER-{n}",
+        sequence=n,
+        order_id=f"ORDER-{n}",
+        customer_id="C-1",
+        amount=n + 0.5,
+        region=region,
+    )
+
+
+async def test_published_event_is_what_a_go_consumer_expects(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        await app.publisher(client).publish_order_created_event(event(7), correlation_id="corr-7")
+    msg = await raw.basic_get(app.audit_queue, no_ack=True)
+    assert msg.delivery.exchange == app.events
+    assert msg.delivery.routing_key == "order.eu.created"
+    body = json.loads(msg.body)  # plain json, as any reader would
+    assert set(body) == {"id", "type", "timestamp", "correlationId", "headers", "payload"}
+    assert body["type"] == "OrderCreatedEvent" and body["correlationId"] == "corr-7"
+    assert body["payload"]["aggregateId"] == "ORDER-7" and body["payload"]["sequence"] == 7
+    props = msg.header.properties
+    assert props.message_id == body["id"] and props.correlation_id == "corr-7"
+    assert props.message_type == "OrderCreatedEvent" and props.app_id == "order-service"
+    assert props.delivery_mode == 2 and props.content_type == "application/json"
+    assert props.headers["x-message-type"] == "OrderCreatedEvent"
+    assert props.headers["x-source"] == "mmate-py" and props.headers["x-schema-version"] == "1.0"
+    assert props.headers == body["headers"]
+
+
+async def test_unroutable_publish_raises_naming_exchange_and_routing_key(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        with pytest.raises(mmate.UnroutableError) as info:
+            await app.publisher(client).publish_order_created_event(
+                event(), routing_key="nobody.listens"
+            )
+        assert info.value.exchange == app.events and info.value.routing_key == "nobody.listens"
+        assert app.events in str(info.value) and "nobody.listens" in str(info.value)
+        # the channel is still fine
+        await app.publisher(client).publish_order_created_event(event())
+
+
+async def test_publish_to_missing_exchange_raises_and_the_channel_is_reopened(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        with pytest.raises(mmate.PublishError, match="NOT_FOUND"):
+            await app.publisher(client).publish_order_created_event(
+                event(), exchange=f"missing.{app.suffix}"
+            )
+        await app.publisher(client).publish_order_created_event(event())
+        assert client._publisher._channel.reopened == 1
+
+
+async def test_nack_raises(extra_entities: tuple[list[str], list[str]]) -> None:
+    queues, exchanges = extra_entities
+    s = uuid.uuid4().hex[:8]
+    exchange, queue = f"t.{s}.nack", f"t.{s}.full"
+    queues.append(queue)
+    exchanges.append(exchange)
+    from mmate import BindingDef
+
+    topo = ServiceTopology(
+        name="nack",
+        exchanges=(ExchangeDef(exchange),),
+        queues=(QueueDef(queue, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}),),
+        bindings=(BindingDef(exchange, queue, "#"),),
+        publishes={},
+        consumes={},
+        messages={},
+    )
+    from sample_app import MESSAGES
+
+    route = mmate.PublishRoute(MESSAGES["OrderCreatedEvent"], exchange, "k")
+    async with mmate.Client(BROKER_URL, service="nack") as client:
+        await client.declare(topo)
+        await client.publish(route, event(), "k", {})
+        with pytest.raises(mmate.NackError, match="nacked"):
+            await client.publish(route, event(), "k", {})
+
+
+async def test_publish_timeout(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        with pytest.raises(mmate.PublishTimeout, match="no confirm within"):
+            await app.publisher(client).publish_order_created_event(event(), timeout=0.000001)
+
+
+async def test_ttl_and_priority_are_real_properties(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        await app.publisher(client).publish_order_created_event(
+            event(1), ttl=30, priority=3, persistent=False, headers={"tenant": "a"}
+        )
+        await app.publisher(client).publish_order_created_event(event(2), ttl=0.05)
+    msg = await raw.basic_get(app.audit_queue, no_ack=True)
+    p = msg.header.properties
+    assert (p.expiration, p.priority, p.delivery_mode) == ("30000", 3, 1)
+    assert p.headers["tenant"] == "a"
+    await asyncio.sleep(0.3)
+    assert await message_count(raw, app.audit_queue) == 0  # the 50 ms message expired on the broker
+
+
+async def test_concurrent_publishes_pipeline(app: App, raw: aiormq.abc.AbstractChannel) -> None:
+    n = 3000
+    async with mmate.Client(BROKER_URL, service="order-service", max_in_flight=500) as client:
+        await client.declare(app.order_service)
+        publisher = app.publisher(client)
+        started = time.perf_counter()
+        await asyncio.gather(*(publisher.publish_order_created_event(event(i)) for i in range(n)))
+        elapsed = time.perf_counter() - started
+    await wait_until(lambda: True)
+    assert await message_count(raw, app.audit_queue) == n
+    # one round trip per message would be far slower than this on any machine
+    assert n / elapsed > 1000, f"{n / elapsed:.0f} msg/s"
+
+
+async def test_publish_many_reports_exactly_which_failed(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    route = app.order_service.publishes["OrderCreatedEvent"]
+    items = [Publication(route, event(i), "order.eu.created") for i in range(10)]
+    items[3] = Publication(route, event(3), "unbound.key")
+    items[8] = Publication(route, event(8), "", {"routing_key": "also.unbound"})
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        with pytest.raises(mmate.BatchPublishError) as info:
+            await client.publish_many(items)
+        failures = info.value.failures
+        assert [f.index for f in failures] == [3, 8]
+        assert all(isinstance(f.error, mmate.UnroutableError) for f in failures)
+        assert info.value.total == 10
+        await client.publish_many(items[:3])
+    assert await message_count(raw, app.audit_queue) == 8 + 3
+
+
+async def test_batch_transport_sends_on_exit(app: App, raw: aiormq.abc.AbstractChannel) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        async with client.batch() as batch:
+            publisher = app.publisher(batch)
+            for i in range(100):
+                await publisher.publish_order_created_event(event(i, Region.US))
+            for i in range(5):
+                await publisher.send_create_order_command(
+                    CreateOrderCommand(customer_id="c", amount=i)
+                )
+            assert await message_count(raw, app.audit_queue) == 0  # nothing sent before exit
+        with pytest.raises(mmate.MmateError, match="cannot be sent in a batch"):
+            from sample_app import GetOrderQuery
+
+            await app.publisher(client.batch()).request_get_order_query(GetOrderQuery(order_id="o"))
+    assert await message_count(raw, app.audit_queue) == 100
+    assert await message_count(raw, app.order_queue) == 5

@@ -1,0 +1,194 @@
+"""Request/reply on the broker, both with our responder and with Go-shaped requesters and
+responders."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import aiormq.abc
+import mmate
+import pytest
+from conftest import BROKER_URL, go_body, go_fixture, wait_until
+from mmate import MessageContext
+from pamqp.commands import Basic
+from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, OrderReply
+
+pytestmark = pytest.mark.broker
+
+
+def responder(app: App, *, fail: bool = False, delay: float = 0.0) -> object:
+    class Responder(app.handlers):
+        def __init__(self) -> None:
+            self.count = 0
+
+        async def handle_get_order_query(
+            self, message: GetOrderQuery, ctx: MessageContext
+        ) -> OrderReply:
+            self.count += 1
+            if delay:
+                await asyncio.sleep(delay)
+            if fail or message.order_id == "missing":
+                raise mmate.PermanentError(f"order {message.order_id} does not exist")
+            return OrderReply(order_id=message.order_id, status=f"status-of-{message.order_id}")
+
+        async def handle_create_order_command(
+            self, message: CreateOrderCommand, ctx: MessageContext
+        ) -> None:
+            return None
+
+        async def handle_order_created_event(
+            self, message: OrderCreatedEvent, ctx: MessageContext
+        ) -> None:
+            return None
+
+    return Responder()
+
+
+async def test_n_queries_get_n_typed_replies(app: App) -> None:
+    n = 300
+    async with (
+        mmate.Client(BROKER_URL, service="order-service") as server,
+        mmate.Client(BROKER_URL, service="storefront") as client,
+    ):
+        await server.declare(app.order_service)
+        handlers = responder(app)
+        await server.serve(handlers)
+        publisher = app.publisher(client)
+        replies = await asyncio.gather(
+            *(
+                publisher.request_get_order_query(GetOrderQuery(order_id=f"o-{i}"), timeout=20)
+                for i in range(n)
+            )
+        )
+        assert handlers.count == n
+    assert all(isinstance(r, OrderReply) for r in replies)
+    assert [r.status for r in replies] == [f"status-of-o-{i}" for i in range(n)]
+    assert (
+        client.reply_queue.startswith("storefront.reply.")
+        and len(client.reply_queue.rsplit(".", 1)[1]) == 8
+    )
+
+
+async def test_handler_error_becomes_a_remote_error_not_a_timeout(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    async with (
+        mmate.Client(BROKER_URL, service="order-service") as server,
+        mmate.Client(BROKER_URL, service="storefront") as client,
+    ):
+        await server.declare(app.order_service)
+        await server.serve(responder(app))
+        with pytest.raises(mmate.RemoteError) as info:
+            await app.publisher(client).request_get_order_query(
+                GetOrderQuery(order_id="missing"), timeout=5
+            )
+        assert info.value.code == "PermanentError"
+        assert info.value.message == "order missing does not exist"
+        assert info.value.reply_type == "OrderReply"
+        # the client keeps working
+        ok = await app.publisher(client).request_get_order_query(
+            GetOrderQuery(order_id="x"), timeout=5
+        )
+        assert ok.order_id == "x"
+
+
+async def test_no_reply_raises_request_timeout_naming_type_and_correlation_id(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="storefront") as client:
+        await client.declare(app.order_service)  # the queue exists, but nobody serves it
+        with pytest.raises(mmate.RequestTimeout) as info:
+            await app.publisher(client).request_get_order_query(
+                GetOrderQuery(order_id="o"), timeout=0.3, correlation_id="corr-x"
+            )
+    assert info.value.query_type == "GetOrderQuery" and info.value.correlation_id == "corr-x"
+    assert "GetOrderQuery" in str(info.value) and "corr-x" in str(info.value)
+
+
+async def test_late_reply_after_timeout_is_dropped_quietly(app: App) -> None:
+    async with (
+        mmate.Client(BROKER_URL, service="order-service") as server,
+        mmate.Client(BROKER_URL, service="storefront") as client,
+    ):
+        await server.declare(app.order_service)
+        handlers = responder(app, delay=0.5)
+        await server.serve(handlers)
+        with pytest.raises(mmate.RequestTimeout):
+            await app.publisher(client).request_get_order_query(
+                GetOrderQuery(order_id="o"), timeout=0.1
+            )
+        await asyncio.sleep(0.6)
+        assert (
+            await app.publisher(client).request_get_order_query(
+                GetOrderQuery(order_id="p"), timeout=5
+            )
+        ).order_id == "p"
+
+
+async def test_go_requester_gets_its_reply_at_payload_reply_to(
+    app: App, raw: aiormq.abc.AbstractChannel, extra_entities: tuple[list[str], list[str]]
+) -> None:
+    """A Go requester names its reply queue only in payload.replyTo and matches on correlationId."""
+    reply_queue = f"bridge.reply.{uuid.uuid4().hex[:8]}"
+    extra_entities[0].append(reply_queue)
+    await raw.queue_declare(reply_queue, exclusive=False, auto_delete=False)
+    fx = go_fixture("query")
+    fx["body"]["payload"]["replyTo"] = reply_queue
+    async with mmate.Client(BROKER_URL, service="order-service") as server:
+        await server.declare(app.order_service)
+        await server.serve(responder(app))
+        props = Basic.Properties(headers=fx["headers"], **fx["properties"])
+        await raw.basic_publish(
+            go_body(fx), exchange=app.queries, routing_key="qry.GetOrderQuery", properties=props
+        )
+        got: list[aiormq.abc.DeliveredMessage] = []
+        await raw.basic_consume(reply_queue, lambda m: got.append(m), no_ack=True)
+        await wait_until(lambda: len(got) == 1)
+    reply = got[0]
+    assert reply.delivery.exchange == "" and reply.delivery.routing_key == reply_queue
+    body = json.loads(reply.body)
+    assert body["type"] == "OrderReply"
+    assert body["correlationId"] == fx["body"]["correlationId"]
+    assert body["payload"] == {
+        "success": True,
+        "errorCode": None,
+        "errorMessage": None,
+        "orderId": "ORDER-456",
+        "status": "status-of-ORDER-456",
+    }
+    assert reply.header.properties.correlation_id == fx["body"]["correlationId"]
+
+
+async def test_go_responder_that_reads_only_payload_reply_to(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    """A Go responder: reads payload.replyTo from the body, answers with a Go-shaped reply."""
+
+    async def go_responder(message: aiormq.abc.DeliveredMessage) -> None:
+        query = json.loads(message.body)
+        order_id = query["payload"]["orderId"]
+        fixture = go_fixture("error_reply" if order_id == "missing" else "reply")
+        fixture["body"]["correlationId"] = query["correlationId"]
+        props = Basic.Properties(
+            headers=fixture["headers"], **fixture["properties"]
+        )  # no correlation_id property
+        await message.channel.basic_publish(
+            go_body(fixture), exchange="", routing_key=query["payload"]["replyTo"], properties=props
+        )
+        await message.channel.basic_ack(message.delivery.delivery_tag)
+
+    async with mmate.Client(BROKER_URL, service="storefront") as client:
+        await client.declare(app.order_service)
+        await raw.basic_consume(app.order_queue, go_responder)
+        reply = await app.publisher(client).request_get_order_query(
+            GetOrderQuery(order_id="ORDER-456"), timeout=5
+        )
+        assert isinstance(reply, OrderReply) and reply.status == "shipped"
+        with pytest.raises(mmate.RemoteError) as info:
+            await app.publisher(client).request_get_order_query(
+                GetOrderQuery(order_id="missing"), timeout=5
+            )
+        assert (info.value.code, info.value.message) == (
+            "NOT_FOUND",
+            "order ORDER-456 does not exist",
+        )
