@@ -76,7 +76,11 @@ class Connection:
                 f"connecting to {self._masked}: no answer within {self._connect_timeout:g} s"
             ) from None
         except Exception as exc:
-            raise _without_url(translate(exc, f"connecting to {self._masked}"), self._url) from None
+            error = _without_url(translate(exc, f"connecting to {self._masked}"), self._url)
+            if not isinstance(error, BrokerConnectionError):
+                hint = " (does the vhost exist, and may this user use it?)"
+                error = BrokerConnectionError(f"{error}{hint}")
+            raise error from None
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -118,6 +118,7 @@ class QueueConsumer:
         self._consumer_tag: str | None = None
         self._stopping = False
         self._restart: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[Any] | None = None
         self.handled = 0
         """Messages whose handler returned (acked in manual mode)."""
         self.failed = 0
@@ -164,7 +165,9 @@ class QueueConsumer:
             log.warning("broker cancelled the consumer of %s; consuming again", self.queue)
             channel = self._channel
             if channel is not None and not channel.is_closed:
-                await channel.close()  # its close callback schedules the restart
+                # Not inline: this callback runs inside the channel's reader, which must stay free
+                # to read the broker's Close-Ok. Closing triggers the restart (_on_channel_closed).
+                self._closer = asyncio.create_task(channel.close())
 
     def _schedule_restart(self) -> None:
         if self._restart is None or self._restart.done():

@@ -23,7 +23,7 @@ import aiormq.abc
 from . import codec
 from .codec import Envelope
 from .connection import Connection, ManagedChannel
-from .errors import DecodeError
+from .errors import DecodeError, MmateError
 
 log = logging.getLogger("mmate.reply")
 
@@ -80,6 +80,6 @@ class ReplyQueue:
     async def close(self) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.cancel()
+                future.set_exception(MmateError("the client was closed while waiting for a reply"))
         self._pending.clear()
         await self._channel.close()

@@ -300,3 +300,22 @@ async def test_go_event_and_command_reach_typed_handlers(
     assert ctx.message_id == "c5090760-3f7e-45a6-a8bf-75a3ca89b21c" and ctx.correlation_id is None
     command, cctx = handlers.commands[0]
     assert command.customer_id == "CUST-456" and cctx.correlation_id == "corr-20261128173500"
+
+
+async def test_consumer_cancelled_by_the_broker_consumes_again(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        handlers = recording_handlers(app)
+        serving = await client.serve(handlers, queues=[app.audit_queue])
+        consumer = serving.consumers[0]
+        old = consumer._channel
+        await raw.queue_delete(app.audit_queue)  # the broker cancels our consumer
+        await wait_until(lambda: old.is_closed, timeout=10)
+        await client.declare(app.order_service)  # the queue comes back (e.g. an operator fixed it)
+        await wait_until(
+            lambda: consumer._channel is not old and not consumer._channel.is_closed, 15
+        )
+        await app.publisher(client).publish_order_created_event(event(1))
+        await wait_until(lambda: len(handlers.events) == 1)

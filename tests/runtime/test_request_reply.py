@@ -164,8 +164,11 @@ async def test_go_responder_that_reads_only_payload_reply_to(
 ) -> None:
     """A Go responder: reads payload.replyTo from the body, answers with a Go-shaped reply."""
 
+    seen_queries: list[tuple[dict[str, object], str | None]] = []
+
     async def go_responder(message: aiormq.abc.DeliveredMessage) -> None:
         query = json.loads(message.body)
+        seen_queries.append((query, message.header.properties.reply_to))
         order_id = query["payload"]["orderId"]
         fixture = go_fixture("error_reply" if order_id == "missing" else "reply")
         fixture["body"]["correlationId"] = query["correlationId"]
@@ -192,3 +195,9 @@ async def test_go_responder_that_reads_only_payload_reply_to(
             "NOT_FOUND",
             "order ORDER-456 does not exist",
         )
+    query, reply_to_property = seen_queries[0]
+    # the reply address is in all three places, and it is the client's real reply queue
+    assert (
+        query["payload"]["replyTo"] == query["replyTo"] == reply_to_property == client.reply_queue
+    )
+    assert not client.reply_queue.startswith("amq.")
