@@ -1,0 +1,189 @@
+"""Load a spec directory into the intermediate model, reporting every problem in one run.
+
+``load_specs`` never raises on bad input: YAML errors, unreadable files and every spec rule broken
+become ``Diagnostic``s, sorted by location. The model is returned only when no error was found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checks_schema import TypeTable, build_enum, build_message, build_record, check_type_name
+from .checks_services import Topology, build_service, check_delivery
+from .checks_topology import (
+    build_exchanges,
+    check_dead_letter_routes,
+    check_derived_names,
+    check_queue,
+)
+from .diagnostics import Diagnostic, Location
+from .ir import Binding, Queue, SpecSet
+from .queues import build_queues
+from .rawspec import RawExchange, RawFile, RawMessage, RawQueue, RawService, RawType, read_file
+from .report import Report
+from .yamlnodes import Reader, compose_file
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    spec: SpecSet | None
+    """None when there is any error-level diagnostic."""
+    diagnostics: list[Diagnostic]
+    """Errors and warnings, sorted by location."""
+
+
+def load_specs(root: Path) -> LoadResult:
+    root_name = root.resolve().name or root.name or "specs"
+    sink: list[Diagnostic] = []
+    try:
+        spec = _load(root, root_name, sink)
+    except Exception as exc:  # a bug of ours must still not print a traceback at the user
+        sink.append(
+            Diagnostic(
+                Location(root_name, 1, 1),
+                f"internal error of mmate-gen while loading the specs: {exc!r}",
+                "report this bug together with the spec directory",
+            )
+        )
+        spec = None
+    unique = sorted(set(sink), key=lambda d: (d.loc, d.message, d.level))
+    if any(d.level == "error" for d in unique):
+        spec = None
+    return LoadResult(spec, unique)
+
+
+def spec_files(root: Path) -> list[Path]:
+    """Every ``*.yaml``/``*.yml`` file under ``root``, sorted by relative path."""
+    found = [p for p in root.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file()]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _load(root: Path, root_name: str, sink: list[Diagnostic]) -> SpecSet | None:
+    report = Report(sink)
+    if not root.is_dir():
+        report.error(
+            Location(root_name, 1, 1),
+            f"spec directory {root} does not exist",
+            "pass a directory of *.yaml files",
+        )
+        return None
+    files = spec_files(root)
+    if not files:
+        report.error(
+            Location(root_name, 1, 1),
+            f"no *.yaml spec files in {root}",
+            "add at least one spec file",
+        )
+        return None
+    raws: list[RawFile] = []
+    displays: list[str] = []
+    for path in files:
+        display = f"{root_name}/{path.relative_to(root).as_posix()}"
+        displays.append(display)
+        before = len(sink)
+        node = compose_file(path, display, sink)
+        if node is None and len(sink) > before:
+            continue
+        raws.append(read_file(Reader(display, sink), node))
+    return _build(report, raws, tuple(displays))
+
+
+def _build(report: Report, files: list[RawFile], displays: tuple[str, ...]) -> SpecSet | None:
+    types, messages, exchanges, queues, services = _unique_definitions(report, files)
+
+    enums = {t.name: build_enum(report, t) for t in types if t.enum is not None}
+    table = TypeTable(
+        enums={name: e.values for name, e in enums.items()},
+        records=frozenset(t.name for t in types if t.fields is not None),
+        messages=frozenset(m.name for m in messages),
+    )
+    for t in types:
+        check_type_name(report, t.name, t.loc, "type")
+    for m in messages:
+        check_type_name(report, m.name, m.loc, "message")
+    records = [build_record(report, t, table) for t in types if t.fields is not None]
+    replies = {m.name for m in messages if m.kind == "reply"}
+    built_messages = {m.name: build_message(report, m, table, replies) for m in messages}
+
+    exchange_map = build_exchanges(report, exchanges)
+    spec_queue_names = frozenset(q.name for q in queues)
+    bindings: list[Binding] = []
+    all_queues: dict[str, Queue] = {}
+    derived: dict[str, str] = {}
+    for raw in queues:
+        bindings.extend(check_queue(report, raw, exchange_map))
+        for queue in build_queues(raw, spec_queue_names):
+            if queue.origin is not None:
+                derived.setdefault(queue.name, queue.origin)
+            if queue.name not in all_queues:
+                all_queues[queue.name] = queue
+    check_derived_names(report, queues, derived)
+    check_dead_letter_routes(report, queues, exchange_map, bindings)
+
+    topo = Topology(built_messages, exchange_map, spec_queue_names, tuple(bindings))
+    built_services = [build_service(report, s, topo) for s in services]
+    check_delivery(report, built_services, services, topo)
+
+    if report.has_errors:
+        return None
+    return SpecSet(
+        root=displays[0].split("/", 1)[0] if displays else "",
+        files=displays,
+        enums=tuple(sorted(enums.values(), key=lambda e: e.name)),
+        records=tuple(sorted(records, key=lambda r: r.name)),
+        messages=tuple(sorted(built_messages.values(), key=lambda m: m.name)),
+        exchanges=tuple(sorted(exchange_map.values(), key=lambda e: e.name)),
+        queues=tuple(sorted(all_queues.values(), key=lambda q: q.name)),
+        bindings=tuple(sorted(bindings, key=lambda b: (b.queue, b.exchange, b.routing_key))),
+        services=tuple(sorted(built_services, key=lambda s: s.name)),
+    )
+
+
+def _unique_definitions(
+    report: Report, files: list[RawFile]
+) -> tuple[list[RawType], list[RawMessage], list[RawExchange], list[RawQueue], list[RawService]]:
+    """Every definition once; a name defined again (in any file) is reported and dropped."""
+    classes: dict[str, tuple[str, Location]] = {}
+    seen: dict[str, dict[str, Location]] = {"exchange": {}, "queue": {}, "service": {}}
+    types: list[RawType] = []
+    messages: list[RawMessage] = []
+    exchanges: list[RawExchange] = []
+    queues: list[RawQueue] = []
+    services: list[RawService] = []
+
+    def first_class(what: str, name: str, loc: Location) -> bool:
+        if name in classes:
+            other, first = classes[name]
+            report.error(
+                loc,
+                f'{what} "{name}" is defined twice'
+                if other == what
+                else f'{what} "{name}" has the name of {other} "{name}"',
+                f"rename one of them (the first is at {first}); types and messages become "
+                "classes of one module",
+            )
+            return False
+        classes[name] = (what, loc)
+        return True
+
+    def first(what: str, name: str, loc: Location) -> bool:
+        if name in seen[what]:
+            report.error(
+                loc,
+                f'{what} "{name}" is defined twice',
+                f"rename one of them (the first is at {seen[what][name]})",
+            )
+            return False
+        seen[what][name] = loc
+        return True
+
+    for f in files:
+        types.extend(t for t in f.types if first_class("type", t.name, t.loc))
+        messages.extend(m for m in f.messages if first_class("message", m.name, m.loc))
+        exchanges.extend(e for e in f.exchanges if first("exchange", e.name, e.loc))
+        queues.extend(q for q in f.queues if first("queue", q.name, q.loc))
+        services.extend(s for s in f.services if first("service", s.name, s.loc))
+    return types, messages, exchanges, queues, services

@@ -1,0 +1,293 @@
+"""Position-keeping YAML: compose files into PyYAML nodes and read typed values from them.
+
+PyYAML's node marks are 0-based; every ``Location`` here is 1-based. A ``Reader`` reads one
+file's nodes and records each problem as a ``Diagnostic`` instead of raising, so one run reports
+everything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .diagnostics import Diagnostic, Location
+from .ir import JsonValue
+from .names import did_you_mean, one_of
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_STR = "tag:yaml.org,2002:str"
+
+_CONSTRUCTOR = yaml.SafeLoader("")
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def compose_file(path: Path, display: str, sink: list[Diagnostic]) -> yaml.Node | None:
+    """The root node of a YAML file, or None (with a diagnostic) if it cannot be read or parsed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        sink.append(
+            Diagnostic(
+                Location(display, 1, 1),
+                f"cannot read spec file: {reason}",
+                "make it a readable UTF-8 text file",
+            )
+        )
+        return None
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        sink.append(
+            Diagnostic(
+                Location(display, line, col),
+                f"YAML syntax error: {problem}",
+                "fix the YAML syntax (check indentation; quote values containing ': ', ' #', "
+                "'[' or '{')",
+            )
+        )
+    except yaml.YAMLError as exc:
+        sink.append(
+            Diagnostic(Location(display, 1, 1), f"YAML syntax error: {exc}", "fix the YAML syntax")
+        )
+    return None
+
+
+def describe(node: yaml.Node) -> str:
+    """What a node holds, for messages: ``a list``, ``a number``..."""
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    tag = node.tag
+    if tag in (_INT, _FLOAT):
+        return f"the number {node.value}"
+    if tag == _BOOL:
+        return f"the boolean {node.value}"
+    if tag == _NULL:
+        return "empty (null)"
+    return f'the string "{node.value}"'
+
+
+def is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL
+
+
+def parse_duration(text: str) -> int | None:
+    """Milliseconds of ``500``, ``500ms``, ``30s``, ``5m``, ``1h``, ``2d``; else None."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNIT_MS[match.group(2) or "ms"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One key of a mapping with its key and value nodes."""
+
+    key: str
+    key_node: yaml.Node
+    value: yaml.Node
+
+
+class Reader:
+    """Reads typed values out of one file's nodes, recording problems in ``sink``."""
+
+    def __init__(self, path: str, sink: list[Diagnostic]) -> None:
+        self.path = path
+        self.sink = sink
+
+    def loc(self, node: yaml.Node) -> Location:
+        return Location(self.path, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def error(self, where: yaml.Node | Location, message: str, hint: str) -> None:
+        loc = where if isinstance(where, Location) else self.loc(where)
+        self.sink.append(Diagnostic(loc, message, hint))
+
+    def warn(self, where: yaml.Node | Location, message: str, hint: str) -> None:
+        loc = where if isinstance(where, Location) else self.loc(where)
+        self.sink.append(Diagnostic(loc, message, hint, "warning"))
+
+    # -- containers ----------------------------------------------------------------------------
+
+    def mapping(self, node: yaml.Node, what: str, allow_null: bool = False) -> list[Entry] | None:
+        """The entries of a mapping node, first occurrence of each key; duplicates are reported."""
+        if allow_null and is_null(node):
+            return []
+        if not isinstance(node, yaml.MappingNode):
+            self.error(
+                node, f"{what} must be a mapping, not {describe(node)}", "write key: value lines"
+            )
+            return None
+        entries: list[Entry] = []
+        seen: dict[str, yaml.Node] = {}
+        for key_node, value in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL:
+                self.error(
+                    key_node, f"a key of {what} is not a name", "write a plain name as the key"
+                )
+                continue
+            key = str(key_node.value)
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                self.error(
+                    key_node,
+                    f'key "{key}" appears twice in {what}',
+                    f"keep only one of them (the first is at line {first})",
+                )
+                continue
+            seen[key] = key_node
+            entries.append(Entry(key, key_node, value))
+        return entries
+
+    def known(self, entries: list[Entry], allowed: tuple[str, ...], what: str) -> dict[str, Entry]:
+        """The entries whose key is in ``allowed``; other keys are reported with a did-you-mean."""
+        result: dict[str, Entry] = {}
+        for entry in entries:
+            if entry.key in allowed:
+                result[entry.key] = entry
+            else:
+                self.error(
+                    entry.key_node,
+                    f'unknown key "{entry.key}" in {what}',
+                    did_you_mean(entry.key, allowed, one_of(allowed)),
+                )
+        return result
+
+    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node] | None:
+        if not isinstance(node, yaml.SequenceNode):
+            self.error(node, f"{what} must be a list, not {describe(node)}", "write a YAML list")
+            return None
+        return list(node.value)
+
+    # -- scalars -------------------------------------------------------------------------------
+
+    def string(self, node: yaml.Node, what: str, example: str = "a string") -> str | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STR:
+            return str(node.value)
+        hint = (
+            f'write it as a quoted string: "{node.value}"'
+            if _is_plain(node)
+            else f"write {example}"
+        )
+        self.error(node, f"{what} must be a string, not {describe(node)}", hint)
+        return None
+
+    def name(self, node: yaml.Node, what: str) -> str | None:
+        """A name: plain scalars of any tag count by their text (``on`` is a name)."""
+        if isinstance(node, yaml.ScalarNode) and node.tag != _NULL:
+            return str(node.value)
+        self.error(node, f"{what} must be a name, not {describe(node)}", "write the name")
+        return None
+
+    def boolean(self, node: yaml.Node, what: str) -> bool | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _BOOL:
+            return _CONSTRUCTOR.construct_yaml_bool(node)
+        self.error(
+            node, f"{what} must be true or false, not {describe(node)}", "write true or false"
+        )
+        return None
+
+    def integer(
+        self, node: yaml.Node, what: str, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
+        value = _int_value(node)
+        if value is None:
+            self.error(
+                node,
+                f"{what} must be a whole number, not {describe(node)}",
+                _range(minimum, maximum),
+            )
+            return None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self.error(node, f"{what} is {value}, out of range", _range(minimum, maximum))
+            return None
+        return value
+
+    def number(self, node: yaml.Node, what: str) -> int | float | None:
+        value = _int_value(node)
+        if value is not None:
+            return value
+        if isinstance(node, yaml.ScalarNode) and node.tag == _FLOAT:
+            return _CONSTRUCTOR.construct_yaml_float(node)
+        self.error(
+            node,
+            f"{what} must be a number, not {describe(node)}",
+            "write a number such as 0 or 1.5",
+        )
+        return None
+
+    def duration(self, node: yaml.Node, what: str) -> int | None:
+        """Milliseconds, greater than zero."""
+        hint = "write milliseconds (500) or a number with a unit: 500ms, 30s, 5m, 1h, 2d"
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _STR):
+            self.error(node, f"{what} must be a duration, not {describe(node)}", hint)
+            return None
+        ms = parse_duration(str(node.value))
+        if ms is None:
+            self.error(node, f'{what} "{node.value}" is not a duration', hint)
+            return None
+        if ms <= 0:
+            self.error(node, f"{what} must be longer than zero", hint)
+            return None
+        return ms
+
+    def choice(self, node: yaml.Node, what: str, choices: tuple[str, ...]) -> str | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag != _NULL and str(node.value) in choices:
+            return str(node.value)
+        shown = f'"{node.value}"' if isinstance(node, yaml.ScalarNode) else describe(node)
+        value = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+        hint = did_you_mean(value, choices, one_of(choices)) if value else one_of(choices)
+        self.error(node, f"{what} is {shown}, not one of {', '.join(choices)}", hint)
+        return None
+
+    def value(self, node: yaml.Node) -> JsonValue:
+        """The plain JSON value of a node (timestamps and other tags stay strings)."""
+        if isinstance(node, yaml.MappingNode):
+            return {str(k.value): self.value(v) for k, v in node.value}
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(item) for item in node.value]
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        if node.tag == _NULL:
+            return None
+        if node.tag == _BOOL:
+            return _CONSTRUCTOR.construct_yaml_bool(node)
+        if node.tag == _INT:
+            return _int_value(node)
+        if node.tag == _FLOAT:
+            return _CONSTRUCTOR.construct_yaml_float(node)
+        return str(node.value)
+
+
+def _is_plain(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT, _BOOL)
+
+
+def _int_value(node: yaml.Node) -> int | None:
+    if isinstance(node, yaml.ScalarNode) and node.tag == _INT:
+        try:
+            return _CONSTRUCTOR.construct_yaml_int(node)
+        except ValueError:
+            return None
+    return None
+
+
+def _range(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"write a whole number from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"write a whole number of at least {minimum}"
+    if maximum is not None:
+        return f"write a whole number of at most {maximum}"
+    return "write a whole number"
