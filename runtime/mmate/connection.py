@@ -42,6 +42,8 @@ class Connection:
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 15.0,
     ) -> None:
+        if ssl_context is not None and not url.startswith("amqps://"):
+            raise MmateError(f"an ssl_context needs an amqps:// URL, not {mask(url)}")
         name = f"{service} (mmate-py, pid {os.getpid()})"
         self._url = connection_url(url, heartbeat=heartbeat, connection_name=name)
         self._masked = mask(url)

@@ -319,3 +319,19 @@ async def test_consumer_cancelled_by_the_broker_consumes_again(
         )
         await app.publisher(client).publish_order_created_event(event(1))
         await wait_until(lambda: len(handlers.events) == 1)
+
+
+async def test_n_events_published_as_a_batch_are_n_handled(app: App) -> None:
+    n = 1000
+    route = app.order_service.publishes["OrderCreatedEvent"]
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        handlers = recording_handlers(app)
+        serving = await client.serve(handlers, queues=[app.audit_queue])
+        await client.publish_many(
+            [mmate.Publication(route, event(i), "order.eu.created") for i in range(n)]
+        )
+        await wait_until(lambda: len(handlers.events) == n)
+        await asyncio.sleep(0.1)
+        assert serving.handled == n and serving.failed == 0
+    assert sorted(m.sequence for m, _ in handlers.events) == list(range(n))

@@ -178,3 +178,20 @@ async def test_batch_transport_sends_on_exit(app: App, raw: aiormq.abc.AbstractC
             await app.publisher(client.batch()).request_get_order_query(GetOrderQuery(order_id="o"))
     assert await message_count(raw, app.audit_queue) == 100
     assert await message_count(raw, app.order_queue) == 5
+
+
+async def test_a_batch_reaches_the_queue_in_list_order(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    n = 500
+    route = app.order_service.publishes["OrderCreatedEvent"]
+    async with mmate.Client(BROKER_URL, service="order-service", max_in_flight=50) as client:
+        await client.declare(app.order_service)
+        await client.publish_many(
+            [Publication(route, event(i), "order.eu.created") for i in range(n)]
+        )
+    sequences = []
+    for _ in range(n):
+        msg = await raw.basic_get(app.audit_queue, no_ack=True)
+        sequences.append(json.loads(msg.body)["payload"]["sequence"])
+    assert sequences == list(range(n))

@@ -92,3 +92,14 @@ def test_exception_tree() -> None:
         mmate.TransientError,
     ):
         assert issubclass(cls, mmate.MmateError)
+
+
+def test_ssl_context_needs_amqps() -> None:
+    import ssl
+
+    with pytest.raises(mmate.MmateError, match="amqps://"):
+        mmate.Client("amqp://u:hunter2@h/", service="s", ssl_context=ssl.create_default_context())
+    client = mmate.Client(
+        "amqps://u:hunter2@h/", service="s", ssl_context=ssl.create_default_context()
+    )
+    assert "hunter2" not in repr(client)
