@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -216,7 +217,7 @@ def _build_field(
     if raw.has_default and raw.default_loc is not None:
         problem = default_problem(raw.default, ref, table, raw.optional, constraints)
         if problem is not None:
-            report.error(raw.default_loc, f"default of {what} {problem[0]}", problem[1])
+            report.error(raw.default_loc, f"default of {what} is invalid: {problem[0]}", problem[1])
     has_default = raw.has_default or raw.optional
     return Field(
         json_name=raw.name,
@@ -355,7 +356,7 @@ def default_problem(
         return (
             None
             if nullable
-            else ("is null but the field is not optional", "add optional: true, or give a value")
+            else ("null, but the field is not optional", "add optional: true, or give a value")
         )
     problem = _value_problem(value, ref, table)
     if problem is not None:
@@ -375,12 +376,12 @@ def default_problem(
         size = len(value)
         if constraints.min_length is not None and size < constraints.min_length:
             return (
-                f"is shorter than the field's min_length {constraints.min_length}",
+                f"it is shorter than the field's min_length {constraints.min_length}",
                 "write a longer default",
             )
         if constraints.max_length is not None and size > constraints.max_length:
             return (
-                f"is longer than the field's max_length {constraints.max_length}",
+                f"it is longer than the field's max_length {constraints.max_length}",
                 "write a shorter default",
             )
     if (
@@ -396,7 +397,7 @@ def default_problem(
 
 
 def _value_problem(value: JsonValue, ref: TypeRef, table: TypeTable) -> tuple[str, str] | None:
-    shown = repr(value) if not isinstance(value, str) else f'"{value}"'
+    shown = json.dumps(value)
     if ref.kind == "enum":
         values = table.enums.get(ref.name, ())
         if isinstance(value, str) and value in values:
@@ -443,7 +444,11 @@ def _scalar_problem(value: JsonValue, name: str, shown: str) -> tuple[str, str] 
         ok = False
     else:
         ok = _text_ok(value, name)
-    return None if ok else (f"{shown} is not a valid {name}", f"write a {name} such as {example}")
+    return (
+        None
+        if ok
+        else (f"{shown} is not a valid {name}", f"write {_article(name)} {name} such as {example}")
+    )
 
 
 def _text_ok(value: str, name: str) -> bool:
@@ -484,3 +489,7 @@ def _rename(name: str) -> str:
 
 def _example(names: set[str], fallback: str) -> str:
     return f"e.g. {sorted(names)[0]}" if names else f"e.g. {fallback}"
+
+
+def _article(name: str) -> str:
+    return "an" if name in ("int", "int64") else "a"

@@ -165,6 +165,8 @@ def _binding(
         return None
     key = b.routing_key
     if key is None:
+        if b.key_typo:
+            return None
         if exchange.type in ("topic", "direct"):
             report.error(
                 b.loc,
@@ -202,6 +204,8 @@ def check_dead_letter_routes(
         dl = raw.dead_letter
         if not dl.enabled or dl.exchange is None or dl.exchange not in exchanges:
             continue
+        if dl.routing_key is None:
+            continue  # reported when read
         exchange = exchanges[dl.exchange]
         parts = [TemplatePart(dl.routing_key)]
         if any(

@@ -113,8 +113,12 @@ def _build(report: Report, files: list[RawFile], displays: tuple[str, ...]) -> S
     bindings: list[Binding] = []
     all_queues: dict[str, Queue] = {}
     derived: dict[str, str] = {}
+    unchecked: set[str] = set()
     for raw in queues:
-        bindings.extend(check_queue(report, raw, exchange_map))
+        queue_bindings = check_queue(report, raw, exchange_map)
+        if len(queue_bindings) < len(raw.bindings):
+            unchecked.add(raw.name)
+        bindings.extend(queue_bindings)
         for queue in build_queues(raw, spec_queue_names):
             if queue.origin is not None:
                 derived.setdefault(queue.name, queue.origin)
@@ -123,7 +127,9 @@ def _build(report: Report, files: list[RawFile], displays: tuple[str, ...]) -> S
     check_derived_names(report, queues, derived)
     check_dead_letter_routes(report, queues, exchange_map, bindings)
 
-    topo = Topology(built_messages, exchange_map, spec_queue_names, tuple(bindings))
+    topo = Topology(
+        built_messages, exchange_map, spec_queue_names, tuple(bindings), frozenset(unchecked)
+    )
     built_services = [build_service(report, s, topo) for s in services]
     check_delivery(report, built_services, services, topo)
 
@@ -162,10 +168,10 @@ def _unique_definitions(
                 f'{what} "{name}" is defined twice'
                 if other == what
                 else f'{what} "{name}" has the name of {other} "{name}"',
-                f"rename one of them (the first is at {first}); types and messages become "
-                "classes of one module",
+                f"rename one of them (the first is at {first})"
+                + ("" if other == what else "; types and messages become classes of one module"),
             )
-            return False
+            return other != what
         classes[name] = (what, loc)
         return True
 

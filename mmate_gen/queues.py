@@ -56,7 +56,7 @@ def dead_letter_target(raw: RawQueue) -> tuple[str, str] | None:
     if not dl.enabled:
         return None
     if dl.exchange is not None:
-        return dl.exchange, dl.routing_key
+        return dl.exchange, dl.routing_key or ""
     return "", dl.queue if dl.queue is not None else f"{raw.name}.dlq"
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from .diagnostics import Location
 from .ir import JsonValue
-from .yamlnodes import Entry, Reader, is_null
+from .yamlnodes import Entry, Keys, Reader, is_null
 
 FILE_KEYS = ("version", "types", "messages", "exchanges", "queues", "services")
 TYPE_KEYS = ("description", "enum", "fields")
@@ -119,6 +119,8 @@ class RawBinding:
     routing_key: str | None
     key_loc: Location
     arguments: dict[str, str | int | float | bool] = field(default_factory=dict)
+    key_typo: bool = False
+    """An unknown key was likely a misspelt routing_key (already reported)."""
 
 
 @dataclass
@@ -128,7 +130,7 @@ class RawDeadLetter:
     enabled: bool = True
     queue: str | None = None
     exchange: str | None = None
-    routing_key: str = ""
+    routing_key: str | None = None
     loc: Location | None = None
 
 
@@ -209,7 +211,7 @@ def read_file(reader: Reader, root: yaml.Node | None) -> RawFile:
     keys = reader.known(entries, FILE_KEYS, "the spec file")
     if "version" in keys:
         raw.version = reader.string(keys["version"].value, "version", 'a version string: "1.0"')
-    else:
+    elif keys.lacks("version"):
         reader.error(
             root,
             "the spec file has no version",
@@ -235,13 +237,13 @@ def read_file(reader: Reader, root: yaml.Node | None) -> RawFile:
     return raw
 
 
-def _section(reader: Reader, keys: dict[str, Entry], name: str) -> list[Entry]:
+def _section(reader: Reader, keys: Keys, name: str) -> list[Entry]:
     if name not in keys:
         return []
     return reader.mapping(keys[name].value, f"section {name}", allow_null=True) or []
 
 
-def _description(reader: Reader, keys: dict[str, Entry], what: str) -> str | None:
+def _description(reader: Reader, keys: Keys, what: str) -> str | None:
     if "description" not in keys:
         return None
     return reader.string(keys["description"].value, f"description of {what}")
@@ -251,15 +253,16 @@ def _description(reader: Reader, keys: dict[str, Entry], what: str) -> str | Non
 
 
 def _read_type(reader: Reader, entry: Entry) -> RawType:
-    what = f'type "{entry.key}"'
+    what = f"type {entry.key}"
     loc = reader.loc(entry.key_node)
     result = RawType(entry.key, loc, reader.path, None, None, None)
-    entries = reader.mapping(entry.value, what)
+    entries = reader.mapping(entry.value, what, hint="write enum: or fields: under its name")
     if entries is None:
         return result
     keys = reader.known(entries, TYPE_KEYS, what)
     result.description = _description(reader, keys, what)
-    if ("enum" in keys) == ("fields" in keys):
+    both = "enum" in keys and "fields" in keys
+    if both or (keys.lacks("enum") and keys.lacks("fields")):
         reader.error(
             entry.key_node,
             f"{what} needs exactly one of enum and fields",
@@ -278,17 +281,17 @@ def _read_type(reader: Reader, entry: Entry) -> RawType:
 
 
 def _read_message(reader: Reader, entry: Entry, version: str) -> RawMessage:
-    what = f'message "{entry.key}"'
+    what = f"message {entry.key}"
     loc = reader.loc(entry.key_node)
     result = RawMessage(entry.key, loc, reader.path, version, None, None, None, None, [])
-    entries = reader.mapping(entry.value, what)
+    entries = reader.mapping(entry.value, what, hint="write kind: and fields: under its name")
     if entries is None:
         return result
     keys = reader.known(entries, MESSAGE_KEYS, what)
     result.description = _description(reader, keys, what)
     if "kind" in keys:
         result.kind = reader.choice(keys["kind"].value, f"kind of {what}", KINDS)
-    else:
+    elif keys.lacks("kind"):
         reader.error(
             entry.key_node, f"{what} has no kind", "add kind: command, event, query or reply"
         )
@@ -309,7 +312,12 @@ def _read_field(reader: Reader, entry: Entry, owner: str) -> RawField | None:
     what = f'field "{entry.key}" of {owner}'
     loc = reader.loc(entry.key_node)
     value = entry.value
-    if isinstance(value, yaml.ScalarNode) and not is_null(value):
+    if isinstance(value, yaml.ScalarNode):
+        if is_null(value):
+            reader.error(
+                value, f"{what} has no type", f"write {entry.key}: string (or another type)"
+            )
+            return None
         text = reader.string(value, f"type of {what}", "a type name such as string")
         return RawField(entry.key, loc, text, reader.loc(value))
     entries = reader.mapping(value, what)
@@ -322,7 +330,7 @@ def _read_field(reader: Reader, entry: Entry, owner: str) -> RawField | None:
         result.type_text = reader.string(
             keys["type"].value, f"type of {what}", "a type name such as string"
         )
-    else:
+    elif keys.lacks("type"):
         reader.error(entry.key_node, f"{what} has no type", "add type: string (or another type)")
     result.description = _description(reader, keys, what)
     if "optional" in keys:
@@ -478,9 +486,9 @@ def _read_dead_letter(reader: Reader, node: yaml.Node, owner: str) -> RawDeadLet
                 keys["routing_key"].value, f"routing_key of {what}", "a routing key"
             )
             result.routing_key = key or ""
-        else:
+        elif keys.lacks("routing_key"):
             reader.error(node, f"{what} has an exchange but no routing_key", "add routing_key: KEY")
-    else:
+    elif keys.lacks("queue") and keys.lacks("exchange"):
         reader.error(node, f"{what} names neither a queue nor an exchange", hint)
     return result
 
@@ -493,12 +501,13 @@ def _read_binding(reader: Reader, node: yaml.Node, owner: str) -> RawBinding | N
     keys = reader.known(entries, BINDING_KEYS, what)
     loc = reader.loc(node)
     result = RawBinding(loc, None, loc, None, loc)
+    result.key_typo = "routing_key" in keys.typos
     if "exchange" in keys:
         result.exchange_loc = reader.loc(keys["exchange"].value)
         result.exchange = reader.string(
             keys["exchange"].value, f"exchange of {what}", "an exchange name"
         )
-    else:
+    elif keys.lacks("exchange"):
         reader.error(node, f"{what} has no exchange", "add exchange: NAME")
     if "routing_key" in keys:
         result.key_loc = reader.loc(keys["routing_key"].value)
@@ -560,7 +569,8 @@ def _read_publish(reader: Reader, node: yaml.Node, owner: str) -> RawPublish | N
         return None
     keys = reader.known(entries, PUBLISH_KEYS, what)
     if "message" not in keys:
-        reader.error(node, f"{what} has no message", "add message: NAME")
+        if keys.lacks("message"):
+            reader.error(node, f"{what} has no message", "add message: NAME")
         return None
     name = reader.name(keys["message"].value, f"message of {what}")
     if name is None:

@@ -76,6 +76,8 @@ def describe(node: yaml.Node) -> str:
         return f"the boolean {node.value}"
     if tag == _NULL:
         return "empty (null)"
+    if tag != _STR:
+        return f"a value tagged {tag}"
     return f'the string "{node.value}"'
 
 
@@ -89,6 +91,16 @@ def parse_duration(text: str) -> int | None:
     if match is None:
         return None
     return int(match.group(1)) * _UNIT_MS[match.group(2) or "ms"]
+
+
+class Keys(dict[str, "Entry"]):
+    """The known entries of a mapping; ``typos`` holds the known keys that unknown keys were likely
+    misspellings of, so that a missing-key error is not reported on top of the did-you-mean."""
+
+    typos: set[str]
+
+    def lacks(self, key: str) -> bool:
+        return key not in self and key not in self.typos
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +132,18 @@ class Reader:
 
     # -- containers ----------------------------------------------------------------------------
 
-    def mapping(self, node: yaml.Node, what: str, allow_null: bool = False) -> list[Entry] | None:
+    def mapping(
+        self,
+        node: yaml.Node,
+        what: str,
+        allow_null: bool = False,
+        hint: str = "write key: value lines",
+    ) -> list[Entry] | None:
         """The entries of a mapping node, first occurrence of each key; duplicates are reported."""
         if allow_null and is_null(node):
             return []
         if not isinstance(node, yaml.MappingNode):
-            self.error(
-                node, f"{what} must be a mapping, not {describe(node)}", "write key: value lines"
-            )
+            self.error(node, f"{what} must be a mapping, not {describe(node)}", hint)
             return None
         entries: list[Entry] = []
         seen: dict[str, yaml.Node] = {}
@@ -150,18 +166,18 @@ class Reader:
             entries.append(Entry(key, key_node, value))
         return entries
 
-    def known(self, entries: list[Entry], allowed: tuple[str, ...], what: str) -> dict[str, Entry]:
+    def known(self, entries: list[Entry], allowed: tuple[str, ...], what: str) -> Keys:
         """The entries whose key is in ``allowed``; other keys are reported with a did-you-mean."""
-        result: dict[str, Entry] = {}
+        result = Keys()
+        result.typos = set()
         for entry in entries:
             if entry.key in allowed:
                 result[entry.key] = entry
-            else:
-                self.error(
-                    entry.key_node,
-                    f'unknown key "{entry.key}" in {what}',
-                    did_you_mean(entry.key, allowed, one_of(allowed)),
-                )
+                continue
+            hint = did_you_mean(entry.key, allowed, one_of(allowed))
+            if hint.startswith("did you mean"):
+                result.typos.add(hint.split('"')[1])
+            self.error(entry.key_node, f'unknown key "{entry.key}" in {what}', hint)
         return result
 
     def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node] | None:
