@@ -37,7 +37,7 @@ from . import codec
 from .codec import Envelope
 from .connection import Connection
 from .context import MessageContext
-from .errors import DecodeError, MmateError
+from .errors import DecodeError, MmateError, translate
 from .failure import Action, Failure, Stage, decide
 from .model import Model
 from .publisher import PublishTransport
@@ -130,11 +130,22 @@ class QueueConsumer:
     async def start(self) -> None:
         if self._settings.auto_ack:
             warn_auto_ack_once()
-        await self._consume()
+        try:
+            await self._consume()
+        except Exception as exc:
+            raise translate(exc, f"consuming queue {self.queue!r}") from exc
         for n in range(self._settings.concurrency):
             self._workers.append(
                 asyncio.create_task(self._work(), name=f"mmate:{self.queue}:worker{n}")
             )
+        log.info(
+            "consuming %s (prefetch %d, concurrency %d, %s): %s",
+            self.queue,
+            self._settings.prefetch,
+            self._settings.concurrency,
+            "auto-ack" if self._settings.auto_ack else "manual ack",
+            ", ".join(sorted(self._routes)),
+        )
 
     async def _consume(self) -> None:
         channel = await self._connection.channel(confirms=False)

@@ -23,7 +23,7 @@ import aiormq.abc
 from . import codec
 from .codec import Envelope
 from .connection import Connection, ManagedChannel
-from .errors import DecodeError, MmateError
+from .errors import DecodeError, MmateError, translate
 
 log = logging.getLogger("mmate.reply")
 
@@ -44,7 +44,10 @@ class ReplyQueue:
 
     async def ensure(self) -> str:
         """Declare and consume the reply queue if not yet (or again after a channel loss)."""
-        await self._channel.get()
+        try:
+            await self._channel.get()
+        except Exception as exc:
+            raise translate(exc, f"setting up the reply queue {self.name!r}") from exc
         return self.name
 
     def in_use(self, correlation_id: str) -> bool:

@@ -54,3 +54,9 @@ async def test_using_a_closed_client_raises_a_clear_error(url: str) -> None:
         await client.publish(
             route, OrderCreatedEvent(order_id="o", customer_id="c", amount=1), "k", {}
         )
+
+
+async def test_heartbeat_is_negotiated() -> None:
+    async with mmate.Client(BROKER_URL, service="svc", heartbeat=7) as client:
+        conn = client.connection._conn
+        assert conn is not None and conn.connection_tune.heartbeat == 7

@@ -335,3 +335,12 @@ async def test_n_events_published_as_a_batch_are_n_handled(app: App) -> None:
         await asyncio.sleep(0.1)
         assert serving.handled == n and serving.failed == 0
     assert sorted(m.sequence for m, _ in handlers.events) == list(range(n))
+
+
+async def test_serving_a_queue_that_does_not_exist_names_it(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        with pytest.raises(mmate.EntityNotFound, match=app.order_queue.replace(".", r"\.")):
+            await client.serve(recording_handlers(app))
+        await client.declare(app.order_service)  # the client is still usable
+        serving = await client.serve(recording_handlers(app))
+        assert len(serving.consumers) == 2
