@@ -38,6 +38,7 @@ from .errors import DecodeError, FeatureNotAvailable, MmateError, RemoteError, R
 from .handler import HandlerBase
 from .model import Model
 from .options import PublishOptions
+from .publisher import PublishTransport
 from .publishing import ConfirmedPublisher, Outgoing
 from .reply import ReplyQueue
 from .topology import MessageDef, PublishRoute, ServiceTopology
@@ -448,3 +449,8 @@ class Batch:
             await self.send()
         else:
             self._items.clear()
+
+
+def _implements_publish_transport(client: Client, batch: Batch) -> tuple[PublishTransport, ...]:
+    """Never called: mypy checks that both classes satisfy the ``PublishTransport`` protocol."""
+    return (client, batch)

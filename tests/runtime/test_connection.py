@@ -60,3 +60,12 @@ async def test_heartbeat_is_negotiated() -> None:
     async with mmate.Client(BROKER_URL, service="svc", heartbeat=7) as client:
         conn = client.connection._conn
         assert conn is not None and conn.connection_tune.heartbeat == 7
+
+
+async def test_amqps_speaks_tls() -> None:
+    """No TLS listener here: a TLS handshake against the plain port must fail cleanly."""
+    url = BROKER_URL.replace("amqp://", "amqps://").replace("guest:guest", "guest:tls-secret")
+    client = mmate.Client(url + "?no_verify_ssl=1", service="svc", connect_timeout=5)
+    with pytest.raises(mmate.BrokerConnectionError) as info:
+        await client.connect()
+    assert "tls-secret" not in str(info.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import uuid
 
@@ -91,8 +92,9 @@ def limited_user() -> tuple[str, str]:
 
 
 async def test_passive_mode_works_without_configure_rights(
-    app: App, limited_user: tuple[str, str]
+    app: App, limited_user: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     name, password = limited_user
     async with mmate.Client(BROKER_URL, service="order-service") as admin:
         await admin.declare(app.order_service)
@@ -107,6 +109,7 @@ async def test_passive_mode_works_without_configure_rights(
         await publisher.publish_order_created_event(
             OrderCreatedEvent(order_id="o", customer_id="c", amount=1)
         )
+    assert password not in caplog.text  # not in any log line, at any level
 
 
 async def test_exclusive_and_quorum_arguments(extra_entities: tuple[list[str], list[str]]) -> None:
