@@ -90,10 +90,3 @@ def _parse(tokens: list[str], pos: int, text: str) -> tuple[TypeExpr, int]:
     if word in SCALARS:
         return TypeExpr("scalar", word), pos
     return TypeExpr("named", word), pos
-
-
-def named_types(expr: TypeExpr) -> list[str]:
-    """The spec type names an expression refers to."""
-    if expr.kind == "named":
-        return [expr.name]
-    return named_types(expr.item) if expr.item is not None else []

@@ -22,6 +22,7 @@ _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _STR = "tag:yaml.org,2002:str"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 _CONSTRUCTOR = yaml.SafeLoader("")
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
@@ -76,6 +77,8 @@ def describe(node: yaml.Node) -> str:
         return f"the boolean {node.value}"
     if tag == _NULL:
         return "empty (null)"
+    if tag == _TIMESTAMP:
+        return f"the date {node.value}"
     if tag != _STR:
         return f"a value tagged {tag}"
     return f'the string "{node.value}"'
@@ -287,7 +290,7 @@ class Reader:
 
 
 def _is_plain(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT, _BOOL)
+    return isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT, _BOOL, _TIMESTAMP)
 
 
 def _int_value(node: yaml.Node) -> int | None:
