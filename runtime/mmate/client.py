@@ -372,6 +372,7 @@ class Serving:
         self._client = client
         self.consumers: list[QueueConsumer] = []
         self._stopped = False
+        self._done = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<mmate.Serving {[c.queue for c in self.consumers]}>"
@@ -389,9 +390,16 @@ class Serving:
         if self._stopped:
             return
         self._stopped = True
-        await asyncio.gather(*(c.stop(timeout) for c in self.consumers))
-        if self in self._client._servings:
-            self._client._servings.remove(self)
+        try:
+            await asyncio.gather(*(c.stop(timeout) for c in self.consumers))
+        finally:
+            if self in self._client._servings:
+                self._client._servings.remove(self)
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Return once ``stop`` has finished (called by a signal handler or ``Client.close``)."""
+        await self._done.wait()
 
     async def __aenter__(self) -> Self:
         return self

@@ -347,3 +347,6 @@ class QueueConsumer:
                 await channel.close()
             except Exception as exc:
                 log.debug("closing the channel of %s: %r", self.queue, exc)
+        log.info(
+            "stopped consuming %s: %d handled, %d failed", self.queue, self.handled, self.failed
+        )

@@ -344,3 +344,14 @@ async def test_serving_a_queue_that_does_not_exist_names_it(app: App) -> None:
         await client.declare(app.order_service)  # the client is still usable
         serving = await client.serve(recording_handlers(app))
         assert len(serving.consumers) == 2
+
+
+async def test_serving_wait_returns_after_stop(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        serving = await client.serve(recording_handlers(app))
+        waiter = asyncio.create_task(serving.wait())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(serving.stop()))
+        await asyncio.wait_for(waiter, 5)
