@@ -159,8 +159,8 @@ def build_fields(
             report.error(
                 raw.loc,
                 f"{what} is reserved: the envelope carries {raw.name}",
-                f'rename it, e.g. "{_rename(raw.name)}" (id, type, timestamp and correlationId '
-                "are envelope keys)",
+                f'rename it, e.g. "{_rename(raw.name, owner)}" (id, type, timestamp and '
+                "correlationId are envelope keys)",
             )
         elif raw.name in base_names:
             report.error(
@@ -360,8 +360,17 @@ def _pascal_suggestion(name: str) -> str:
     return text if PASCAL_RE.match(text) and text not in ("None", "True", "False") else "TypeName"
 
 
-def _rename(name: str) -> str:
-    return f"{name}Value" if CAMEL_RE.match(name) else "fieldName"
+def _rename(name: str, owner: str = "") -> str:
+    """A camelCase alternative to ``name``: prefixed with the owner's name when given
+    (``id`` of PingCommand -> ``pingCommandId``), else suffixed (``from`` -> ``fromValue``)."""
+    if name.startswith("model") and name != "model":
+        name = name[5:6].lower() + name[6:]
+    owner_name = owner.rsplit(" ", 1)[-1]
+    if owner_name and CAMEL_RE.match(name):
+        text = owner_name[:1].lower() + owner_name[1:] + name[:1].upper() + name[1:]
+    else:
+        text = f"{name}Value"
+    return text if CAMEL_RE.match(text) else "fieldName"
 
 
 def _example(names: set[str], fallback: str) -> str:

@@ -320,7 +320,8 @@ def _read_field(reader: Reader, entry: Entry, owner: str) -> RawField | None:
             return None
         text = reader.string(value, f"type of {what}", "a type name such as string")
         return RawField(entry.key, loc, text, reader.loc(value))
-    entries = reader.mapping(value, what)
+    hint = f"write {entry.key}: TYPE or {entry.key}: {{type: TYPE, ...}}"
+    entries = reader.mapping(value, what, hint=hint)
     if entries is None:
         return RawField(entry.key, loc, None, reader.loc(value))
     keys = reader.known(entries, FIELD_KEYS, what)

@@ -183,9 +183,13 @@ class Reader:
             self.error(entry.key_node, f'unknown key "{entry.key}" in {what}', hint)
         return result
 
-    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node] | None:
+    def sequence(
+        self, node: yaml.Node, what: str, hint: str = "write a YAML list"
+    ) -> list[yaml.Node] | None:
         if not isinstance(node, yaml.SequenceNode):
-            self.error(node, f"{what} must be a list, not {describe(node)}", "write a YAML list")
+            if isinstance(node, yaml.ScalarNode) and node.tag != _NULL and hint.endswith("list"):
+                hint = f"write a list: [{node.value}]"
+            self.error(node, f"{what} must be a list, not {describe(node)}", hint)
             return None
         return list(node.value)
 
