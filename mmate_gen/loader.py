@@ -61,22 +61,26 @@ def spec_files(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def _spec_files(report: Report, root: Path, root_name: str) -> list[Path]:
+    where = Location(root_name, 1, 1)
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        report.error(where, f"spec directory {root} {what}", "pass a directory of *.yaml files")
+        return []
+    try:
+        files = spec_files(root)
+    except OSError as exc:
+        report.error(where, f"cannot list spec directory {root}: {exc}", "make it readable")
+        return []
+    if not files:
+        report.error(where, f"no *.yaml spec files in {root}", "add at least one spec file")
+    return files
+
+
 def _load(root: Path, root_name: str, sink: list[Diagnostic]) -> SpecSet | None:
     report = Report(sink)
-    if not root.is_dir():
-        report.error(
-            Location(root_name, 1, 1),
-            f"spec directory {root} does not exist",
-            "pass a directory of *.yaml files",
-        )
-        return None
-    files = spec_files(root)
+    files = _spec_files(report, root, root_name)
     if not files:
-        report.error(
-            Location(root_name, 1, 1),
-            f"no *.yaml spec files in {root}",
-            "add at least one spec file",
-        )
         return None
     raws: list[RawFile] = []
     displays: list[str] = []
@@ -88,10 +92,12 @@ def _load(root: Path, root_name: str, sink: list[Diagnostic]) -> SpecSet | None:
         if node is None and len(sink) > before:
             continue
         raws.append(read_file(Reader(display, sink), node))
-    return _build(report, raws, tuple(displays))
+    return _build(report, raws, root_name, tuple(displays))
 
 
-def _build(report: Report, files: list[RawFile], displays: tuple[str, ...]) -> SpecSet | None:
+def _build(
+    report: Report, files: list[RawFile], root_name: str, displays: tuple[str, ...]
+) -> SpecSet | None:
     types, messages, exchanges, queues, services = _unique_definitions(report, files)
 
     enums = {t.name: build_enum(report, t) for t in types if t.enum is not None}
@@ -136,7 +142,7 @@ def _build(report: Report, files: list[RawFile], displays: tuple[str, ...]) -> S
     if report.has_errors:
         return None
     return SpecSet(
-        root=displays[0].split("/", 1)[0] if displays else "",
+        root=root_name,
         files=displays,
         enums=tuple(sorted(enums.values(), key=lambda e: e.name)),
         records=tuple(sorted(records, key=lambda r: r.name)),
