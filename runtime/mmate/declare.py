@@ -18,10 +18,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aiormq.abc
-import aiormq.exceptions as amqp_exc
 
 from .connection import Connection
-from .errors import AccessRefused, EntityNotFound, PreconditionFailed, broker_reply, translate
+from .errors import (
+    AccessRefused,
+    EntityNotFound,
+    PreconditionFailed,
+    broker_reply,
+    classify,
+    translate,
+)
 from .topology import BindingDef, ExchangeDef, QueueDef, ServiceTopology
 
 log = logging.getLogger("mmate.declare")
@@ -61,7 +67,8 @@ class _Declarer:
 
     def _fail(self, exc: Exception, what: str, name: str, wanted: Mapping[str, Any]) -> Exception:
         reply = broker_reply(exc)
-        if isinstance(exc, amqp_exc.ChannelPreconditionFailed):
+        kind = classify(exc)
+        if kind is PreconditionFailed:
             return PreconditionFailed(
                 f"{what} {name!r} exists with other settings. The spec wants {wanted}; the broker "
                 f"said: {reply}. Delete it or change the spec (a queue is never changed in place)",
@@ -69,14 +76,14 @@ class _Declarer:
                 wanted=wanted,
                 broker_reply=reply,
             )
-        if isinstance(exc, amqp_exc.ChannelNotFoundEntity):
+        if kind is EntityNotFound:
             return EntityNotFound(
                 f"{what} {name!r} does not exist (verifying the topology); "
                 f"the broker said: {reply}",
                 entity=name,
                 broker_reply=reply,
             )
-        if isinstance(exc, amqp_exc.ChannelAccessRefused):
+        if kind is AccessRefused:
             return AccessRefused(
                 f"{what} {name!r}: access refused; the broker said: {reply}"
                 + ("" if self._passive else " (without configure rights, use passive=True)"),

@@ -171,7 +171,9 @@ class TransientError(MmateError):
 # aiormq exception class -> (mmate class, short description). Looked up along the MRO, so the most
 # specific row wins. The only place that knows aiormq's exception classes.
 _AIORMQ_TABLE: tuple[tuple[type[BaseException], type[MmateError], str], ...] = (
-    (amqp_exc.ChannelPreconditionFailed, TopologyError, "precondition failed (406)"),
+    (amqp_exc.PublishError, UnroutableError, "returned as unroutable"),
+    (amqp_exc.DeliveryError, NackError, "nacked"),
+    (amqp_exc.ChannelPreconditionFailed, PreconditionFailed, "precondition failed (406)"),
     (amqp_exc.ChannelNotFoundEntity, EntityNotFound, "not found (404)"),
     (amqp_exc.ChannelAccessRefused, AccessRefused, "access refused (403)"),
     (amqp_exc.ChannelLockedResource, TopologyError, "resource locked (405)"),
@@ -193,15 +195,30 @@ def broker_reply(exc: BaseException) -> str:
     return " ".join(parts) or type(exc).__name__
 
 
+def classify(exc: BaseException) -> type[MmateError]:
+    """The mmate class the table maps an aiormq or socket exception to (``MmateError`` if none)."""
+    if isinstance(exc, MmateError):
+        return type(exc)
+    for source, target, _ in _AIORMQ_TABLE:
+        if isinstance(exc, source):
+            return target
+    return MmateError
+
+
 def translate(exc: BaseException, context: str) -> MmateError:
-    """Map an aiormq (or socket) exception to the mmate class of the table, prefixed with
-    ``context``."""
+    """Map an aiormq or socket exception to the mmate class of the table, prefixed with ``context``.
+
+    Callers with more context (the entity of a declaration, the route of a publish) use ``classify``
+    and build the error themselves.
+    """
     if isinstance(exc, MmateError):
         return exc
     for source, target, what in _AIORMQ_TABLE:
         if isinstance(exc, source):
             reply = broker_reply(exc)
             text = f"{context}: {what}: {reply}"
+            if issubclass(target, PreconditionFailed):
+                return target(text, entity="", wanted={}, broker_reply=reply)
             if issubclass(target, TopologyError):
                 return target(text, entity="", broker_reply=reply)
             return target(text)

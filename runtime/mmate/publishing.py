@@ -16,7 +16,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiormq.exceptions as amqp_exc
 from pamqp.commands import Basic
 
 from .codec import Encoded
@@ -30,6 +29,7 @@ from .errors import (
     PublishTimeout,
     UnroutableError,
     broker_reply,
+    classify,
 )
 
 log = logging.getLogger("mmate.publish")
@@ -42,6 +42,22 @@ class Outgoing:
     encoded: Encoded
     exchange: str
     routing_key: str
+
+
+def _publish_error(exc: Exception, out: Outgoing, where: str) -> PublishError:
+    """The ``PublishError`` for a failed publish, by the one aiormq -> mmate table (``errors``)."""
+    kind = classify(exc)
+    what = f"{out.encoded.type} {out.encoded.message_id}"
+    if kind is UnroutableError:
+        text = f"{what} is unroutable: no queue is bound to {where} ({broker_reply(exc)})"
+    elif kind is NackError:
+        text = f"the broker nacked {what} to {where}"
+    else:
+        kind = PublishError
+        detail = str(exc) if isinstance(exc, MmateError) else broker_reply(exc)
+        # 404 on a missing exchange closes the channel; it is reopened on the next publish.
+        text = f"publishing {what} to {where} failed: {detail}"
+    return kind(text, exchange=out.exchange, routing_key=out.routing_key)
 
 
 def _where(exchange: str, routing_key: str) -> str:
@@ -85,32 +101,8 @@ class ConfirmedPublisher:
                 exchange=out.exchange,
                 routing_key=out.routing_key,
             ) from None
-        except amqp_exc.PublishError as exc:
-            raise UnroutableError(
-                f"{out.encoded.type} {out.encoded.message_id} is unroutable: no queue is bound to "
-                f"{where} ({exc.args[0] if exc.args else 'returned'})",
-                exchange=out.exchange,
-                routing_key=out.routing_key,
-            ) from None
-        except amqp_exc.DeliveryError as exc:
-            raise NackError(
-                f"the broker nacked {out.encoded.type} {out.encoded.message_id} to {where}",
-                exchange=out.exchange,
-                routing_key=out.routing_key,
-            ) from exc
-        except MmateError as exc:
-            raise PublishError(
-                f"publishing {out.encoded.type} to {where}: {exc}",
-                exchange=out.exchange,
-                routing_key=out.routing_key,
-            ) from exc
-        except (amqp_exc.AMQPError, ConnectionError, RuntimeError) as exc:
-            # 404 on a missing exchange closes the channel; it is reopened on the next publish.
-            raise PublishError(
-                f"publishing {out.encoded.type} to {where} failed: {broker_reply(exc)}",
-                exchange=out.exchange,
-                routing_key=out.routing_key,
-            ) from exc
+        except Exception as exc:
+            raise _publish_error(exc, out, where) from exc
         if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
             raise NackError(
                 f"the broker nacked {out.encoded.type} {out.encoded.message_id} to {where}",
