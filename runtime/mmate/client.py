@@ -101,6 +101,8 @@ class Client:
         self._replies = ReplyQueue(self._connection, service)
         self._request_timeout = request_timeout
         self._servings: list[Serving] = []
+        self._declared: dict[str, tuple[ServiceTopology, bool]] = {}
+        self._connection.on_reconnect(self._redeclare)
 
     def __repr__(self) -> str:
         return f"<mmate.Client service={self.service!r} {self._connection.url}>"
@@ -141,8 +143,16 @@ class Client:
     # -- topology ---------------------------------------------------------------------------------
 
     async def declare(self, topology: ServiceTopology, *, passive: bool = False) -> None:
-        """Declare the topology (idempotent); ``passive=True`` only verifies that it exists."""
+        """Declare the topology (idempotent); ``passive=True`` only verifies that it exists.
+
+        The client remembers it and declares (verifies) it again after a reconnect.
+        """
         await declare_topology(self._connection, topology, passive=passive)
+        self._declared[topology.name] = (topology, passive)
+
+    async def _redeclare(self) -> None:
+        for topology, passive in list(self._declared.values()):
+            await declare_topology(self._connection, topology, passive=passive)
 
     # -- publishing -------------------------------------------------------------------------------
 

@@ -4,8 +4,13 @@ Channel ownership lives here and nowhere else: publishing has one confirm-mode c
 consumer has its own, the reply queue has its own, and each topology declaration opens a short-lived
 one (a 406 kills the channel it happened on, never one that others use). A ``ManagedChannel`` is a
 channel for one purpose that is reopened on next use when the broker closed it (an error such as 404
-on publish to a missing exchange). Connection loss is not recovered yet: operations then raise
-``BrokerConnectionError``.
+on publish to a missing exchange).
+
+A lost connection (not closed by ``close``) is re-established lazily, by the next operation that
+needs a channel: one attempt per operation (consumers retry with backoff, a publish fails with
+``BrokerConnectionError`` and the next one tries again), then the ``on_reconnect`` hooks run (the
+client declares its topologies again). Publishes that were unconfirmed when the connection died fail
+with an error to their callers; they are not retransmitted.
 
 Task safety: every method may be called from any task of the event loop that opened the connection.
 """
@@ -50,7 +55,12 @@ class Connection:
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
         self._conn: aiormq.abc.AbstractConnection | None = None
+        self._wanted = False
+        self._reconnect_lock = asyncio.Lock()
+        self._on_reconnect: list[Callable[[], Awaitable[None]]] = []
         self.service = service
+        self.reconnects = 0
+        """How many times the connection was re-established after it was lost."""
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -65,9 +75,17 @@ class Connection:
     def is_open(self) -> bool:
         return self._conn is not None and not self._conn.is_closed
 
+    def on_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` after the connection was re-established (e.g. to declare the topology)."""
+        self._on_reconnect.append(hook)
+
     async def open(self) -> None:
         if self.is_open:
             return
+        await self._connect()
+        self._wanted = True
+
+    async def _connect(self) -> None:
         log.info("connecting to %s as %s", self._masked, self.service)
         try:
             self._conn = await asyncio.wait_for(
@@ -85,6 +103,7 @@ class Connection:
             raise error from None
 
     async def close(self) -> None:
+        self._wanted = False
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed:
             try:
@@ -92,14 +111,31 @@ class Connection:
             except Exception as exc:  # closing is best effort
                 log.debug("closing %s: %r", self._masked, exc)
 
-    def _require(self) -> aiormq.abc.AbstractConnection:
-        if self._conn is None or self._conn.is_closed:
+    async def _require(self) -> aiormq.abc.AbstractConnection:
+        """The open connection; reconnects (one attempt) when it was lost but not closed by us."""
+        conn = self._conn
+        if conn is not None and not conn.is_closed:
+            return conn
+        if not self._wanted:
             raise BrokerConnectionError(f"not connected to {self._masked}")
-        return self._conn
+        async with self._reconnect_lock:
+            conn = self._conn
+            if conn is not None and not conn.is_closed:
+                return conn
+            log.warning("connection to %s lost; reconnecting", self._masked)
+            await self._connect()
+            self.reconnects += 1
+            for hook in self._on_reconnect:
+                try:
+                    await hook()
+                except Exception as exc:
+                    log.error("after reconnecting to %s: %s", self._masked, exc)
+            assert self._conn is not None
+            return self._conn
 
     async def channel(self, *, confirms: bool) -> aiormq.abc.AbstractChannel:
-        """A new channel (publisher confirms on when ``confirms``)."""
-        conn = self._require()
+        """A new channel (publisher confirms on when ``confirms``); reconnects a lost connection."""
+        conn = await self._require()
         try:
             return await conn.channel(publisher_confirms=confirms)
         except Exception as exc:
