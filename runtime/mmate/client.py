@@ -185,12 +185,16 @@ class Client:
         key = options.get("routing_key") or routing_key
         if not key and isinstance(message, Model):
             key = routing.fill(route.routing_key, message)
+        reply_to = reply_to or options.get("reply_to")
+        if reply_to and isinstance(message, Model) and not getattr(message, "reply_to", "x"):
+            # A command's payload.replyTo is where a Go handler looks; fill it unless already set.
+            message = codec.with_reply_to(route.message, message, reply_to)
         encoded = codec.encode(
             route.message,
             message,
             app_id=self.service,
             correlation_id=correlation_id or options.get("correlation_id"),
-            reply_to=reply_to or options.get("reply_to"),
+            reply_to=reply_to,
             headers=options.get("headers"),
             expiration_ms=expiration,
             priority=priority,

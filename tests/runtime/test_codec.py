@@ -322,3 +322,18 @@ def test_validation_error_names_type_and_id() -> None:
 def test_new_id_is_uuid4() -> None:
     value = codec.new_id()
     assert UUID4.match(value) and uuid.UUID(value).version == 4
+
+
+def test_reply_to_option_fills_an_empty_payload_reply_to_but_never_overrides_it() -> None:
+    app = make_app("unit")
+    route = app.order_service.publishes["CreateOrderCommand"]
+    client = _client()
+    out = client._outgoing(
+        route, CreateOrderCommand(customer_id="c", amount=1), "k", {"reply_to": "r1"}
+    )
+    body = json.loads(out.encoded.body)
+    assert body["payload"]["replyTo"] == "r1" and body["replyTo"] == "r1"
+    assert out.encoded.properties.reply_to == "r1"
+    own = CreateOrderCommand(customer_id="c", amount=1, reply_to="mine")
+    out = client._outgoing(route, own, "k", {"reply_to": "r2"})
+    assert json.loads(out.encoded.body)["payload"]["replyTo"] == "mine"
