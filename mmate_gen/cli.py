@@ -1,0 +1,135 @@
+"""``mmate-gen``: build the generated package from a spec directory, or check it is up to date.
+
+Exit codes: 0 success; 1 spec errors (or warnings under ``--strict``), drift found by ``--check``,
+or output that cannot be written; 2 a usage error or an internal error of mmate-gen (a bug).
+Diagnostics go to stderr, the one-line summary to stdout. Nothing is written unless the whole build
+succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__
+from .diagnostics import Diagnostic, SpecError
+from .loader import load_specs
+from .output import NotOurs, compare_tree, write_tree
+from .render import render_all
+
+DEFAULT_OUT = Path("generated")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmate-gen",
+        description="Generate typed Python (models, publishers, handler bases, topology) from "
+        "mmate YAML specs.",
+    )
+    parser.add_argument("--version", action="version", version=f"mmate-gen {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("specs", type=Path, metavar="SPECS", help="directory of *.yaml specs")
+        sub.add_argument(
+            "--out",
+            type=Path,
+            default=DEFAULT_OUT,
+            metavar="DIR",
+            help="package directory to write (default: generated/)",
+        )
+        sub.add_argument(
+            "--strict", action="store_true", help="fail on warnings too, not only on errors"
+        )
+        sub.add_argument(
+            "--omit-version",
+            action="store_true",
+            help="leave the mmate-gen version out of the do-not-edit headers",
+        )
+
+    build = commands.add_parser("build", help="generate the package from SPECS")
+    common(build)
+    build.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when DIR differs from what SPECS generate",
+    )
+    check = commands.add_parser("check", help="same as build --check")
+    common(check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(
+            specs=args.specs,
+            out=args.out,
+            check=args.command == "check" or args.check,
+            strict=args.strict,
+            stamp_version=not args.omit_version,
+        )
+    except KeyboardInterrupt:
+        print("mmate-gen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours: say so in one line, never a traceback
+        print(f"mmate-gen: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(*, specs: Path, out: Path, check: bool, strict: bool, stamp_version: bool) -> int:
+    result = load_specs(specs)
+    _print_diagnostics(result.diagnostics, sys.stderr)
+    errors = sum(d.level == "error" for d in result.diagnostics)
+    warnings = len(result.diagnostics) - errors
+    if result.spec is None or errors or (strict and warnings):
+        failing = "errors" if errors or result.spec is None else "warnings (--strict)"
+        print(f"mmate-gen: {specs.as_posix()} has {failing}; nothing written", file=sys.stderr)
+        return 1
+    try:
+        files = render_all(result.spec, stamp_version=stamp_version)
+    except SpecError as exc:
+        _print_diagnostics(exc.diagnostics, sys.stderr)
+        print(f"mmate-gen: {specs.as_posix()} has errors; nothing written", file=sys.stderr)
+        return 1
+    shown = f"{out.as_posix().rstrip('/')}/"
+    if check:
+        drift = compare_tree(out, files)
+        if drift:
+            for entry in drift:
+                print(entry, file=sys.stderr)
+            print(
+                f"mmate-gen: {shown} is out of date with {specs.as_posix()} "
+                f"({len(drift)} files); run mmate-gen build {specs.as_posix()} --out {shown}"
+                + ("" if stamp_version else " --omit-version"),
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{shown} is up to date")
+        return 0
+    try:
+        written = write_tree(out, files)
+    except NotOurs as exc:
+        print(f"mmate-gen: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"mmate-gen: cannot write {shown}: {exc}", file=sys.stderr)
+        return 1
+    if not written.written and not written.deleted:
+        print(f"{shown} is up to date ({len(files)} files)")
+        return 0
+    removed = f", removed {len(written.deleted)} stale" if written.deleted else ""
+    print(f"wrote {len(written.written)} files to {shown}{removed}")
+    return 0
+
+
+def _print_diagnostics(diagnostics: Sequence[Diagnostic], stream: TextIO) -> None:
+    for diagnostic in diagnostics:
+        print(diagnostic.render(), file=stream)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
