@@ -7,6 +7,7 @@ the specs, the templates, the generator or the pinned ruff / datamodel-code-gene
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,24 @@ def test_generated_passes_mypy_strict() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_output_does_not_depend_on_the_working_directory_or_hash_seed(tmp_path: Path) -> None:
+    # A working directory with a `mmate/` folder (isort would call it first-party) and a
+    # pyproject.toml configuring ruff and datamodel-code-generator otherwise.
+    (tmp_path / "mmate").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.ruff]\nline-length = 60\n\n"
+        '[tool.datamodel-codegen]\nsnake-case-field = false\nbase-class = "x.Y"\n'
+    )
+    command = [sys.executable, "-m", "mmate_gen.cli", "check", str(ROOT / "specs")]
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [*command, "--out", str(ROOT / "generated")],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
