@@ -103,7 +103,7 @@ def _run(*, specs: Path, out: Path, check: bool, strict: bool, stamp_version: bo
                 print(entry, file=sys.stderr)
             print(
                 f"mmate-gen: {shown} is out of date with {specs.as_posix()} "
-                f"({len(drift)} files); run mmate-gen build {specs.as_posix()} --out {shown}"
+                f"({_files(len(drift))}); run mmate-gen build {specs.as_posix()} --out {shown}"
                 + ("" if stamp_version else " --omit-version"),
                 file=sys.stderr,
             )
@@ -119,11 +119,17 @@ def _run(*, specs: Path, out: Path, check: bool, strict: bool, stamp_version: bo
         print(f"mmate-gen: cannot write {shown}: {exc}", file=sys.stderr)
         return 1
     if not written.written and not written.deleted:
-        print(f"{shown} is up to date ({len(files)} files)")
+        print(f"{shown} is up to date ({_files(len(files))})")
         return 0
-    removed = f", removed {len(written.deleted)} stale" if written.deleted else ""
-    print(f"wrote {len(written.written)} files to {shown}{removed}")
+    removed = (
+        f", removed {_files(len(written.deleted))} no longer generated" if written.deleted else ""
+    )
+    print(f"wrote {_files(len(written.written))} to {shown}{removed}")
     return 0
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def _print_diagnostics(diagnostics: Sequence[Diagnostic], stream: TextIO) -> None:

@@ -172,7 +172,7 @@ def test_build_repairs_drift_and_leaves_other_files_alone(
     run = run_cli(capsys, "build", specs, "--out", out)
 
     assert run.code == 0, run.err
-    assert run.out == f"wrote 1 files to {out.as_posix()}/, removed 1 stale\n"
+    assert run.out == f"wrote 1 file to {out.as_posix()}/, removed 1 file no longer generated\n"
     after = tree(out)
     assert after.pop("helpers.py") == b"# mine\n"
     assert after.pop("__pycache__/x.pyc") == b"\0"
