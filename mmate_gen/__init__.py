@@ -1,3 +1,3 @@
-"""mmate-gen: turns mmate YAML specs into typed Python (models, publishers, handler bases, topology)."""
+"""mmate-gen: turns mmate YAML specs into typed Python (models, publishers, handlers, topology)."""
 
 __version__ = "0.1.0"

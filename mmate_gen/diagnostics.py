@@ -1,8 +1,8 @@
 """Spec problems as data. The CLI only renders them.
 
-Every problem carries a location (spec file relative to the specs directory's parent, line and column, all
-1-based), what is wrong, and a hint saying what to write instead. ``error`` problems fail the build;
-``warning`` problems fail it only under ``--strict``.
+Every problem carries a location (spec file relative to the specs directory's parent, line and
+column, all 1-based), what is wrong, and a hint saying what to write instead. ``error`` problems
+fail the build; ``warning`` problems fail it only under ``--strict``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The intermediate model between a validated spec set and the templates.
 
-``mmate_gen.loader`` builds it; ``mmate_gen.render`` and the templates read only this. Every derived value
-(snake_case names, kind base fields, queue arguments, dead-letter and wait queues, retry delays, default
-routes) is computed once, here, at build time of the model.
+``mmate_gen.loader`` builds it; ``mmate_gen.render`` and the templates read only this. Every
+derived value (snake_case names, kind base fields, queue arguments, dead-letter and wait queues,
+retry delays, default routes) is computed once, here, at build time of the model.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ ArgValue = str | int | float | bool
 
 @dataclass(frozen=True, slots=True)
 class TypeRef:
-    """A field's type: a scalar, a list or string-keyed map of another type, or a named enum/record."""
+    """A field's type: a scalar, a list or string-keyed map of another type, or a named enum or
+    record."""
 
     kind: Literal["scalar", "list", "map", "enum", "record"]
     name: str
@@ -86,7 +87,8 @@ class Message:
     """snake_case of ``name``, used in method names."""
     kind: Kind
     fields: tuple[Field, ...]
-    """Base fields of the kind first (in wire-format.md order), then the spec's own fields in spec order."""
+    """Base fields of the kind first (in wire-format.md order), then the spec's own fields in spec
+    order."""
     description: str | None
     reply: str | None
     """For a query: the reply message's name."""
@@ -165,7 +167,8 @@ class PublishRoute:
     message: str
     exchange: str
     routing_key: str
-    """Template text as in the spec (or the Go default), e.g. ``evt.{aggregateId}.OrderCreatedEvent``."""
+    """Template text as in the spec (or the Go default), e.g.
+    ``evt.{aggregateId}.OrderCreatedEvent``."""
     key_parts: tuple[KeyPart, ...]
     persistent: bool
     explicit: bool
@@ -196,7 +199,8 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class SpecSet:
-    """A whole validated spec directory. Every tuple is in a deterministic order (sorted by name)."""
+    """A whole validated spec directory. Every tuple is in a deterministic order (sorted by
+    name)."""
 
     root: str
     """The specs directory as shown in headers and errors (its basename, e.g. ``specs``)."""
