@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import inspect
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -243,8 +244,9 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 
 
 def _docstring_text(stmt: ast.stmt) -> str:
+    """Our docstring of the text DMCG wrote (which indents its continuation lines)."""
     assert isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-    return docstring(str(stmt.value.value).strip(), " " * stmt.col_offset)
+    return docstring(inspect.cleandoc(str(stmt.value.value)), " " * stmt.col_offset)
 
 
 def _is_arbitrary_types_config(stmt: ast.stmt) -> bool:

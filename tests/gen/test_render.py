@@ -351,3 +351,13 @@ def test_constraints_on_optional_fields_stay_on_the_value() -> None:
         "default": None,
     }
     assert "note: Annotated[str | None, Field(max_length=5)] = None" in files["models.py"]
+
+
+def test_multi_line_descriptions_keep_their_lines() -> None:
+    spec = shop_spec()
+    text = "First line.\nSecond line, indented by nothing.\n\nA paragraph."
+    region = dataclasses.replace(spec.enums[1], description=text)
+    files = render_all(dataclasses.replace(spec, enums=(spec.enums[0], region)))
+    tree = ast.parse(files["models.py"])
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Region")
+    assert ast.get_docstring(node) == text
