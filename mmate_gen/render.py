@@ -15,13 +15,14 @@ from typing import Any
 import jinja2
 
 from . import __version__
+from .diagnostics import SpecError
 from .ir import Message, SpecSet
 from .jsonschema import message_schema, named_types
 from .models import render_models
 from .output import SCHEMAS_DIR
 from .pyliteral import PyValue, docstring, python_literal
 from .ruff import format_all
-from .views import SpecIndex, check_names, service_view
+from .views import SpecIndex, name_clashes, service_view
 
 
 def templates_dir() -> Path:
@@ -67,11 +68,17 @@ class Renderer:
         spec = self.spec
         index = SpecIndex(spec)
         views = [service_view(index, s) for s in spec.services]
-        check_names(spec, views)
+        problems = name_clashes(spec, views)
         everything = self.header(spec.files)
+        try:
+            models = render_models(spec, f"# {everything}")
+        except SpecError as exc:
+            problems += exc.diagnostics
+        if problems:
+            raise SpecError(problems)
         files = {
             "__init__.py": self.env.get_template("__init__.py.jinja").render(header=everything),
-            "models.py": render_models(spec, f"# {everything}"),
+            "models.py": models,
             "topology.py": self.env.get_template("topology.py.jinja").render(
                 header=everything, spec=spec, services=views
             ),

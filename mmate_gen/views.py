@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .diagnostics import Diagnostic, Location, SpecError
+from .diagnostics import Diagnostic, Location
 from .ir import Exchange, Field, Message, PublishRoute, Queue, Service, SpecSet
 from .pyliteral import fstring
 
@@ -195,8 +195,8 @@ def _dead_letter_exchange(queue: Queue) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def check_names(spec: SpecSet, views: Iterable[ServiceView]) -> None:
-    """Raise SpecError for names that would clash in the generated modules."""
+def name_clashes(spec: SpecSet, views: Iterable[ServiceView]) -> list[Diagnostic]:
+    """Names that would clash in topology.py or a service module."""
     problems: list[Diagnostic] = []
     constants: dict[str, Service] = {}
     for view in views:
@@ -219,8 +219,7 @@ def check_names(spec: SpecSet, views: Iterable[ServiceView]) -> None:
                         message.loc, f'message "{name}" clashes with a name in {service.py_name}.py'
                     )
                 )
-    if problems:
-        raise SpecError(problems)
+    return problems
 
 
 def _clash(loc: Location, what: str) -> Diagnostic:
