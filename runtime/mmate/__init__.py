@@ -1,5 +1,6 @@
 """mmate: contract-first messaging over RabbitMQ, wire-compatible with Mmate for Go and .NET."""
 
+from .breaker import BreakerState, CircuitBreaker
 from .client import Batch, Client, Publication, Serving
 from .context import MessageContext
 from .errors import (
@@ -19,11 +20,15 @@ from .errors import (
     RemoteError,
     ReplyError,
     RequestTimeout,
+    RetryAfter,
     TopologyError,
     TransientError,
     UnroutableError,
+    new_permanent_error,
+    new_transient_error,
 )
 from .handler import HandlerBase
+from .handler_breaker import HandlerBreakerOptions
 from .model import Model
 from .options import PublishOptions
 from .publisher import Publisher, PublishTransport
@@ -47,13 +52,16 @@ __all__ = [
     "BatchFailure",
     "BatchPublishError",
     "BindingDef",
+    "BreakerState",
     "BrokerConnectionError",
+    "CircuitBreaker",
     "Client",
     "DecodeError",
     "EntityNotFound",
     "ExchangeDef",
     "FeatureNotAvailable",
     "HandlerBase",
+    "HandlerBreakerOptions",
     "HandlerRoute",
     "HeaderValue",
     "JsonDecimal",
@@ -75,10 +83,13 @@ __all__ = [
     "RemoteError",
     "ReplyError",
     "RequestTimeout",
+    "RetryAfter",
     "RetryPolicy",
     "Serving",
     "ServiceTopology",
     "TopologyError",
     "TransientError",
     "UnroutableError",
+    "new_permanent_error",
+    "new_transient_error",
 ]

@@ -36,6 +36,7 @@ from .consumer import ConsumerSettings, QueueConsumer, Route
 from .declare import declare_topology
 from .errors import DecodeError, FeatureNotAvailable, MmateError, RemoteError, RequestTimeout
 from .handler import HandlerBase
+from .handler_breaker import DEFAULT_HANDLER_BREAKER, HandlerBreakerOptions
 from .model import Model
 from .options import PublishOptions
 from .publisher import PublishTransport
@@ -84,6 +85,7 @@ class Client:
         publish_timeout: float = 10.0,
         request_timeout: float = 30.0,
         max_in_flight: int = 1000,
+        handler_breaker: HandlerBreakerOptions | None = DEFAULT_HANDLER_BREAKER,
     ) -> None:
         if not service:
             raise MmateError("Client needs a service name")
@@ -100,6 +102,8 @@ class Client:
         )
         self._replies = ReplyQueue(self._connection, service)
         self._request_timeout = request_timeout
+        self._handler_breaker = handler_breaker
+        self._publish_timeout = publish_timeout
         self._servings: list[Serving] = []
         self._declared: dict[str, tuple[ServiceTopology, bool]] = {}
         self._connection.on_reconnect(self._redeclare)
@@ -314,6 +318,9 @@ class Client:
                     concurrency=concurrency or (qdef.concurrency if qdef else 10),
                     auto_ack=auto_ack,
                     handler_timeout=handler_timeout,
+                    queue_def=qdef,
+                    breaker=self._handler_breaker,
+                    move_timeout=self._publish_timeout,
                 )
                 consumer = QueueConsumer(
                     self._connection,

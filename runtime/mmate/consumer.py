@@ -1,26 +1,32 @@
 """Consuming one queue and dispatching each message by its envelope ``type`` to a typed handler
-method.
+method; what happens when that fails.
 
 Contract:
 
 * Each queue has its own channel with ``basic.qos(prefetch)``; deliveries go into a local buffer
-served by
-  ``concurrency`` worker tasks in delivery order (one worker: strictly one message at a time, in
-  order).
+  served by ``concurrency`` worker tasks in delivery order (one worker: strictly one message at a
+  time, in order).
 * Manual ack (default): a message is acked after its handler returned (and, for a query, after its
-reply
-  was published). Auto-ack is an explicit opt-in that logs a warning once per process.
-* A body that is not a valid envelope, a type without a handler on this queue, a payload failing
-  validation, or a handler that raised or timed out never crashes the consumer: ``failure.decide``
-  says what to do (currently: nack without requeue, so the broker dead-letters it). A failed query
-  handler additionally answers the requester with an error reply (``success: false``), so it sees a
-  ``RemoteError`` instead of a timeout.
+  reply was published). Auto-ack is an explicit opt-in that logs a warning once per process.
+* Before consuming, ``start`` checks that the queue's dead-letter route and retry wait queues exist
+  (``deadletter.verify_routes``); a missing one is an error, not a silent drop later.
+* Layers, in this order for every delivery: poison checks (``poison.check_body``, envelope parse,
+  handler lookup, payload validation) -> the per-queue circuit breaker (``handler_breaker``, waits
+  while open) -> the handler, with immediate retries -> ``failure.decide`` -> carrying the decision
+  out. A failure never crashes the consumer.
+* Carrying out a decision: the original body, byte for byte, with its properties and the retry
+  headers (``retry``) goes to the chosen wait queue, or with the dead-letter headers
+  (``deadletter``) to the queue's dead-letter route, through ``republish.Republisher``
+  (confirmed, mandatory); only after the broker confirmed it is the original acked. If that publish
+  fails (unroutable, nacked, no confirm, channel or connection lost), the original is nacked
+  without requeue instead, so the broker's own dead-lettering keeps it (without our headers): a
+  message is never acked before it was safely moved. A failed query is answered with an error reply
+  only when it is dead-lettered (not while it is being retried).
 * The channel closed by the broker (e.g. a broker error) or a consumer cancelled by the broker
-(queue
-  deleted) is reopened and consumption resumes, with a short backoff, until ``stop``.
+  (queue deleted) is reopened and consumption resumes, with a short backoff, until ``stop``.
 * ``stop(timeout)``: cancel the consumer (no new deliveries), let buffered and running handlers
-finish and
-  ack them, within ``timeout``; what is left is requeued by the broker when the channel closes.
+  finish and ack them, within ``timeout``; what is left is requeued by the broker when the channel
+  closes.
 """
 
 from __future__ import annotations
@@ -29,19 +35,22 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import aiormq.abc
 
-from . import codec
+from . import codec, deadletter, poison, retry
 from .codec import Envelope
 from .connection import Connection
 from .context import MessageContext
-from .errors import DecodeError, MmateError, translate
-from .failure import Action, Failure, Stage, decide
+from .errors import DecodeError, MmateError, PublishError, translate
+from .failure import DeadLetter, Decision, Failure, RetryLater, RetryNow, decide
+from .handler_breaker import HandlerBreaker, HandlerBreakerOptions
 from .model import Model
 from .publisher import PublishTransport
-from .topology import MessageDef
+from .republish import Republisher, moved_properties
+from .topology import MessageDef, QueueDef
 
 log = logging.getLogger("mmate.consumer")
 
@@ -49,6 +58,7 @@ HandlerMethod = Callable[[Any, MessageContext], Awaitable[Any]]
 ReplySender = Callable[
     [Envelope, "str | None", MessageDef, "Model | dict[str, Any]"], Awaitable[None]
 ]
+Settle = Literal["ack", "reject", "requeue"]
 
 _auto_ack_warned = False
 
@@ -58,8 +68,8 @@ def warn_auto_ack_once() -> None:
     if not _auto_ack_warned:
         _auto_ack_warned = True
         log.warning(
-            "auto-ack is on: every message in flight is lost if the process dies, and failed "
-            "messages cannot be dead-lettered"
+            "auto-ack is on: every message in flight is lost if the process dies, and a failed "
+            "message whose move to its wait or dead-letter queue fails is lost"
         )
 
 
@@ -81,14 +91,19 @@ class ConsumerSettings:
     handler_timeout: float | None = 600.0
     """Below RabbitMQ's ``consumer_timeout`` (30 min by default), which would cancel the
     consumer."""
+    queue_def: QueueDef | None = None
+    """The spec's queue: retry policy, dead-letter route, wait queues, size limit."""
+    breaker: HandlerBreakerOptions | None = None
+    """The per-queue circuit breaker (None: none)."""
+    move_timeout: float = 10.0
+    """Seconds to wait for the confirm of a move to a wait or dead-letter queue."""
 
 
-def _attempt(headers: Mapping[str, Any]) -> int:
-    value = headers.get("x-attempt")
-    try:
-        return max(1, int(value)) if value is not None else 1
-    except (TypeError, ValueError):
-        return 1
+def handler_name(method: HandlerMethod) -> str:
+    """``Class.method`` of a bound handler method (for ``x-mmate-handler``)."""
+    owner = getattr(method, "__self__", None)
+    name = getattr(method, "__name__", repr(method))
+    return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
 class QueueConsumer:
@@ -110,26 +125,54 @@ class QueueConsumer:
         self._connection = connection
         self._routes = dict(routes)
         self._settings = settings
+        self._queue_def = settings.queue_def
+        self._max_bytes = settings.queue_def.max_message_bytes if settings.queue_def else None
         self._transport = transport
         self._send_reply = send_reply
+        self._mover = Republisher(connection, f"failures of {queue}", timeout=settings.move_timeout)
+        self._breaker: HandlerBreaker | None = None
+        if settings.breaker is not None:
+            self._breaker = HandlerBreaker(
+                queue, settings.breaker, pause=self._pause, resume=self._resume
+            )
         self._buffer: asyncio.Queue[aiormq.abc.DeliveredMessage] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._channel: aiormq.abc.AbstractChannel | None = None
         self._consumer_tag: str | None = None
         self._stopping = False
+        self._paused = False
+        self._pause_lock = asyncio.Lock()
         self._restart: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[Any] | None = None
         self.handled = 0
         """Messages whose handler returned (acked in manual mode)."""
         self.failed = 0
-        """Messages handed to the failure policy."""
+        """Deliveries that failed (each counted once, whatever happened next)."""
+        self.retried = 0
+        """Failed deliveries moved to a wait queue (confirmed)."""
+        self.dead_lettered = 0
+        """Failed deliveries moved to the dead-letter route with stamped headers (confirmed)."""
+        self.rejected = 0
+        """Failed deliveries nacked without requeue (no route, or the move failed)."""
+        self.immediate_retries = 0
+        """In-process immediate retries of a handler."""
 
     def __repr__(self) -> str:
-        return f"<mmate.QueueConsumer {self.queue} handled={self.handled} failed={self.failed}>"
+        return (
+            f"<mmate.QueueConsumer {self.queue} handled={self.handled} failed={self.failed} "
+            f"retried={self.retried} dead_lettered={self.dead_lettered}>"
+        )
+
+    @property
+    def breaker(self) -> HandlerBreaker | None:
+        """The queue's circuit breaker (``.state``), or None when disabled."""
+        return self._breaker
 
     async def start(self) -> None:
         if self._settings.auto_ack:
             warn_auto_ack_once()
+        if self._queue_def is not None:
+            await deadletter.verify_routes(self._connection, self._queue_def)
         try:
             await self._consume()
         except Exception as exc:
@@ -138,12 +181,14 @@ class QueueConsumer:
             self._workers.append(
                 asyncio.create_task(self._work(), name=f"mmate:{self.queue}:worker{n}")
             )
+        policy = self._queue_def.retry if self._queue_def else None
         log.info(
-            "consuming %s (prefetch %d, concurrency %d, %s): %s",
+            "consuming %s (prefetch %d, concurrency %d, %s, %s): %s",
             self.queue,
             self._settings.prefetch,
             self._settings.concurrency,
             "auto-ack" if self._settings.auto_ack else "manual ack",
+            f"{policy.attempts} attempts" if policy else "no retries",
             ", ".join(sorted(self._routes)),
         )
 
@@ -152,16 +197,47 @@ class QueueConsumer:
         try:
             await channel.basic_qos(prefetch_count=self._settings.prefetch)
             channel.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
-            ok = await channel.basic_consume(
-                self.queue, self._on_delivery, no_ack=self._settings.auto_ack
-            )
+            tag = None
+            if not self._paused:
+                ok = await channel.basic_consume(
+                    self.queue, self._on_delivery, no_ack=self._settings.auto_ack
+                )
+                tag = ok.consumer_tag
         except Exception:
             if not channel.is_closed:
                 await channel.close()
             raise
         self._channel = channel
-        self._consumer_tag = ok.consumer_tag
+        self._consumer_tag = tag
         channel.closing.add_done_callback(self._on_channel_closed)
+
+    async def _pause(self) -> None:
+        """Stop receiving deliveries (circuit breaker open); held messages stay unacked."""
+        async with self._pause_lock:
+            self._paused = True
+            channel, tag = self._channel, self._consumer_tag
+            if channel is not None and not channel.is_closed and tag is not None:
+                await channel.basic_cancel(tag)
+                self._consumer_tag = None
+            log.warning("stopped consuming %s (circuit breaker open)", self.queue)
+
+    async def _resume(self) -> None:
+        """Receive deliveries again (circuit breaker half-open)."""
+        async with self._pause_lock:
+            if self._stopping or self._breaker is None:
+                return
+            if self._breaker.state.value == "open":
+                return  # opened again meanwhile; its own cool-down resumes later
+            self._paused = False
+            channel = self._channel
+            if channel is None or channel.is_closed:
+                self._schedule_restart()
+            elif self._consumer_tag is None:
+                ok = await channel.basic_consume(
+                    self.queue, self._on_delivery, no_ack=self._settings.auto_ack
+                )
+                self._consumer_tag = ok.consumer_tag
+            log.info("consuming %s again (circuit breaker half-open)", self.queue)
 
     async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
         self._buffer.put_nowait(message)
@@ -206,7 +282,7 @@ class QueueConsumer:
             finally:
                 self._buffer.task_done()
 
-    async def _settle(self, message: aiormq.abc.DeliveredMessage, action: Action) -> None:
+    async def _settle(self, message: aiormq.abc.DeliveredMessage, how: Settle) -> None:
         if self._settings.auto_ack:
             return
         channel = message.channel
@@ -214,36 +290,43 @@ class QueueConsumer:
         if tag is None or channel.is_closed:
             return  # the broker requeues what an old channel left unacked
         try:
-            if action is Action.ACK:
+            if how == "ack":
                 await channel.basic_ack(tag)
             else:
-                await channel.basic_nack(tag, requeue=action is Action.REQUEUE)
+                await channel.basic_nack(tag, requeue=how == "requeue")
         except Exception as exc:
-            log.warning("could not %s message %s on %s: %r", action.value, tag, self.queue, exc)
+            log.warning("could not %s message %s on %s: %r", how, tag, self.queue, exc)
 
-    async def _fail(
-        self,
-        message: aiormq.abc.DeliveredMessage,
-        stage: Stage,
-        error: BaseException,
-        message_type: str,
-        message_id: str,
-    ) -> None:
-        self.failed += 1
-        redelivered = bool(getattr(message.delivery, "redelivered", False))
-        action = decide(Failure(stage, error, self.queue, message_type, message_id, redelivered))
-        await self._settle(message, action)
+    def _gone(self, message: aiormq.abc.DeliveredMessage) -> bool:
+        """Delivered on a channel that died: the broker has requeued it; do nothing more."""
+        return message.channel.is_closed and not self._settings.auto_ack
 
     async def _process(self, message: aiormq.abc.DeliveredMessage) -> None:
-        if message.channel.is_closed and not self._settings.auto_ack:
-            return  # delivered on a channel that died: the broker has requeued it
+        if self._gone(message):
+            return
         props = message.header.properties
+        attempt = retry.attempt_of(props.headers, self.queue)
+        mtype, mid = props.message_type or "", props.message_id or ""
+        bad = poison.check_body(message.body, self._max_bytes, self.queue)
+        if bad is not None:
+            reason, error = bad
+            await self._fail(
+                message,
+                Failure("poison", error, self.queue, mtype, mid, attempt=attempt, reason=reason),
+            )
+            return
         try:
             envelope = codec.parse(message.body)
         except DecodeError as exc:
-            mtype = exc.message_type or props.message_type or ""
-            mid = exc.message_id or props.message_id or ""
-            await self._fail(message, "decode", exc, mtype, mid)
+            failure = Failure(
+                "decode",
+                exc,
+                self.queue,
+                exc.message_type or mtype,
+                exc.message_id or mid,
+                attempt=attempt,
+            )
+            await self._fail(message, failure)
             return
         route = self._routes.get(envelope.type)
         if route is None:
@@ -252,37 +335,169 @@ class QueueConsumer:
                 message_type=envelope.type,
                 message_id=envelope.id,
             )
-            await self._fail(message, "dispatch", error, envelope.type, envelope.id)
+            await self._fail(
+                message,
+                Failure("dispatch", error, self.queue, envelope.type, envelope.id, attempt=attempt),
+            )
             return
         try:
             model = codec.validate(envelope, route.message)
         except DecodeError as exc:
-            await self._fail(message, "validate", exc, envelope.type, envelope.id)
+            await self._fail(
+                message,
+                Failure("validate", exc, self.queue, envelope.type, envelope.id, attempt=attempt),
+            )
             return
-        ctx = self._context(message, envelope)
-        try:
-            if self._settings.handler_timeout is None:
+        breaker = self._breaker
+        if breaker is not None and not await breaker.admit():
+            await self._settle(message, "requeue")  # stopping while the breaker held it
+            return
+        if self._gone(message):
+            if breaker is not None:
+                breaker.release()
+            return
+        ctx = self._context(message, envelope, attempt)
+        await self._handle(message, envelope, route, model, ctx)
+
+    async def _call(self, route: Route, model: Model, ctx: MessageContext) -> Any:
+        if self._settings.handler_timeout is None:
+            result = await route.method(model, ctx)
+        else:
+            async with asyncio.timeout(self._settings.handler_timeout):
                 result = await route.method(model, ctx)
-            else:
-                async with asyncio.timeout(self._settings.handler_timeout):
-                    result = await route.method(model, ctx)
-            if route.reply is not None and not isinstance(result, route.reply.model):
-                raise MmateError(
-                    f"handler of {envelope.type} returned {type(result).__name__}, "
-                    f"not {route.reply.name}"
+        if route.reply is not None and not isinstance(result, route.reply.model):
+            raise MmateError(
+                f"handler of {ctx.message_type} returned {type(result).__name__}, "
+                f"not {route.reply.name}"
+            )
+        return result
+
+    async def _handle(
+        self,
+        message: aiormq.abc.DeliveredMessage,
+        envelope: Envelope,
+        route: Route,
+        model: Model,
+        ctx: MessageContext,
+    ) -> None:
+        props = message.header.properties
+        immediate = 0
+        while True:
+            try:
+                result = await self._call(route, model, ctx)
+                break
+            except Exception as exc:
+                failure = Failure(
+                    "handler",
+                    exc,
+                    self.queue,
+                    envelope.type,
+                    envelope.id,
+                    redelivered=ctx.redelivered,
+                    attempt=ctx.attempt,
+                    immediate_done=immediate,
                 )
-        except Exception as exc:
-            if route.reply is not None:
-                await self._reply_error(envelope, props.reply_to, route.reply, exc)
-            await self._fail(message, "handler", exc, envelope.type, envelope.id)
-            return
+                decision = decide(failure, self._queue_def)
+                if isinstance(decision, RetryNow):
+                    immediate += 1
+                    self.immediate_retries += 1
+                    model = codec.validate(envelope, route.message)  # a fresh copy
+                    continue
+                if self._breaker is not None:
+                    transient = isinstance(decision, RetryLater) or decision.kind == "transient"
+                    self._breaker.record("failure" if transient else "success")
+                if isinstance(decision, DeadLetter) and route.reply is not None:
+                    await self._reply_error(envelope, props.reply_to, route.reply, exc)
+                await self._carry_out(message, failure, decision, handler_name(route.method))
+                return
+        if self._breaker is not None:
+            self._breaker.record("success")
         if route.reply is not None:
             try:
                 await self._send_reply(envelope, props.reply_to, route.reply, result)
             except Exception as exc:  # the query was handled; its requester may be gone
                 log.error("could not send the reply to %s %s: %s", envelope.type, envelope.id, exc)
         self.handled += 1
-        await self._settle(message, Action.ACK)
+        await self._settle(message, "ack")
+
+    async def _fail(self, message: aiormq.abc.DeliveredMessage, failure: Failure) -> None:
+        """A delivery that never reached a handler (poison)."""
+        await self._carry_out(message, failure, decide(failure, self._queue_def), "")
+
+    async def _carry_out(
+        self,
+        message: aiormq.abc.DeliveredMessage,
+        failure: Failure,
+        decision: Decision,
+        handler: str,
+    ) -> None:
+        """Move the message where ``decision`` says; ack only once the move was confirmed."""
+        self.failed += 1
+        if self._gone(message):
+            return
+        props = message.header.properties
+        now = datetime.now(UTC)
+        exchange, routing_key = message.exchange or "", message.routing_key or ""
+        what = f"{failure.message_type or 'message'} {failure.message_id or '?'} from {self.queue}"
+        if isinstance(decision, RetryLater):
+            headers = retry.retry_headers(
+                props.headers,
+                next_attempt=decision.next_attempt,
+                delay_ms=decision.delay_ms,
+                error=failure.error,
+                now=now,
+                exchange=exchange,
+                routing_key=routing_key,
+            )
+            to_exchange, to_key = "", decision.wait_queue
+        else:
+            assert isinstance(decision, DeadLetter)
+            target = deadletter.target_of(self._queue_def)
+            if target is None:
+                log.error(
+                    "%s has no dead-letter route (queue %s has none in the spec); rejecting it, "
+                    "the broker discards it",
+                    what,
+                    self.queue,
+                )
+                self.rejected += 1
+                await self._settle(message, "reject")
+                return
+            headers = deadletter.dead_letter_headers(
+                props.headers,
+                reason=decision.reason,
+                error=failure.error,
+                handler=handler,
+                attempts=failure.attempt,
+                now=now,
+                exchange=exchange,
+                routing_key=routing_key,
+                queue=self.queue,
+                expiration=props.expiration,
+            )
+            to_exchange = target.exchange
+            # A dead-letter exchange without a routing key: the message's original routing key.
+            original_key = str(headers.get(deadletter.ORIGINAL_ROUTING_KEY, routing_key))
+            to_key = target.routing_key if target.routing_key is not None else original_key
+        properties = moved_properties(props, headers, failure.message_id)
+        try:
+            await self._mover.move(
+                message.body, properties, exchange=to_exchange, routing_key=to_key, what=what
+            )
+        except PublishError as exc:
+            log.error(
+                "%s could not be moved (%s); rejecting it so the broker dead-letters it instead",
+                what,
+                exc,
+            )
+            self.rejected += 1
+            await self._settle(message, "reject")
+            return
+        if isinstance(decision, RetryLater):
+            self.retried += 1
+        else:
+            self.dead_lettered += 1
+        await self._settle(message, "ack")
 
     async def _reply_error(
         self, envelope: Envelope, reply_to: str | None, reply: MessageDef, exc: Exception
@@ -296,7 +511,9 @@ class QueueConsumer:
                 "could not send the error reply to %s %s: %s", envelope.type, envelope.id, send_exc
             )
 
-    def _context(self, message: aiormq.abc.DeliveredMessage, envelope: Envelope) -> MessageContext:
+    def _context(
+        self, message: aiormq.abc.DeliveredMessage, envelope: Envelope, attempt: int
+    ) -> MessageContext:
         props = message.header.properties
         headers: dict[str, Any] = dict(envelope.headers)
         if props.headers:
@@ -313,7 +530,7 @@ class QueueConsumer:
             delivery_tag=message.delivery_tag or 0,
             timestamp=envelope.timestamp or props.timestamp,
             reply_to=codec.reply_address(envelope, props.reply_to),
-            attempt=_attempt(headers),
+            attempt=attempt,
             transport=self._transport,
         )
 
@@ -323,6 +540,8 @@ class QueueConsumer:
         self._stopping = True
         if self._restart is not None:
             self._restart.cancel()
+        if self._breaker is not None:
+            await self._breaker.stop()
         channel = self._channel
         if channel is not None and not channel.is_closed and self._consumer_tag is not None:
             try:
@@ -347,6 +566,14 @@ class QueueConsumer:
                 await channel.close()
             except Exception as exc:
                 log.debug("closing the channel of %s: %r", self.queue, exc)
+        await self._mover.close()
         log.info(
-            "stopped consuming %s: %d handled, %d failed", self.queue, self.handled, self.failed
+            "stopped consuming %s: %d handled, %d failed (%d retried, %d dead-lettered, "
+            "%d rejected)",
+            self.queue,
+            self.handled,
+            self.failed,
+            self.retried,
+            self.dead_lettered,
+            self.rejected,
         )

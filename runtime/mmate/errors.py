@@ -1,28 +1,40 @@
-"""Every error the runtime raises, and the one table that maps aiormq's exceptions onto them.
+"""Every error the runtime raises, how a failure is classified, and the one table that maps
+aiormq's exceptions onto them.
 
 ::
 
     MmateError
-    ├── BrokerConnectionError      cannot connect, or the connection is gone (also a builtin
-    ConnectionError) ├── TopologyError              declaring or verifying the topology failed
-    │   ├── PreconditionFailed     406: the entity exists with other settings (names entity, wanted,
-    broker said) │   ├── EntityNotFound         404: passive verify found no such exchange or queue
-    │   └── AccessRefused          403: the credentials may not declare / use it
-    ├── PublishError               a publish was not confirmed
-    │   ├── UnroutableError        mandatory publish reached no queue (names exchange and routing
-    key) │   ├── NackError              the broker nacked it
-    │   ├── PublishTimeout         no confirm within the timeout (e.g. broker under an alarm)
-    │   └── BatchPublishError      some messages of a batch failed; ``failures`` says which
-    ├── RequestTimeout             no reply to a query within the timeout (names query type,
-    correlation id) ├── RemoteError                the responder answered with an error reply
-    (``code``, ``message``) ├── DecodeError                a body is not a valid envelope of a known
-    type (a poison message) ├── FeatureNotAvailable        an option this runtime cannot honour yet
-    (``delay``, ``schedule_at``) ├── PermanentError             raised by handlers: the same input
-    will fail the same way tomorrow └── TransientError             raised by handlers: worth
-    retrying later
+    ├── BrokerConnectionError   cannot connect, or the connection is gone (also ConnectionError)
+    ├── TopologyError           declaring or verifying the topology failed
+    │   ├── PreconditionFailed  406: the entity exists with other settings
+    │   ├── EntityNotFound      404: no such exchange or queue
+    │   └── AccessRefused       403: the credentials may not declare / use it
+    ├── PublishError            a publish was not confirmed (names exchange and routing key)
+    │   ├── UnroutableError     mandatory publish reached no queue
+    │   ├── NackError           the broker nacked it
+    │   ├── PublishTimeout      no confirm within the timeout (e.g. broker under an alarm)
+    │   └── BatchPublishError   some messages of a batch failed; ``failures`` says which
+    ├── RequestTimeout          no reply to a query in time (also TimeoutError)
+    ├── RemoteError             the responder answered with an error reply (``code``, ``message``)
+    ├── DecodeError             a body is not a valid envelope of a known type (a poison message)
+    ├── FeatureNotAvailable     an option this runtime cannot honour
+    ├── PermanentError          raise from a handler: the same input fails the same way tomorrow
+    └── TransientError          raise from a handler: the failure may pass; retry later
+        └── RetryAfter          raise from a handler: retry after ``delay`` seconds
 
-``ReplyError`` is an alias of ``RemoteError``. Messages never contain passwords: every URL in an
-error text goes through ``mmate.url.mask``.
+``ReplyError`` is an alias of ``RemoteError``. ``new_permanent_error(text, cause)`` and
+``new_transient_error(text, cause)`` build the two with a cause, like Go's
+``messaging.NewPermanentError`` / ``NewTransientError``.
+
+Classification (``failure_kind``), one question: will the same input fail the same way tomorrow?
+``_FAILURE_TABLE`` answers it per exception class: permanent for ``PermanentError``,
+``DecodeError`` (bad JSON, no type, unknown type, failed validation), unroutable publishes and
+topology errors; transient for ``TransientError``, lost connections, unconfirmed publishes and
+timeouts (a handler timeout included). aiormq's exceptions are first mapped onto the tree by
+``_AIORMQ_TABLE`` (``classify``), then classified by their mmate class. Anything else is unknown
+(``None``): the queue's ``retry.unknown_errors`` decides (transient unless the spec says otherwise).
+
+Messages never contain passwords: every URL in an error text goes through ``mmate.url.mask``.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiormq.exceptions as amqp_exc
 
@@ -161,11 +173,50 @@ class FeatureNotAvailable(MmateError):
 
 
 class PermanentError(MmateError):
-    """Raise from a handler when retrying cannot help: the message is dead-lettered at once."""
+    """Raise from a handler when retrying cannot help: the message is dead-lettered at once.
+
+    ``cause`` (optional) becomes ``__cause__``, as with ``raise ... from cause``.
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        if cause is not None:
+            self.__cause__ = cause
 
 
 class TransientError(MmateError):
-    """Raise from a handler when the failure may pass: the message may be retried later."""
+    """Raise from a handler when the failure may pass: the message is retried after the queue's
+    backoff, and dead-lettered after its last attempt."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        if cause is not None:
+            self.__cause__ = cause
+
+
+class RetryAfter(TransientError):
+    """Raise from a handler to retry the message after ``delay`` seconds (e.g. a rate limit).
+
+    The queue's wait queues have fixed delays: the smallest one of at least ``delay`` is used, or
+    the longest one when ``delay`` exceeds them all. It counts as an attempt like any transient
+    failure and skips the immediate in-process retries.
+    """
+
+    def __init__(self, delay: float, message: str = "", cause: BaseException | None = None) -> None:
+        if delay < 0:
+            raise ValueError(f"RetryAfter delay must not be negative, got {delay}")
+        super().__init__(message or f"retry after {delay:g} s", cause)
+        self.delay = float(delay)
+
+
+def new_permanent_error(message: str, cause: BaseException | None = None) -> PermanentError:
+    """A ``PermanentError`` with ``cause`` (Go: ``messaging.NewPermanentError(msg, err)``)."""
+    return PermanentError(message, cause)
+
+
+def new_transient_error(message: str, cause: BaseException | None = None) -> TransientError:
+    """A ``TransientError`` with ``cause`` (Go: ``messaging.NewTransientError(msg, err)``)."""
+    return TransientError(message, cause)
 
 
 # aiormq exception class -> (mmate class, short description). Looked up along the MRO, so the most
@@ -223,3 +274,37 @@ def translate(exc: BaseException, context: str) -> MmateError:
                 return target(text, entity="", broker_reply=reply)
             return target(text)
     return MmateError(f"{context}: {type(exc).__name__}: {exc}")
+
+
+FailureKind = Literal["transient", "permanent"]
+
+# Exception class -> what a failure of that class is. The first row the exception is an instance
+# of wins, so more specific rows come first. aiormq's exceptions are mapped by _AIORMQ_TABLE first.
+_FAILURE_TABLE: tuple[tuple[type[BaseException], FailureKind], ...] = (
+    (PermanentError, "permanent"),
+    (TransientError, "transient"),
+    (DecodeError, "permanent"),
+    (UnroutableError, "permanent"),  # a follow-up has no route: configuration, not bad luck
+    (TopologyError, "permanent"),  # 404, 403, 406
+    (FeatureNotAvailable, "permanent"),
+    (BrokerConnectionError, "transient"),
+    (PublishError, "transient"),  # nacked, not confirmed in time
+    (RequestTimeout, "transient"),
+    (TimeoutError, "transient"),  # also a handler that exceeded handler_timeout
+    (ConnectionError, "transient"),
+)
+
+
+def failure_kind(exc: BaseException) -> FailureKind | None:
+    """``"permanent"`` or ``"transient"`` by the table, ``None`` for an unknown exception (the
+    queue's ``unknown_errors`` policy decides)."""
+    for source, kind in _FAILURE_TABLE:
+        if isinstance(exc, source):
+            return kind
+    if type(exc).__module__.startswith(("aiormq.", "pamqp.")):
+        mapped = classify(exc)
+        for source, kind in _FAILURE_TABLE:
+            if issubclass(mapped, source):
+                return kind
+        return "transient"  # some other broker or channel error
+    return None

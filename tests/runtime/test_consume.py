@@ -199,7 +199,9 @@ async def test_handler_exception_dead_letters_once_without_requeue_loop(
         assert serving.failed == 1  # not redelivered
         dead = await raw.basic_get(f"{app.order_queue}.dlq", no_ack=True)
         assert json.loads(dead.body)["payload"]["customerId"] == "bad"
-        assert dead.header.properties.headers["x-death"][0]["reason"] == "rejected"
+        stamped = dead.header.properties.headers  # moved by the runtime, with the reason
+        assert stamped["x-mmate-dead-letter-reason"] == "retries-exhausted"  # no retry policy
+        assert stamped["x-mmate-error-class"] == "RuntimeError"
     assert "cannot create an order for bad" in caplog.text
 
 

@@ -49,6 +49,13 @@ EXPECTED = {
     "FeatureNotAvailable",
     "PermanentError",
     "TransientError",
+    # failure handling
+    "RetryAfter",
+    "new_permanent_error",
+    "new_transient_error",
+    "HandlerBreakerOptions",
+    "CircuitBreaker",
+    "BreakerState",
 }
 
 

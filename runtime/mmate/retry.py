@@ -1,0 +1,155 @@
+"""Broker-side retry: which attempt a delivery is, which wait queue a retry goes to, and the
+headers a retried message carries. Pure functions, no I/O (``consumer`` publishes, ``failure``
+decides).
+
+Contract:
+
+* **Attempts** count deliveries to the handler, the first included. The number travels in the AMQP
+  header ``x-mmate-attempt`` (an integer, set on every retry); a message without it (from Go, or
+  first delivery) is attempt 1, unless its ``x-death`` header shows it was already rejected from
+  this very queue (dead-lettered by the broker and routed back): then it is one more than those
+  rejections. The larger of the two counts wins. Immediate in-process retries do not count: they
+  happen within one attempt.
+* **Delay** before attempt ``n + 1``: ``policy.delays_ms[n - 1]`` (the spec's backoff, capped at
+  ``max_delay``; the last value for any later attempt).
+* **Tiers are fixed**: each wait queue has one ``x-message-ttl`` and dead-letters back to the origin
+  queue, so a delay can only be one of the tiers (the keys of ``QueueDef.wait_queues``).
+  With ``jitter``, the nominal delay is multiplied by a uniform factor in [0.5, 1.5) and the largest
+  tier not above the result is used (the smallest tier when all are above it). For exponential
+  backoff this sends about half of the retries one tier lower, which spreads a burst of failures
+  over two tiers; without jitter the tier is the nominal delay's (largest tier not above it).
+* **RetryAfter(delay)**: the smallest tier of at least ``delay``; when ``delay`` exceeds every
+  tier, the largest tier (shorter than asked: logged as a warning by ``failure``).
+* **Headers** of a retried message: the original AMQP headers plus ``x-mmate-attempt`` (the next
+  attempt), ``x-mmate-first-failure`` (kept from the first failure), ``x-mmate-last-failure``,
+  ``x-mmate-last-error`` (``Class: text``, truncated), ``x-mmate-retry-delay-ms`` (the tier) and
+  ``x-mmate-original-exchange`` / ``x-mmate-original-routing-key`` (from the first failure; after a
+  wait-queue hop the delivery's own exchange is the default one).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+
+from .topology import RetryPolicy
+
+ATTEMPT = "x-mmate-attempt"
+FIRST_FAILURE = "x-mmate-first-failure"
+LAST_FAILURE = "x-mmate-last-failure"
+LAST_ERROR = "x-mmate-last-error"
+RETRY_DELAY = "x-mmate-retry-delay-ms"
+ORIGINAL_EXCHANGE = "x-mmate-original-exchange"
+ORIGINAL_ROUTING_KEY = "x-mmate-original-routing-key"
+
+MAX_ERROR_TEXT = 1000
+"""Longest error text written into a header (characters)."""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value) if value is not None else ""
+
+
+def _rejections(x_death: Any, queue: str) -> int:
+    """How often the broker dead-lettered this message from ``queue`` (``x-death`` entries)."""
+    if not isinstance(x_death, list | tuple):
+        return 0
+    total = 0
+    for entry in x_death:
+        if not isinstance(entry, Mapping):
+            continue
+        if _text(entry.get("queue")) != queue:
+            continue
+        if _text(entry.get("reason")) not in ("rejected", "delivery_limit"):
+            continue
+        count = entry.get("count", 1)
+        total += count if isinstance(count, int) and count > 0 else 1
+    return total
+
+
+def attempt_of(headers: Mapping[str, Any] | None, queue: str) -> int:
+    """The attempt number of a delivery from ``queue`` (see the module docstring)."""
+    if not headers:
+        return 1
+    stamped = 1
+    value = headers.get(ATTEMPT)
+    if value is not None:
+        try:
+            stamped = max(1, int(_text(value) if isinstance(value, bytes) else value))
+        except (TypeError, ValueError):
+            stamped = 1
+    return max(stamped, 1 + _rejections(headers.get("x-death"), queue))
+
+
+def nominal_delay_ms(policy: RetryPolicy, attempt: int) -> int:
+    """The spec's delay after a failure of ``attempt`` (before attempt ``attempt + 1``)."""
+    if not policy.delays_ms:
+        return policy.initial_delay_ms
+    return policy.delays_ms[min(max(attempt, 1), len(policy.delays_ms)) - 1]
+
+
+def tier_at_most(tiers: Collection[int], delay_ms: float) -> int:
+    """The largest tier not above ``delay_ms``, or the smallest tier if all are above it."""
+    ordered = sorted(tiers)
+    if not ordered:
+        raise ValueError("no wait-queue tiers")
+    below = [t for t in ordered if t <= delay_ms]
+    return below[-1] if below else ordered[0]
+
+
+def tier_at_least(tiers: Collection[int], delay_ms: float) -> int:
+    """The smallest tier of at least ``delay_ms``, or the largest tier if all are below it."""
+    ordered = sorted(tiers)
+    if not ordered:
+        raise ValueError("no wait-queue tiers")
+    above = [t for t in ordered if t >= delay_ms]
+    return above[0] if above else ordered[-1]
+
+
+def backoff_tier(
+    policy: RetryPolicy, tiers: Collection[int], attempt: int, rng: random.Random | None = None
+) -> int:
+    """The wait-queue tier for a retry after a failure of ``attempt`` (jittered if the policy
+    says so)."""
+    delay: float = nominal_delay_ms(policy, attempt)
+    if policy.jitter:
+        delay *= (rng or random).uniform(0.5, 1.5)
+    return tier_at_most(tiers, delay)
+
+
+def iso(moment: datetime) -> str:
+    """A header timestamp: RFC 3339 in UTC with milliseconds and ``Z``."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def error_text(error: BaseException) -> str:
+    """``Class: text`` of an error, truncated to ``MAX_ERROR_TEXT`` characters."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
+
+
+def retry_headers(
+    original: Mapping[str, Any] | None,
+    *,
+    next_attempt: int,
+    delay_ms: int,
+    error: BaseException,
+    now: datetime,
+    exchange: str,
+    routing_key: str,
+) -> dict[str, Any]:
+    """The AMQP headers of a message retried through a wait queue (see the module docstring)."""
+    headers: dict[str, Any] = dict(original) if original else {}
+    stamp = iso(now)
+    headers.setdefault(FIRST_FAILURE, stamp)
+    headers.setdefault(ORIGINAL_EXCHANGE, exchange)
+    headers.setdefault(ORIGINAL_ROUTING_KEY, routing_key)
+    headers[ATTEMPT] = next_attempt
+    headers[LAST_FAILURE] = stamp
+    headers[LAST_ERROR] = error_text(error)
+    headers[RETRY_DELAY] = delay_ms
+    return headers
