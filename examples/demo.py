@@ -33,6 +33,8 @@ sys.path.insert(
 )  # the repository root holds generated/
 
 import mmate
+
+from generated import topology
 from generated.banking_service import BankingServiceHandlers, BankingServicePublisher
 from generated.inventory_service import InventoryServiceHandlers
 from generated.models import (
@@ -53,8 +55,6 @@ from generated.order_audit import OrderAuditHandlers
 from generated.order_service import OrderServiceHandlers, OrderServicePublisher
 from generated.payment_service import PaymentServiceHandlers
 from generated.storefront import StorefrontPublisher
-
-from generated import topology
 
 DEFAULT_URL = os.environ.get("MMATE_TEST_URL", "amqp://guest:guest@127.0.0.1:5672/")
 RUN = uuid.uuid4().hex[:6]
