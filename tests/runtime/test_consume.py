@@ -273,6 +273,10 @@ async def test_serve_rejects_unimplemented_handlers(app: App) -> None:
         ) -> None:
             return None
 
+    with pytest.raises(TypeError, match="handle_create_order_command"):
+        Partial()  # HandlerBase is an ABC: the class cannot even be instantiated
+    # serve() still refuses an instance whose class escaped the ABC check.
+    Partial.__abstractmethods__ = frozenset()
     async with mmate.Client(BROKER_URL, service="order-service") as client:
         with pytest.raises(
             mmate.MmateError, match="does not implement handle_create_order_command"
