@@ -34,10 +34,11 @@ async def _empty(raw: aiormq.abc.AbstractChannel, app: FailureApp) -> None:
         assert await message_count(raw, q) == 0, q
 
 
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 async def test_transient_twice_then_success_is_called_three_times_through_the_wait_queues(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel, queue_type: str
 ) -> None:
-    app = failure_app(attempts=4, tiers=(100, 200, 400))
+    app = failure_app(attempts=4, tiers=(100, 200, 400), queue_type=queue_type)
 
     def flaky(message: CreateOrderCommand, ctx: MessageContext, n: int) -> None:
         if n <= 2:
