@@ -25,20 +25,23 @@ import logging
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 from . import codec, routing
 from .codec import Envelope
 from .connection import Connection
 from .consumer import ConsumerSettings, QueueConsumer, Route
 from .declare import declare_topology
-from .errors import DecodeError, FeatureNotAvailable, MmateError, RemoteError, RequestTimeout
+from .delay import DEFAULT_PREFIX, DelayMode, delay_seconds, delayed
+from .delay_relay import DelayService
+from .errors import DecodeError, MmateError, RemoteError, RequestTimeout
 from .handler import HandlerBase
 from .handler_breaker import DEFAULT_HANDLER_BREAKER, HandlerBreakerOptions
 from .model import Model
 from .options import PublishOptions
+from .publish_method import PublishMethod
 from .publisher import PublishTransport
 from .publishing import ConfirmedPublisher, Outgoing
 from .reply import ReplyQueue
@@ -47,6 +50,7 @@ from .topology import MessageDef, PublishRoute, ServiceTopology
 log = logging.getLogger("mmate.client")
 
 R = TypeVar("R", bound=Model)
+M = TypeVar("M", bound=Model)
 
 _KNOWN_OPTIONS = frozenset(PublishOptions.__annotations__)
 
@@ -86,6 +90,9 @@ class Client:
         request_timeout: float = 30.0,
         max_in_flight: int = 1000,
         handler_breaker: HandlerBreakerOptions | None = DEFAULT_HANDLER_BREAKER,
+        delay_mode: DelayMode = "cascade",
+        delay_relay: bool = True,
+        delay_prefix: str = DEFAULT_PREFIX,
     ) -> None:
         if not service:
             raise MmateError("Client needs a service name")
@@ -107,6 +114,13 @@ class Client:
         self._servings: list[Serving] = []
         self._declared: dict[str, tuple[ServiceTopology, bool]] = {}
         self._connection.on_reconnect(self._redeclare)
+        # Delayed delivery (delay.py, delay_relay.py): declared on first use, relayed by this
+        # client when delay_relay is on and it published a delayed message or serves handlers.
+        self._delays = DelayService(
+            self._connection, mode=delay_mode, prefix=delay_prefix, publish_timeout=publish_timeout
+        )
+        self._delay_relay = delay_relay
+        self._connection.on_reconnect(self._delays.redeclare)
 
     def __repr__(self) -> str:
         return f"<mmate.Client service={self.service!r} {self._connection.url}>"
@@ -122,12 +136,15 @@ class Client:
 
     async def connect(self) -> None:
         await self._connection.open()
+        if self._delays.mode == "plugin":
+            await self._delays.ensure()  # FeatureNotAvailable now, not at the first delay
 
     async def close(self, timeout: float = 30.0) -> None:
         """Stop every ``serve`` gracefully (``timeout`` each), then close channels and
         connection."""
         for serving in list(self._servings):
             await serving.stop(timeout)
+        await self._delays.stop()
         await self._replies.close()
         await self._publisher.close()
         await self._connection.close()
@@ -173,11 +190,9 @@ class Client:
         unknown = options.keys() - _KNOWN_OPTIONS
         if unknown:
             raise MmateError(f"unknown publish options: {', '.join(sorted(unknown))}")
+        wait: int | None = None
         if "delay" in options or "schedule_at" in options:
-            raise FeatureNotAvailable(
-                f"{route.message.name}: delay and schedule_at need the broker-side delay "
-                "infrastructure, which is not available yet; the message was not published"
-            )
+            wait = delay_seconds(options.get("delay"), options.get("schedule_at"))
         expiration: int | None = None
         if "ttl" in options:
             expiration = round(_seconds(options["ttl"]) * 1000)
@@ -203,8 +218,21 @@ class Client:
             expiration_ms=expiration,
             priority=priority,
             persistent=options.get("persistent", route.persistent),
+            message_id=options.get("message_id"),
         )
-        return Outgoing(encoded, options.get("exchange", route.exchange), key)
+        out = Outgoing(encoded, options.get("exchange", route.exchange), key)
+        if wait is not None:
+            out = delayed(out, wait, self._delays.topology, self._delays.mode)
+        return out
+
+    async def _prepare_delays(self, items: Iterable[Outgoing]) -> None:
+        """Declare the delay infrastructure (and start the relay) before the first delayed
+        publish."""
+        if any(self._delays.is_delayed(out) for out in items):
+            if self._delay_relay:
+                await self._delays.start_relay()
+            else:
+                await self._delays.ensure()
 
     async def publish(
         self, route: PublishRoute, message: Model, routing_key: str, options: PublishOptions
@@ -212,7 +240,53 @@ class Client:
         """Publish and return once the broker confirmed it (``PublishError`` subclasses
         otherwise)."""
         out = self._outgoing(route, message, routing_key, options)
+        await self._prepare_delays((out,))
         await self._publisher.send(out, timeout=options.get("timeout"))
+
+    async def publish_with_delay(
+        self,
+        publish: PublishMethod[M],
+        message: M,
+        delay: float | timedelta,
+        /,
+        **options: Unpack[PublishOptions],
+    ) -> None:
+        """Publish ``message`` through a generated publisher method, delivered after ``delay``
+        (seconds or timedelta, rounded up to whole seconds; the seed's ``PublishWithDelay``).
+
+        ``await client.publish_with_delay(publisher.publish_order_created_event, event, 30)``
+        """
+        wanted = PublishOptions(**options)
+        wanted["delay"] = delay
+        await publish(message, **wanted)
+
+    async def schedule_command(
+        self,
+        send: PublishMethod[M],
+        command: M,
+        at: datetime,
+        /,
+        **options: Unpack[PublishOptions],
+    ) -> None:
+        """Send ``command`` through a generated publisher method, delivered at ``at`` (timezone-
+        aware; a past time means now; the seed's ``ScheduleCommand``).
+
+        ``await client.schedule_command(publisher.send_create_order_command, cmd, tomorrow_9am)``
+        """
+        wanted = PublishOptions(**options)
+        wanted["schedule_at"] = at
+        await send(command, **wanted)
+
+    async def run_delay_relay(self) -> None:
+        """Declare the delay infrastructure and relay its ready messages from this client
+        (idempotent; also started by the first delayed publish and by ``serve`` unless
+        ``delay_relay=False``). Stopped by ``close``."""
+        await self._delays.start_relay()
+
+    @property
+    def delays(self) -> DelayService:
+        """The delay infrastructure of this client (topology names, relay counters)."""
+        return self._delays
 
     async def publish_many(
         self, publications: Iterable[Publication], *, timeout: float | None = None
@@ -224,6 +298,7 @@ class Client:
         sent.
         """
         items = [self._outgoing(p.route, p.message, p.routing_key, p.options) for p in publications]
+        await self._prepare_delays(items)
         await self._publisher.send_many(items, timeout=timeout)
 
     def batch(self, *, timeout: float | None = None) -> Batch:
@@ -309,6 +384,8 @@ class Client:
                 raise MmateError(f"{type(handlers).__name__} does not consume {sorted(missing)}")
             table = {q: r for q, r in table.items() if q in wanted}
         queue_defs = {q.name: q for q in type(handlers).TOPOLOGY.queues}
+        if self._delay_relay:
+            await self._delays.start_relay()  # a serving client relays delayed messages
         serving = Serving(self)
         try:
             for queue, routes in table.items():
@@ -463,6 +540,7 @@ class Batch:
 
     async def send(self) -> None:
         items, self._items = self._items, []
+        await self._client._prepare_delays(items)
         await self._client._publisher.send_many(items, timeout=self._timeout)
 
     async def __aenter__(self) -> Self:

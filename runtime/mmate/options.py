@@ -13,7 +13,10 @@ class PublishOptions(TypedDict, total=False):
     """Options every generated publish method accepts as keywords (mypy rejects any other keyword).
 
     ``ttl``, ``delay`` and ``timeout`` take seconds or a timedelta. ``timeout`` bounds the wait for
-    the broker's confirm (and, for queries, for the reply).
+    the broker's confirm (and, for queries, for the reply). ``delay`` (rounded up to whole seconds)
+    and ``schedule_at`` (timezone-aware) hold the message in the broker's delay infrastructure
+    (``mmate.delay``). ``message_id`` replaces the fresh UUID (e.g. a deterministic one, so
+    consumers can drop duplicates).
     """
 
     exchange: str
@@ -27,3 +30,4 @@ class PublishOptions(TypedDict, total=False):
     delay: float | timedelta
     schedule_at: datetime
     timeout: float
+    message_id: str

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 from conftest import go_body, go_fixture
-from mmate import Client, DecodeError, FeatureNotAvailable, MmateError, codec
+from mmate import Client, DecodeError, MmateError, codec
 from sample_app import (
     MESSAGES,
     CreateOrderCommand,
@@ -190,12 +190,16 @@ def test_exchange_and_routing_key_overrides_and_template_fill() -> None:
 
 
 @pytest.mark.parametrize("option", ["delay", "schedule_at"])
-def test_delay_is_refused_not_ignored(option: str) -> None:
+def test_delay_enters_the_cascade_never_ignored(option: str) -> None:
     app = make_app("unit")
     route = app.order_service.publishes["OrderCreatedEvent"]
-    value = datetime.now(UTC) if option == "schedule_at" else 5
-    with pytest.raises(FeatureNotAvailable, match="not available yet"):
-        _client()._outgoing(route, event(), "k", {option: value})
+    value = datetime.now(UTC) + timedelta(seconds=5) if option == "schedule_at" else 5
+    out = _client()._outgoing(route, event(), "k", {option: value})
+    assert out.exchange == "mmate.delay.2"  # 5 s = 101: highest bit 2
+    assert out.routing_key.startswith("0." * 25 + "1.0.1.")
+    headers = out.encoded.properties.headers
+    assert headers["x-mmate-delay-exchange"] == route.exchange
+    assert headers["x-mmate-delay-routing-key"] == "k"
 
 
 def test_unknown_option_is_an_error() -> None:

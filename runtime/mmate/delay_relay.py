@@ -1,0 +1,277 @@
+"""``DelayService``: declare the delay infrastructure once per client and relay ready messages.
+
+After the last cascade level a message carries the routing key ``<28 bits>.<destination>`` and sits
+in ``<prefix>.ready``; the user asked for (exchange X, routing key K) and X's bindings expect K. The
+relay closes that gap: it consumes the ready queue (manual ack, competing consumers are fine) and
+republishes each message to the exchange and routing key kept in its ``x-mmate-delay-*`` headers,
+with publisher confirms and ``mandatory``, then acks it. At-least-once: a relay that dies between
+the confirm and the ack leaves the message to be relayed again, with the same message id.
+
+What the republished message looks like: body and properties unchanged (message id, correlation
+id, type, timestamp, persistence), the ``x-mmate-delay-*`` headers and the cascade's ``x-death`` /
+``x-first-death-*`` / ``x-last-death-*`` headers removed (the retry logic counts ``x-death``;
+waiting is not failing), and a parked ``ttl`` restored as the ``expiration`` property.
+
+A message that cannot be delivered is never dropped: unroutable (no queue bound for K), a
+destination exchange that does not exist, or missing/invalid delay headers put it in
+``<prefix>.dead`` with ``x-mmate-delay-failure`` saying why (and the original headers kept).
+A nack, a confirm timeout or a lost connection leave it in the ready queue for another try.
+
+Which clients relay: every ``Client`` whose ``delay_relay`` setting is on (the default) relays once
+it has published a delayed message or serves handlers, and ``Client.run_delay_relay()`` starts it
+explicitly (e.g. in a service that only exists to relay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiormq.abc
+from pamqp.commands import Basic
+
+from . import delay
+from .codec import Encoded
+from .connection import Connection
+from .errors import (
+    EntityNotFound,
+    FeatureNotAvailable,
+    MmateError,
+    PublishError,
+    UnroutableError,
+    broker_reply,
+    classify,
+    translate,
+)
+from .publishing import ConfirmedPublisher, Outgoing
+from .raw_consumer import RawConsumer, ack, nack
+
+log = logging.getLogger("mmate.delay")
+
+_STRIPPED = frozenset(
+    {
+        delay.HEADER_EXCHANGE,
+        delay.HEADER_ROUTING_KEY,
+        delay.HEADER_EXPIRATION,
+        delay.HEADER_DUE,
+        "x-delay",
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+    }
+)
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _properties(props: Basic.Properties, headers: dict[str, Any], expiration: str | None) -> Any:
+    return Basic.Properties(
+        content_type=props.content_type,
+        content_encoding=props.content_encoding,
+        headers=headers,
+        delivery_mode=props.delivery_mode,
+        priority=props.priority,
+        correlation_id=props.correlation_id,
+        reply_to=props.reply_to,
+        expiration=expiration,
+        message_id=props.message_id,
+        timestamp=props.timestamp,
+        message_type=props.message_type,
+        user_id=props.user_id,
+        app_id=props.app_id,
+    )
+
+
+class DelayService:
+    """The delay infrastructure of one client: declaration (once, again after a reconnect) and the
+    relay."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        mode: delay.DelayMode = "cascade",
+        prefix: str = delay.DEFAULT_PREFIX,
+        publish_timeout: float = 10.0,
+        prefetch: int = 100,
+    ) -> None:
+        if mode not in ("cascade", "plugin"):
+            raise MmateError(f"delay_mode must be 'cascade' or 'plugin', not {mode!r}")
+        self.mode: delay.DelayMode = mode
+        self.topology = delay.DelayTopology(prefix)
+        self._connection = connection
+        self._publisher = ConfirmedPublisher(connection, timeout=publish_timeout)
+        self._prefetch = prefetch
+        self._declared = False
+        self._lock = asyncio.Lock()
+        self._relay: RawConsumer | None = None
+        self.relayed = 0
+        """Messages this relay delivered to their destination."""
+        self.dead_lettered = 0
+        """Messages this relay put in the dead queue."""
+
+    def is_delayed(self, out: Outgoing) -> bool:
+        """True for a message already rewritten into the delay infrastructure."""
+        return out.exchange in self.topology.entry_exchanges
+
+    @property
+    def relay_running(self) -> bool:
+        return self._relay is not None and self._relay.running
+
+    async def ensure(self) -> None:
+        """Declare the infrastructure (first call only; ``redeclare`` after a reconnect)."""
+        if self._declared:
+            return
+        async with self._lock:
+            if not self._declared:
+                await self._declare()
+                self._declared = True
+
+    async def redeclare(self) -> None:
+        if self._declared:
+            await self._declare()
+
+    async def _declare(self) -> None:
+        topo = self.topology
+        channel = await self._connection.channel(confirms=False)
+        try:
+            if self.mode == "plugin":
+                await self._declare_plugin(channel)
+            for name, kind, args in topo.exchanges():
+                await self._step(
+                    f"exchange {name!r}",
+                    channel.exchange_declare(
+                        name, exchange_type=kind, durable=True, arguments=args
+                    ),
+                )
+            for name, args in topo.queues():
+                await self._step(
+                    f"queue {name!r}", channel.queue_declare(name, durable=True, arguments=args)
+                )
+            for source, queue, pattern in topo.queue_bindings():
+                await self._step(
+                    f"binding {source!r} -> queue {queue!r}",
+                    channel.queue_bind(queue, source, routing_key=pattern),
+                )
+            for source, dest, pattern in topo.exchange_bindings():
+                await self._step(
+                    f"binding {source!r} -> exchange {dest!r}",
+                    channel.exchange_bind(dest, source, routing_key=pattern),
+                )
+            if self.mode == "plugin":
+                await self._step(
+                    f"binding {topo.plugin!r} -> queue {topo.ready!r}",
+                    channel.queue_bind(topo.ready, topo.plugin, routing_key="#"),
+                )
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        log.info("declared the delay infrastructure under %s (%s)", topo.prefix, self.mode)
+
+    async def _step(self, what: str, declaration: Any) -> None:
+        try:
+            await declaration
+        except Exception as exc:
+            raise translate(exc, f"declaring the delay infrastructure: {what}") from exc
+
+    async def _declare_plugin(self, channel: aiormq.abc.AbstractChannel) -> None:
+        name = self.topology.plugin
+        try:
+            await channel.exchange_declare(
+                name,
+                exchange_type="x-delayed-message",
+                durable=True,
+                arguments={"x-delayed-type": "topic"},
+            )
+        except Exception as exc:
+            raise FeatureNotAvailable(
+                f"delay_mode='plugin' needs the rabbitmq_delayed_message_exchange plugin, but the "
+                f"broker refused an x-delayed-message exchange ({broker_reply(exc)}). Enable the "
+                "plugin or use delay_mode='cascade' (the default, no plugin needed)"
+            ) from exc
+
+    # -- the relay --------------------------------------------------------------------------------
+
+    async def start_relay(self) -> None:
+        """Declare the infrastructure and consume the ready queue (idempotent)."""
+        await self.ensure()
+        if self._relay is not None:
+            return
+        relay = RawConsumer(
+            self._connection, self.topology.ready, self._relay_one, prefetch=self._prefetch
+        )
+        await relay.start()
+        self._relay = relay
+        log.info("relaying delayed messages from %s", self.topology.ready)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            await relay.stop(timeout)
+        await self._publisher.close()
+
+    async def _relay_one(self, message: aiormq.abc.DeliveredMessage) -> None:
+        props = message.header.properties
+        headers: dict[str, Any] = dict(props.headers or {})
+        exchange = _text(headers.get(delay.HEADER_EXCHANGE))
+        routing_key = _text(headers.get(delay.HEADER_ROUTING_KEY))
+        if exchange is None or routing_key is None:
+            await self._dead(message, headers, "no x-mmate-delay-exchange/-routing-key headers")
+            return
+        expiration = _text(headers.get(delay.HEADER_EXPIRATION))
+        clean = {k: v for k, v in headers.items() if k not in _STRIPPED}
+        out = Outgoing(
+            self._encoded(message, _properties(props, clean, expiration)), exchange, routing_key
+        )
+        try:
+            await self._publisher.send(out)
+        except PublishError as exc:
+            cause = exc.__cause__
+            missing = cause is not None and classify(cause) is EntityNotFound
+            if isinstance(exc, UnroutableError) or missing:
+                await self._dead(message, headers, str(exc))
+                return
+            log.warning("relaying %s failed, will retry: %s", props.message_id, exc)
+            await asyncio.sleep(1.0)
+            await nack(message, requeue=True)
+            return
+        self.relayed += 1
+        await ack(message)
+
+    @staticmethod
+    def _encoded(message: aiormq.abc.DeliveredMessage, props: Basic.Properties) -> Encoded:
+        return Encoded(
+            message.body,
+            props,
+            str(props.message_id or ""),
+            props.correlation_id,
+            str(props.message_type or "delayed message"),
+        )
+
+    async def _dead(
+        self, message: aiormq.abc.DeliveredMessage, headers: dict[str, Any], reason: str
+    ) -> None:
+        props = message.header.properties
+        log.error(
+            "delayed message %s could not be delivered; moved to %s: %s",
+            props.message_id,
+            self.topology.dead,
+            reason,
+        )
+        dead_headers = dict(headers)
+        dead_headers[delay.HEADER_FAILURE] = reason[:1000]
+        out = Outgoing(
+            self._encoded(message, _properties(props, dead_headers, None)), "", self.topology.dead
+        )
+        await self._publisher.send(out)  # raising here requeues the message (RawConsumer)
+        self.dead_lettered += 1
+        await ack(message)
