@@ -116,7 +116,10 @@ async def test_dead_letter_after_retries_keeps_the_first_failure_and_the_origina
     # the delivery of attempt 2 came from the default exchange; the stamp keeps the original
     assert handlers.calls[1].headers["x-mmate-original-exchange"] == app.exchange
     assert h["x-mmate-original-exchange"] == app.exchange
-    assert [str(d["queue"]) for d in h["x-death"]] == [app.wait_queues[100]]
+    deaths = handlers.calls[1].headers["x-death"]  # the broker's record of the wait
+    assert [(str(d["queue"]), str(d["reason"])) for d in deaths] == [
+        (app.wait_queues[100], "expired")
+    ]
 
 
 async def test_a_dead_letter_exchange_route_is_used_as_the_broker_would(

@@ -98,7 +98,7 @@ async def test_open_breaker_stops_consuming_and_a_half_open_trial_resumes(
 
     changes: list[tuple[str, BreakerState, BreakerState]] = []
     options = HandlerBreakerOptions(
-        failure_threshold=3, cool_down=0.5, on_change=lambda q, o, n: changes.append((q, o, n))
+        failure_threshold=3, cool_down=2.0, on_change=lambda q, o, n: changes.append((q, o, n))
     )
     n = 10
     async with mmate.Client(BROKER_URL, service="fail-service", handler_breaker=options) as client:
