@@ -99,7 +99,15 @@ def check_queue(report: Report, raw: RawQueue, exchanges: Mapping[str, Exchange]
             f"classic {what} has a delivery_limit, which only quorum queues have",
             "remove delivery_limit, or write type: quorum",
         )
-    if raw.concurrency > raw.prefetch:
+    if raw.fifo and raw.concurrency > 1:
+        report.error(
+            at("concurrency", raw.loc),
+            f"fifo {what} has concurrency {raw.concurrency}: handlers running at once finish out "
+            "of publish order",
+            "write concurrency: 1 (the default of a fifo queue), or drop fifo: true if the order "
+            "does not matter",
+        )
+    elif raw.concurrency > raw.prefetch:
         report.error(
             at("concurrency", raw.loc),
             f"concurrency {raw.concurrency} of {what} is above its prefetch {raw.prefetch}",
@@ -112,8 +120,32 @@ def check_queue(report: Report, raw: RawQueue, exchanges: Mapping[str, Exchange]
             f"({raw.retry.initial_delay_ms} ms)",
             "write a max_delay at least as long as initial_delay",
         )
+    _check_fifo_retry(report, raw)
     _check_dead_letter_shape(report, raw, exchanges)
     return [b for b in (_binding(report, raw, i, exchanges) for i in range(len(raw.bindings))) if b]
+
+
+def _check_fifo_retry(report: Report, raw: RawQueue) -> None:
+    """A message retried through a wait queue re-enters a fifo queue behind later messages."""
+    retry = raw.retry
+    if not raw.fifo or retry is None or retry.attempts <= 1:
+        return
+    if retry.attempts_loc is not None:
+        loc = retry.attempts_loc
+    elif "retry" in raw.locs:
+        loc = retry.loc
+    else:
+        loc = raw.locs.get("fifo", raw.loc)
+    immediate = retry.immediate or retry.attempts - 1
+    attempts = f"{retry.attempts}" if retry.attempts_loc else f"{retry.attempts}, the default"
+    report.warn(
+        loc,
+        f'fifo queue "{raw.name}" retries failed messages through wait queues (retry attempts '
+        f"{attempts}): a retried message re-enters the queue behind later ones, out of "
+        "publish order",
+        "write retry: false to dead-letter failures at once and keep the order, or "
+        f"retry: {{attempts: 1, immediate: {immediate}}} to retry in-process only",
+    )
 
 
 def _check_dead_letter_shape(

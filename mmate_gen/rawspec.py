@@ -403,13 +403,16 @@ def _read_queue(reader: Reader, entry: Entry) -> RawQueue:
         "concurrency": (1, None),
         "delivery_limit": (1, None),
     }
+    written: set[str] = set()
     for key, (low, high) in ints.items():
         if key in keys:
             number = reader.integer(keys[key].value, f"{key} of {what}", low, high)
             if number is not None:
                 setattr(q, key, number)
-    if "concurrency" not in keys:
-        q.concurrency = min(q.concurrency, q.prefetch)
+                written.add(key)
+    if "concurrency" not in written:
+        # A fifo queue keeps publish order only when its messages are handled one at a time.
+        q.concurrency = 1 if q.fifo else min(q.concurrency, q.prefetch)
     if "message_ttl" in keys:
         q.message_ttl_ms = reader.duration(keys["message_ttl"].value, f"message_ttl of {what}")
     if "retry" in keys:

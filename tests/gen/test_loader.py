@@ -395,6 +395,37 @@ services:
     )
 
 
+def test_fifo_queues_handle_one_at_a_time_and_may_retry_in_process(tmp_path: Path) -> None:
+    result = write(
+        tmp_path / "specs",
+        {
+            "s.yaml": PING
+            + """\
+queues:
+  ping-queue:
+    fifo: true
+    prefetch: 20
+    retry: {attempts: 1, immediate: 3}
+    bindings: [{exchange: mmate.commands, routing_key: "cmd.*.PingCommand"}]
+  other-queue:
+    prefetch: 20
+    bindings: [{exchange: mmate.commands, routing_key: "cmd.*.PingCommand"}]
+services:
+  ping:
+    consumes: {ping-queue: [PingCommand], other-queue: [PingCommand]}
+"""
+        },
+    )
+    assert [d.render() for d in result.diagnostics] == []
+    assert result.spec is not None
+    fifo = queue(result.spec, "ping-queue")
+    assert (fifo.prefetch, fifo.concurrency) == (20, 1)  # fifo: one handler at a time
+    assert fifo.retry is not None and (fifo.retry.attempts, fifo.retry.immediate) == (1, 3)
+    assert fifo.retry.delays_ms == () and fifo.wait_queues == ()
+    assert not any(q.origin == "ping-queue" and q.role == "wait" for q in result.spec.queues)
+    assert queue(result.spec, "other-queue").concurrency == 10
+
+
 def test_dead_letter_through_an_exchange(tmp_path: Path) -> None:
     result = write(
         tmp_path / "specs",
