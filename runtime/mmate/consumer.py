@@ -41,6 +41,7 @@ from typing import Any, Literal
 import aiormq.abc
 
 from . import codec, deadletter, poison, retry
+from .breaker import BreakerState
 from .codec import Envelope
 from .connection import Connection
 from .context import MessageContext
@@ -226,7 +227,7 @@ class QueueConsumer:
         async with self._pause_lock:
             if self._stopping or self._breaker is None:
                 return
-            if self._breaker.state.value == "open":
+            if self._breaker.state is BreakerState.OPEN:
                 return  # opened again meanwhile; its own cool-down resumes later
             self._paused = False
             channel = self._channel

@@ -4,6 +4,8 @@ consumer on it, messages wait there instead of burning retries), a half-open tri
 
 from __future__ import annotations
 
+import logging
+
 import aiormq.abc
 import mmate
 import pytest
@@ -87,8 +89,9 @@ async def _consumers(raw: aiormq.abc.AbstractChannel, queue: str) -> tuple[int, 
 
 @pytest.mark.broker
 async def test_open_breaker_stops_consuming_and_a_half_open_trial_resumes(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="mmate.handler_breaker")
     app = failure_app(attempts=5, tiers=(100,), prefetch=1, concurrency=1)
     dependency = {"up": False}
 
@@ -127,6 +130,8 @@ async def test_open_breaker_stops_consuming_and_a_half_open_trial_resumes(
         assert consumers == 1 and waiting == 0
         await serving.stop()
     assert [(o, new) for _, o, new in changes] == [(CLOSED, OPEN), (OPEN, HALF), (HALF, CLOSED)]
+    assert f"circuit breaker of queue {app.queue} opened" in caplog.text
+    assert f"circuit breaker of queue {app.queue}: half-open -> closed" in caplog.text
     assert len(handlers.calls) == 3 + n  # three failures, then every message once
     assert sorted(set(handlers.handled)) == sorted(handlers.handled)
     assert consumer.dead_lettered == 0
