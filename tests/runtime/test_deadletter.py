@@ -283,3 +283,24 @@ async def test_a_failed_query_is_answered_only_when_it_is_dead_lettered(
         await serving.stop()
     assert calls == [1, 2]
     assert serving.consumers[0].dead_lettered == 1
+
+
+async def test_auto_ack_queues_still_move_failures_to_the_dlq(
+    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+) -> None:
+    app = failure_app(attempts=2, tiers=(100,))
+    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+        await client.declare(app.topology)
+        handlers = app.handlers(_invalid_order)
+        serving = await client.serve(handlers, auto_ack=True)
+        for i in range(5):
+            await app.publisher(client).send_create_order_command(
+                CreateOrderCommand(customer_id=f"c-{i}", amount=i)
+            )
+        await wait_until(lambda: serving.consumers[0].dead_lettered == 5)
+        await serving.stop()
+    dead = await drain(raw, app.dlq)
+    assert len(dead) == 5
+    assert {d.header.properties.headers["x-mmate-dead-letter-reason"] for d in dead} == {
+        "permanent-error"
+    }

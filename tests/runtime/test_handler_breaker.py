@@ -4,12 +4,13 @@ consumer on it, messages wait there instead of burning retries), a half-open tri
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL, wait_until
+from conftest import BROKER_URL, message_count, wait_until
 from failure_app import AppFactory, failure_app
 from mmate import BreakerState, CircuitBreaker, HandlerBreakerOptions, MessageContext
 from sample_app import CreateOrderCommand
@@ -196,3 +197,37 @@ async def test_permanent_failures_do_not_open_the_breaker(
         await wait_until(lambda: consumer.dead_lettered == 6)
         assert consumer.breaker is not None and consumer.breaker.state is CLOSED
         await serving.stop()
+
+
+@pytest.mark.broker
+async def test_stopping_while_open_requeues_the_held_message_and_loses_none(
+    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+) -> None:
+    app = failure_app(attempts=3, tiers=(100,), prefetch=1, concurrency=1)
+
+    def down(message: CreateOrderCommand, ctx: MessageContext, n: int) -> None:
+        raise mmate.TransientError("down")
+
+    options = HandlerBreakerOptions(failure_threshold=1, cool_down=60)
+    async with mmate.Client(BROKER_URL, service="fail-service", handler_breaker=options) as client:
+        await client.declare(app.topology)
+        handlers = app.handlers(down)
+        serving = await client.serve(handlers)
+        consumer = serving.consumers[0]
+        publisher = app.publisher(client)
+        for i in range(3):
+            await publisher.send_create_order_command(
+                CreateOrderCommand(customer_id=f"c-{i}", amount=i)
+            )
+        await wait_until(lambda: consumer.breaker is not None and consumer.breaker.state is OPEN)
+        await serving.stop(timeout=5)
+    assert len(handlers.calls) == 1 and consumer.retried == 1
+    # the failed one came back from its wait queue, the held one was requeued, one never left
+    waiting = 0
+    for _ in range(200):
+        waiting = await message_count(raw, app.queue)
+        if waiting == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert waiting == 3
+    assert await message_count(raw, app.dlq) == 0
