@@ -353,12 +353,14 @@ class QueueConsumer:
         if breaker is not None and not await breaker.admit():
             await self._settle(message, "requeue")  # stopping while the breaker held it
             return
-        if self._gone(message):
+        try:
+            if not self._gone(message):
+                await self._handle(
+                    message, envelope, route, model, self._context(message, envelope, attempt)
+                )
+        finally:
             if breaker is not None:
-                breaker.release()
-            return
-        ctx = self._context(message, envelope, attempt)
-        await self._handle(message, envelope, route, model, ctx)
+                breaker.done()
 
     async def _call(self, route: Route, model: Model, ctx: MessageContext) -> Any:
         if self._settings.handler_timeout is None:

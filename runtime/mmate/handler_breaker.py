@@ -28,7 +28,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .breaker import BreakerState, CircuitBreaker
 
@@ -89,6 +89,7 @@ class HandlerBreaker:
         self._changed_event = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._stopped = False
+        self._trial_task: asyncio.Task[Any] | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -102,22 +103,29 @@ class HandlerBreaker:
             if state is BreakerState.CLOSED:
                 return True
             if state is BreakerState.HALF_OPEN and self.breaker.allow():
+                self._trial_task = asyncio.current_task()
                 return True
             self._changed_event.clear()
             await self._changed_event.wait()
         return False
 
     def record(self, outcome: Outcome) -> None:
+        """The verdict of an admitted message's handler."""
+        if self._trial_task is asyncio.current_task():
+            self._trial_task = None
         if outcome == "success":
             self.breaker.success()
         else:
             self.breaker.failure()
 
-    def release(self) -> None:
-        """A message that was admitted ended without reaching its handler's verdict."""
-        if self.breaker.state is BreakerState.HALF_OPEN:
-            self.breaker.release()
-            self._wake()
+    def done(self) -> None:
+        """Call when an admitted message is finished, whatever happened: a trial that ended
+        without a verdict (``record``) is released, so that another message can be the trial."""
+        if self._trial_task is not None and self._trial_task is asyncio.current_task():
+            self._trial_task = None
+            if self.breaker.state is BreakerState.HALF_OPEN:
+                self.breaker.release()
+                self._wake()
 
     def _wake(self) -> None:
         self._changed_event.set()

@@ -231,3 +231,32 @@ async def test_stopping_while_open_requeues_the_held_message_and_loses_none(
         await asyncio.sleep(0.05)
     assert waiting == 3
     assert await message_count(raw, app.dlq) == 0
+
+
+async def test_a_trial_that_ends_without_a_verdict_lets_the_next_message_try() -> None:
+    from mmate.handler_breaker import HandlerBreaker
+
+    async def nothing() -> None:
+        return None
+
+    gate = HandlerBreaker(
+        "q", HandlerBreakerOptions(failure_threshold=1), pause=nothing, resume=nothing
+    )
+    gate.breaker.half_open()
+    order: list[str] = []
+
+    async def message(name: str, verdict: str | None) -> None:
+        assert await gate.admit()
+        order.append(name)
+        await asyncio.sleep(0)
+        if verdict == "success":
+            gate.record("success")
+        gate.done()
+
+    first = asyncio.create_task(message("first", None))  # e.g. its channel died meanwhile
+    second = asyncio.create_task(message("second", "success"))
+    third = asyncio.create_task(message("third", None))
+    await asyncio.wait_for(asyncio.gather(first, second, third), 5)
+    assert order[0] == "first" and set(order) == {"first", "second", "third"}
+    assert gate.state is CLOSED
+    await gate.stop()
