@@ -3,6 +3,7 @@
 from .breaker import BreakerState, CircuitBreaker
 from .client import Batch, Client, Publication, Serving
 from .context import MessageContext
+from .cron import CronError
 from .errors import (
     AccessRefused,
     BatchFailure,
@@ -31,7 +32,9 @@ from .handler import HandlerBase
 from .handler_breaker import HandlerBreakerOptions
 from .model import Model
 from .options import PublishOptions
+from .publish_method import PublishMethod
 from .publisher import Publisher, PublishTransport
+from .scheduler import Scheduler
 from .topology import (
     BindingDef,
     ExchangeDef,
@@ -56,6 +59,7 @@ __all__ = [
     "BrokerConnectionError",
     "CircuitBreaker",
     "Client",
+    "CronError",
     "DecodeError",
     "EntityNotFound",
     "ExchangeDef",
@@ -74,6 +78,7 @@ __all__ = [
     "PreconditionFailed",
     "Publication",
     "PublishError",
+    "PublishMethod",
     "PublishOptions",
     "PublishRoute",
     "PublishTimeout",
@@ -85,6 +90,7 @@ __all__ = [
     "RequestTimeout",
     "RetryAfter",
     "RetryPolicy",
+    "Scheduler",
     "Serving",
     "ServiceTopology",
     "TopologyError",

@@ -56,6 +56,10 @@ EXPECTED = {
     "HandlerBreakerOptions",
     "CircuitBreaker",
     "BreakerState",
+    # delays and schedules
+    "PublishMethod",
+    "Scheduler",
+    "CronError",
 }
 
 

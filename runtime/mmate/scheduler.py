@@ -1,0 +1,301 @@
+"""``Scheduler``: publish a message on a cron schedule, safe to run in several processes at once.
+
+::
+
+    scheduler = mmate.Scheduler(client)
+    scheduler.add(
+        "nightly-report",                       # unique per schedule, shared by all instances
+        "0 3 * * *",                            # or "@every 5m", "@hourly", ... (see mmate.cron)
+        ReportsPublisher(client).send_generate_report_command,
+        lambda tick: GenerateReportCommand(day=tick.date().isoformat()),
+    )
+    async with scheduler:                       # start(); stop() on exit
+        await serving.wait()
+
+How several instances publish each tick once:
+
+1. Every instance computes the same tick times (cron fields, or ``@every`` ticks aligned to the
+   Unix epoch) and, at each tick, publishes a *claim* (schedule name and tick time, persistent,
+   confirmed) to the coordination queue ``<prefix>.<name>`` (``mmate.schedule.<name>``, a durable
+   quorum queue with ``x-single-active-consumer``).
+2. Every instance consumes that queue, but the broker delivers to one consumer at a time: the
+   active one. It handles claims in order, one at a time: for a tick later than the last one it
+   published, it builds the message with ``factory(tick)`` and publishes it through the generated
+   publisher method with a deterministic message id (a UUID derived from name and tick), then
+   acks the claim; claims for a tick it already published (the other instances' copies) are
+   acked without publishing.
+3. When the active instance stops or dies, the broker makes another consumer active and hands it
+   the unacked claims.
+
+Guarantees: while instances run, each tick is published exactly once. A tick is published as long
+as at least one instance was running at its time. If the active instance dies after publishing a
+tick but before acking its claim, the next active instance publishes that tick again with the same
+message id (at-least-once; consumers that must not act twice drop duplicate ids). Ticks when no
+instance runs are not made up later. A claim whose publish keeps failing (e.g. unroutable) is
+retried every second for ``misfire_grace`` seconds after its tick, then dropped with an error log;
+a claim older than that when it arrives (a backlog after an outage) is dropped with a warning.
+A ``factory`` that raises skips that tick (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar, Unpack
+
+import aiormq.abc
+from pamqp.commands import Basic
+
+from . import cron
+from .client import Client
+from .codec import Encoded
+from .errors import MmateError, translate
+from .model import Model
+from .options import PublishOptions
+from .publish_method import PublishMethod
+from .publishing import ConfirmedPublisher, Outgoing
+from .raw_consumer import RawConsumer, ack
+
+log = logging.getLogger("mmate.scheduler")
+
+M = TypeVar("M", bound=Model)
+
+DEFAULT_PREFIX = "mmate.schedule"
+CLAIM_TYPE = "mmate.schedule.claim"
+
+
+def tick_id(name: str, tick: datetime) -> str:
+    """The deterministic message id of ``name``'s message for ``tick``: UUID-v4-shaped (the wire
+    format's id form), derived from a SHA-256 of name and tick."""
+    stamp = tick.astimezone(UTC).isoformat()
+    digest = hashlib.sha256(f"mmate.schedule\0{name}\0{stamp}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+@dataclass
+class Schedule(Generic[M]):
+    """One registered schedule (see ``Scheduler.add``)."""
+
+    name: str
+    cron: cron.Cron
+    publish: PublishMethod[M]
+    factory: Callable[[datetime], M]
+    options: PublishOptions
+    published: int = 0
+    """Ticks this instance published."""
+    skipped: int = 0
+    """Claims for a tick already published, or too old, or whose factory failed."""
+    last_published: datetime | None = None
+    _last_done: datetime | None = field(default=None, repr=False)
+
+
+class Scheduler:
+    """Runs schedules on a ``Client``'s connection (see the module docstring)."""
+
+    def __init__(
+        self, client: Client, *, prefix: str = DEFAULT_PREFIX, misfire_grace: float = 60.0
+    ) -> None:
+        if misfire_grace <= 0:
+            raise MmateError("misfire_grace must be positive")
+        self._client = client
+        self._prefix = prefix
+        self._grace = misfire_grace
+        self._schedules: dict[str, Schedule[Any]] = {}
+        self._publisher = ConfirmedPublisher(client.connection)
+        self._consumers: list[RawConsumer] = []
+        self._tickers: list[asyncio.Task[None]] = []
+        self._running = False
+
+    def queue(self, name: str) -> str:
+        """The coordination queue of schedule ``name``."""
+        return f"{self._prefix}.{name}"
+
+    @property
+    def schedules(self) -> dict[str, Schedule[Any]]:
+        return dict(self._schedules)
+
+    def add(
+        self,
+        name: str,
+        expression: str | cron.Cron,
+        publish: PublishMethod[M],
+        factory: Callable[[datetime], M],
+        *,
+        tz: tzinfo = UTC,
+        **options: Unpack[PublishOptions],
+    ) -> Schedule[M]:
+        """Publish ``factory(tick)`` through ``publish`` (a generated publisher method) at every
+        tick of ``expression``. ``name`` identifies the schedule across instances; ``options`` are
+        passed to every publish (``message_id`` is set per tick)."""
+        if self._running:
+            raise MmateError("add schedules before start()")
+        if not name or any(c.isspace() for c in name):
+            raise MmateError(f"schedule name {name!r} must be non-empty without spaces")
+        if name in self._schedules:
+            raise MmateError(f"schedule {name!r} is already added")
+        if "message_id" in options:
+            raise MmateError("a schedule sets message_id itself (one per tick)")
+        parsed = expression if isinstance(expression, cron.Cron) else cron.parse(expression, tz)
+        schedule = Schedule(name, parsed, publish, factory, options)
+        self._schedules[name] = schedule
+        return schedule
+
+    async def start(self) -> None:
+        """Declare the coordination queues, consume them, and start ticking."""
+        if self._running:
+            return
+        if not self._schedules:
+            raise MmateError("Scheduler has no schedules; add() some first")
+        self._running = True
+        try:
+            channel = await self._client.connection.channel(confirms=False)
+            try:
+                for name in self._schedules:
+                    try:
+                        await channel.queue_declare(
+                            self.queue(name),
+                            durable=True,
+                            arguments={"x-queue-type": "quorum", "x-single-active-consumer": True},
+                        )
+                    except Exception as exc:
+                        raise translate(exc, f"declaring {self.queue(name)!r}") from exc
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+            for schedule in self._schedules.values():
+                consumer = RawConsumer(
+                    self._client.connection,
+                    self.queue(schedule.name),
+                    self._claim_handler(schedule),
+                    prefetch=1,
+                )
+                await consumer.start()
+                self._consumers.append(consumer)
+                self._tickers.append(asyncio.create_task(self._tick_loop(schedule)))
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("scheduler running %s", ", ".join(self._schedules))
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop ticking and consuming (a claim being handled finishes first)."""
+        self._running = False
+        tickers, self._tickers = self._tickers, []
+        for task in tickers:
+            task.cancel()
+        await asyncio.gather(*tickers, return_exceptions=True)
+        consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            await consumer.stop(timeout)
+        await self._publisher.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- ticking: every instance claims every tick ------------------------------------------------
+
+    async def _tick_loop(self, schedule: Schedule[Any]) -> None:
+        tick = schedule.cron.next_after(datetime.now(UTC))
+        while True:
+            wait = (tick - datetime.now(UTC)).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue  # the event loop's clock and the wall clock may differ: check again
+            try:
+                await self._claim(schedule, tick)
+            except Exception as exc:  # another instance may still claim it
+                log.error("claiming tick %s of %s failed: %s", tick, schedule.name, exc)
+            tick = schedule.cron.next_after(max(tick, datetime.now(UTC)))
+
+    async def _claim(self, schedule: Schedule[Any], tick: datetime) -> None:
+        mid = tick_id(schedule.name, tick)
+        body = json.dumps({"schedule": schedule.name, "tick": tick.isoformat()}).encode()
+        props = Basic.Properties(
+            content_type="application/json",
+            delivery_mode=2,
+            message_id=mid,
+            message_type=CLAIM_TYPE,
+            app_id=self._client.service,
+        )
+        out = Outgoing(Encoded(body, props, mid, None, CLAIM_TYPE), "", self.queue(schedule.name))
+        await self._publisher.send(out)
+
+    # -- the active instance publishes ------------------------------------------------------------
+
+    def _claim_handler(
+        self, schedule: Schedule[Any]
+    ) -> Callable[[aiormq.abc.DeliveredMessage], Any]:
+        async def handle(message: aiormq.abc.DeliveredMessage) -> None:
+            await self._on_claim(schedule, message)
+
+        return handle
+
+    async def _on_claim(
+        self, schedule: Schedule[Any], message: aiormq.abc.DeliveredMessage
+    ) -> None:
+        try:
+            tick = datetime.fromisoformat(json.loads(message.body)["tick"])
+            if tick.tzinfo is None:
+                raise ValueError("naive tick")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("dropping a malformed claim on %s: %r", self.queue(schedule.name), exc)
+            await ack(message)
+            return
+        if schedule._last_done is not None and tick <= schedule._last_done:
+            schedule.skipped += 1  # another instance's claim of a tick already published
+            await ack(message)
+            return
+        age = (datetime.now(UTC) - tick).total_seconds()
+        if age > self._grace:
+            log.warning(
+                "schedule %s: tick %s is %.0f s old (misfire_grace %g s); not published",
+                schedule.name,
+                tick.isoformat(),
+                age,
+                self._grace,
+            )
+            schedule.skipped += 1
+            schedule._last_done = tick
+            await ack(message)
+            return
+        try:
+            payload = schedule.factory(tick)
+        except Exception:
+            log.exception("schedule %s: the factory failed for tick %s", schedule.name, tick)
+            schedule.skipped += 1
+            schedule._last_done = tick
+            await ack(message)
+            return
+        options = PublishOptions(**schedule.options)
+        options["message_id"] = tick_id(schedule.name, tick)
+        try:
+            await schedule.publish(payload, **options)
+        except Exception as exc:
+            log.error(
+                "schedule %s: publishing tick %s failed (retry in 1 s): %s",
+                schedule.name,
+                tick.isoformat(),
+                exc,
+            )
+            await asyncio.sleep(1.0)
+            raise  # the claim is requeued (RawConsumer) and comes back to the active instance
+        schedule._last_done = tick
+        schedule.published += 1
+        schedule.last_published = tick
+        await ack(message)

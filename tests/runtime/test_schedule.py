@@ -1,0 +1,135 @@
+"""Recurring schedules on the real broker: two scheduler instances publish each tick exactly once,
+with a deterministic message id; when the active instance stops, the other carries on without a
+gap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiormq
+import aiormq.abc
+import mmate
+import pytest
+from conftest import BROKER_URL
+from delay_support import Recorder, wait_for
+from mmate.scheduler import Scheduler, tick_id
+from sample_app import App, OrderCreatedEvent, Region
+
+pytestmark = pytest.mark.broker
+
+
+def tick_event(tick: datetime) -> OrderCreatedEvent:
+    stamp = int(tick.timestamp())
+    return OrderCreatedEvent(
+        aggregate_id="schedule",
+        sequence=stamp,
+        order_id=f"tick-{stamp}",
+        customer_id="C-1",
+        amount=1.0,
+        region=Region.EU,
+    )
+
+
+@pytest.fixture
+async def schedule_prefix() -> AsyncIterator[str]:
+    prefix = f"t.{uuid.uuid4().hex[:10]}.schedule"
+    yield prefix
+    conn = await aiormq.connect(BROKER_URL)
+    try:
+        channel = await conn.channel()
+        with contextlib.suppress(Exception):
+            await channel.queue_delete(f"{prefix}.ticks")
+    finally:
+        await conn.close()
+
+
+def _ticks(recorder: Recorder) -> list[int]:
+    return [json.loads(a.message.body)["payload"]["sequence"] for a in recorder.arrivals]
+
+
+def _make(client: mmate.Client, app: App, prefix: str) -> Scheduler:
+    scheduler = Scheduler(client, prefix=prefix)
+    scheduler.add(
+        "ticks", "@every 1s", app.publisher(client).publish_order_created_event, tick_event
+    )
+    return scheduler
+
+
+async def test_two_instances_publish_each_tick_exactly_once(app: App, schedule_prefix: str) -> None:
+    recorder = Recorder()
+    async with (
+        mmate.Client(BROKER_URL, service="sched-a") as a,
+        mmate.Client(BROKER_URL, service="sched-b") as b,
+    ):
+        await a.declare(app.order_service)
+        await recorder.start(app.audit_queue)
+        first, second = _make(a, app, schedule_prefix), _make(b, app, schedule_prefix)
+        async with first, second:
+            await wait_for(lambda: len(set(_ticks(recorder))) >= 5, 15)
+        await asyncio.sleep(0.5)  # a late duplicate would arrive meanwhile
+        await recorder.close()
+        published = [s.schedules["ticks"].published for s in (first, second)]
+    ticks = _ticks(recorder)
+    assert len(ticks) == len(set(ticks)) >= 5  # no tick twice
+    assert sorted(ticks) == list(range(min(ticks), max(ticks) + 1))  # no tick missing
+    assert sum(published) == len(ticks) and 0 in published  # one active instance published all
+    for arrival in recorder.arrivals:
+        tick = json.loads(arrival.message.body)["payload"]["sequence"]
+        expected = tick_id("ticks", datetime.fromtimestamp(tick, UTC))
+        assert arrival.message.header.properties.message_id == expected
+
+
+async def test_when_the_active_instance_stops_the_other_takes_over_without_a_gap(
+    app: App, schedule_prefix: str
+) -> None:
+    recorder = Recorder()
+    async with (
+        mmate.Client(BROKER_URL, service="sched-a") as a,
+        mmate.Client(BROKER_URL, service="sched-b") as b,
+    ):
+        await a.declare(app.order_service)
+        await recorder.start(app.audit_queue)
+        first = _make(a, app, schedule_prefix)
+        await first.start()  # consumes first: the active one
+        second = _make(b, app, schedule_prefix)
+        await second.start()
+        await wait_for(lambda: len(set(_ticks(recorder))) >= 3, 15)
+        await first.stop()
+        handed_over = len(set(_ticks(recorder)))
+        await wait_for(lambda: len(set(_ticks(recorder))) >= handed_over + 3, 15)
+        await second.stop()
+        await asyncio.sleep(0.5)
+        await recorder.close()
+    ticks = _ticks(recorder)
+    assert sorted(set(ticks)) == list(range(min(ticks), max(ticks) + 1))  # no gap at handover
+    assert len(ticks) == len(set(ticks))  # a clean stop publishes nothing twice
+    assert first.schedules["ticks"].published >= 3 and second.schedules["ticks"].published >= 3
+
+
+def test_tick_ids_are_deterministic_v4_shaped_uuids() -> None:
+    tick = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    same = tick.astimezone(datetime.now().astimezone().tzinfo)
+    assert tick_id("a", tick) == tick_id("a", same)
+    assert tick_id("a", tick) != tick_id("b", tick)
+    parsed = uuid.UUID(tick_id("a", tick))
+    assert parsed.version == 4 and str(parsed) == tick_id("a", tick)
+
+
+async def test_add_refuses_bad_schedules(app: App) -> None:
+    client = mmate.Client(BROKER_URL, service="sched")
+    scheduler = Scheduler(client)
+    method = app.publisher(client).publish_order_created_event
+    with pytest.raises(mmate.MmateError, match="minute field"):
+        scheduler.add("x", "61 * * * *", method, tick_event)
+    with pytest.raises(mmate.MmateError, match="message_id"):
+        scheduler.add("x", "@hourly", method, tick_event, message_id="fixed")
+    scheduler.add("x", "@hourly", method, tick_event)
+    with pytest.raises(mmate.MmateError, match="already added"):
+        scheduler.add("x", "@daily", method, tick_event)
+    with pytest.raises(mmate.MmateError, match="no schedules"):
+        await Scheduler(client).start()
