@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .defaults import default_problem
+from .defaults import Records, default_problems
 from .diagnostics import Location
 from .ir import Constraints, EnumType, Field, JsonValue, Kind, Message, RecordType, TypeRef
 from .names import (
@@ -50,6 +51,16 @@ BASE_FIELDS: Mapping[str, tuple[tuple[str, TypeRef, bool, JsonValue, str], ...]]
 
 
 @dataclass(frozen=True, slots=True)
+class PendingDefault:
+    """A field's default, checked once every record is built (a record default needs the record's
+    fields)."""
+
+    raw: RawField
+    field: Field
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
 class TypeTable:
     """Every spec type by name (enums with their values), and the message names."""
 
@@ -83,13 +94,21 @@ def build_enum(report: Report, raw: RawType) -> EnumType:
     return EnumType(raw.name, tuple(values), raw.description, raw.file, raw.loc)
 
 
-def build_record(report: Report, raw: RawType, table: TypeTable) -> RecordType:
+def build_record(
+    report: Report, raw: RawType, table: TypeTable, defaults: list[PendingDefault]
+) -> RecordType:
     owner = f"type {raw.name}"
-    fields = build_fields(report, raw.fields or [], owner, table, base=(), reserved=())
+    fields = build_fields(report, raw.fields or [], owner, table, (), (), defaults)
     return RecordType(raw.name, tuple(fields), raw.description, raw.file, raw.loc)
 
 
-def build_message(report: Report, raw: RawMessage, table: TypeTable, replies: set[str]) -> Message:
+def build_message(
+    report: Report,
+    raw: RawMessage,
+    table: TypeTable,
+    replies: set[str],
+    defaults: list[PendingDefault],
+) -> Message:
     kind = _KINDS.get(raw.kind or "", "command")
     owner = f"message {raw.name}"
     base = tuple(
@@ -108,7 +127,7 @@ def build_message(report: Report, raw: RawMessage, table: TypeTable, replies: se
         )
         for name, ref, nullable, default, description in BASE_FIELDS[kind]
     )
-    own = build_fields(report, raw.fields, owner, table, base, ENVELOPE_NAMES)
+    own = build_fields(report, raw.fields, owner, table, base, ENVELOPE_NAMES, defaults)
     if raw.kind == "query" and raw.reply is None:
         report.error(
             raw.loc,
@@ -147,6 +166,7 @@ def build_fields(
     table: TypeTable,
     base: tuple[Field, ...],
     reserved: tuple[str, ...],
+    defaults: list[PendingDefault],
 ) -> list[Field]:
     fields: list[Field] = []
     py_names = {f.py_name: f.json_name for f in base}
@@ -190,6 +210,8 @@ def build_fields(
         field = _build_field(report, raw, what, py_name, table)
         if field is not None:
             fields.append(field)
+            if raw.has_default:
+                defaults.append(PendingDefault(raw, field, what))
     return fields
 
 
@@ -210,10 +232,6 @@ def _build_field(
     if ref is None:
         return None
     constraints = _constraints(report, raw, ref, what)
-    if raw.has_default and raw.default_loc is not None:
-        problem = default_problem(raw.default, ref, table.enums, raw.optional, constraints)
-        if problem is not None:
-            report.error(raw.default_loc, f"default of {what} is invalid: {problem[0]}", problem[1])
     has_default = raw.has_default or raw.optional
     return Field(
         json_name=raw.name,
@@ -228,6 +246,38 @@ def _build_field(
         base=False,
         loc=raw.loc,
     )
+
+
+def check_defaults(
+    report: Report, pending: list[PendingDefault], table: TypeTable, records: Records
+) -> None:
+    """Every problem of every default, at the part of it that is wrong."""
+    for item in pending:
+        raw, field = item.raw, item.field
+        problems = default_problems(
+            raw.default, field.type, table.enums, field.nullable, field.constraints, records
+        )
+        for p in problems:
+            value_loc, key_loc = raw.default_locs.get(p.path, (raw.default_loc, None))
+            loc = (key_loc if p.at_key else value_loc) or raw.default_loc or raw.loc
+            where = f" at {_value_path(raw.name, p.path)}" if p.path else ""
+            inside = f" ({p.inside})" if p.inside is not None else ""
+            report.error(
+                loc, f"default of {item.what} is invalid{where}{inside}: {p.problem}", p.hint
+            )
+
+
+def _value_path(name: str, path: tuple[str | int, ...]) -> str:
+    """``lines[0].quantity`` style, rooted at the field's name."""
+    text = name
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            text += f".{part}"
+        else:
+            text += f"[{json.dumps(part)}]"
+    return text
 
 
 def resolve_type(

@@ -8,33 +8,84 @@ import datetime
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
-from .ir import Constraints, JsonValue, TypeRef
+from .ir import Constraints, JsonValue, RecordType, TypeRef
 from .names import did_you_mean
 from .typeexpr import INTEGER
+from .yamlnodes import ValuePath
 
 Enums = Mapping[str, tuple[str, ...]]
 """The values of each enum type, by name."""
+Records = Mapping[str, RecordType]
+"""The records whose defaults can be checked field by field, by name (those whose every field was
+built; a default of another record is only checked to be a mapping)."""
+
+_SAMPLES = {
+    "string": '"text"', "int": "0", "int64": "0", "float": "0.5", "decimal": "0.5",
+    "bool": "false", "datetime": '"2024-01-15T10:31:00Z"', "date": '"2024-01-15"',
+    "uuid": '"6f1c2c9e-3b0a-4d2e-9a51-0c9b8e3f7a10"', "bytes": '""',
+}  # fmt: skip
+"""A valid value of each scalar as written in YAML, for hints."""
 
 
-def default_problem(
+@dataclass(frozen=True, slots=True)
+class DefaultProblem:
+    """One way a default is not a valid value of its field."""
+
+    problem: str
+    hint: str
+    path: ValuePath = ()
+    """Where in the default (mapping keys, list indexes); ``()``: the whole default."""
+    at_key: bool = False
+    """The problem is the mapping key at ``path`` (an unknown field), not its value."""
+    inside: str | None = None
+    """The record field the value at ``path`` belongs to (``field "zip" of record Address``)."""
+
+
+def default_problems(
     value: JsonValue,
     ref: TypeRef,
     enums: Enums,
     nullable: bool,
     constraints: Constraints,
-) -> tuple[str, str] | None:
-    """(what is wrong, hint) when ``value`` is not a valid default of type ``ref``."""
+    records: Records | None = None,
+) -> list[DefaultProblem]:
+    """Every way ``value`` is not a valid default of type ``ref`` within ``constraints``; a record
+    default is checked against the record's fields, recursively."""
+    return list(_field_problems(value, ref, nullable, constraints, enums, records or {}, (), None))
+
+
+def _field_problems(
+    value: JsonValue,
+    ref: TypeRef,
+    nullable: bool,
+    constraints: Constraints,
+    enums: Enums,
+    records: Records,
+    path: ValuePath,
+    inside: str | None,
+) -> Iterator[DefaultProblem]:
     if value is None:
-        return (
-            None
-            if nullable
-            else ("null, but the field is not optional", "add optional: true, or give a value")
-        )
-    problem = _value_problem(value, ref, enums)
+        if not nullable:
+            hint = (
+                "add optional: true, or give a value"
+                if inside is None
+                else f"give a value, or add optional: true to {inside}"
+            )
+            yield DefaultProblem("null, but the field is not optional", hint, path, inside=inside)
+        return
+    problems = list(_value_problems(value, ref, enums, records, path, inside))
+    if problems:
+        yield from problems
+        return
+    problem = _constraint_problem(value, constraints)
     if problem is not None:
-        return problem
+        yield DefaultProblem(problem[0], problem[1], path, inside=inside)
+
+
+def _constraint_problem(value: JsonValue, constraints: Constraints) -> tuple[str, str] | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if constraints.minimum is not None and value < constraints.minimum:
             return (
@@ -70,33 +121,120 @@ def default_problem(
     return None
 
 
-def _value_problem(value: JsonValue, ref: TypeRef, enums: Enums) -> tuple[str, str] | None:
+def _value_problems(
+    value: JsonValue,
+    ref: TypeRef,
+    enums: Enums,
+    records: Records,
+    path: ValuePath,
+    inside: str | None,
+) -> Iterator[DefaultProblem]:
+    """The problems of a non-null ``value`` of type ``ref`` (list items and map values too)."""
     shown = json.dumps(value)
     if ref.kind == "enum":
         values = enums.get(ref.name, ())
-        if isinstance(value, str) and value in values:
-            return None
-        hint = did_you_mean(str(value), values, f"write one of: {', '.join(values)}")
-        return (f"{shown} is not a value of enum {ref.name}", hint)
-    if ref.kind == "record":
-        if isinstance(value, dict):
-            return None
-        return (f"{shown} is not a mapping for record {ref.name}", "write a mapping of its fields")
-    if ref.kind == "list":
-        if not isinstance(value, list):
-            return (f"{shown} is not a list", "write a list, e.g. []")
-        for item in value:
-            if ref.item is not None and (p := _value_problem(item, ref.item, enums)) is not None:
-                return p
-        return None
-    if ref.kind == "map":
+        if not (isinstance(value, str) and value in values):
+            hint = did_you_mean(str(value), values, f"write one of: {', '.join(values)}")
+            yield DefaultProblem(
+                f"{shown} is not a value of enum {ref.name}", hint, path, False, inside
+            )
+    elif ref.kind == "record":
         if not isinstance(value, dict):
-            return (f"{shown} is not a mapping", "write a mapping, e.g. {}")
-        for item in value.values():
-            if ref.item is not None and (p := _value_problem(item, ref.item, enums)) is not None:
-                return p
-        return None
-    return _scalar_problem(value, ref.name, shown)
+            yield DefaultProblem(
+                f"{shown} is not a mapping for record {ref.name}",
+                "write a mapping of its fields",
+                path,
+                False,
+                inside,
+            )
+        elif ref.name in records:
+            yield from _record_problems(value, records[ref.name], enums, records, path)
+    elif ref.kind in ("list", "map"):
+        items: list[tuple[str | int, JsonValue]]
+        if ref.kind == "list":
+            if not isinstance(value, list):
+                yield DefaultProblem(
+                    f"{shown} is not a list", "write a list, e.g. []", path, False, inside
+                )
+                return
+            items = list(enumerate(value))
+        else:
+            if not isinstance(value, dict):
+                yield DefaultProblem(
+                    f"{shown} is not a mapping", "write a mapping, e.g. {}", path, False, inside
+                )
+                return
+            items = list(value.items())
+        if ref.item is not None:
+            for key, item in items:
+                yield from _value_problems(item, ref.item, enums, records, (*path, key), inside)
+    else:
+        problem = _scalar_problem(value, ref.name, shown)
+        if problem is not None:
+            yield DefaultProblem(problem[0], problem[1], path, False, inside)
+
+
+def _record_problems(
+    value: dict[str, JsonValue],
+    record: RecordType,
+    enums: Enums,
+    records: Records,
+    path: ValuePath,
+) -> Iterator[DefaultProblem]:
+    fields = {f.json_name: f for f in record.fields}
+    by_py_name = {f.py_name: f.json_name for f in record.fields}
+    for key, item in value.items():
+        field = fields.get(key)
+        if field is None:
+            if key in by_py_name:
+                hint = f'write its JSON name "{by_py_name[key]}"'
+            else:
+                hint = did_you_mean(
+                    key, fields, f"remove it (the fields of {record.name}: {', '.join(fields)})"
+                )
+            yield DefaultProblem(
+                f'record {record.name} has no field "{key}"', hint, (*path, key), at_key=True
+            )
+            continue
+        inside = f'field "{key}" of record {record.name}'
+        yield from _field_problems(
+            item,
+            field.type,
+            field.nullable,
+            field.constraints,
+            enums,
+            records,
+            (*path, key),
+            inside,
+        )
+    missing = [  # a field written by its Python name is reported above, as an unknown key
+        f
+        for f in record.fields
+        if f.required and f.json_name not in value and f.py_name not in value
+    ]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        names = ", ".join(f'"{f.json_name}"' for f in missing)
+        add = ", ".join(f"{f.json_name}: {_sample(f.type, enums)}" for f in missing)
+        yield DefaultProblem(
+            f"it lacks the required field{plural} {names} of record {record.name}",
+            f"add {add} to it",
+            path,
+        )
+
+
+def _sample(ref: TypeRef, enums: Enums) -> str:
+    """A valid YAML value of type ``ref``, for hints."""
+    if ref.kind == "enum":
+        values = enums.get(ref.name, ())
+        return values[0] if values else '""'
+    if ref.kind == "record":
+        return "{...}"
+    if ref.kind == "list":
+        return "[]"
+    if ref.kind == "map":
+        return "{}"
+    return _SAMPLES.get(ref.name, '""')
 
 
 def _scalar_problem(value: JsonValue, name: str, shown: str) -> tuple[str, str] | None:

@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checks_schema import TypeTable, build_enum, build_message, build_record, check_type_name
+from .checks_schema import (
+    PendingDefault,
+    TypeTable,
+    build_enum,
+    build_message,
+    build_record,
+    check_defaults,
+    check_type_name,
+)
 from .checks_services import Topology, build_service, check_delivery
 from .checks_topology import (
     build_exchanges,
@@ -110,9 +118,17 @@ def _build(
         check_type_name(report, t.name, t.loc, "type")
     for m in messages:
         check_type_name(report, m.name, m.loc, "message")
-    records = [build_record(report, t, table) for t in types if t.fields is not None]
+    defaults: list[PendingDefault] = []
+    raw_records = [t for t in types if t.fields is not None]
+    records = [build_record(report, t, table, defaults) for t in raw_records]
     replies = {m.name for m in messages if m.kind == "reply"}
-    built_messages = {m.name: build_message(report, m, table, replies) for m in messages}
+    built_messages = {m.name: build_message(report, m, table, replies, defaults) for m in messages}
+    complete = {  # a record some field of which was dropped cannot judge a default
+        r.name: r
+        for r, t in zip(records, raw_records, strict=True)
+        if len(r.fields) == len(t.fields or [])
+    }
+    check_defaults(report, defaults, table, complete)
 
     exchange_map = build_exchanges(report, exchanges)
     spec_queue_names = frozenset(q.name for q in queues)

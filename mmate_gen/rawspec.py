@@ -12,7 +12,7 @@ import yaml
 
 from .diagnostics import Location
 from .ir import JsonValue
-from .yamlnodes import Entry, Keys, Reader, is_null
+from .yamlnodes import Entry, Keys, Reader, ValuePath, is_null
 
 FILE_KEYS = ("version", "types", "messages", "exchanges", "queues", "services")
 TYPE_KEYS = ("description", "enum", "fields")
@@ -61,6 +61,8 @@ class RawField:
     has_default: bool = False
     default: JsonValue = None
     default_loc: Location | None = None
+    default_locs: dict[ValuePath, tuple[Location, Location | None]] = field(default_factory=dict)
+    """Where each part of ``default`` is (value, mapping key), by its path inside it."""
     constraints: dict[str, tuple[JsonValue, Location]] = field(default_factory=dict)
 
 
@@ -340,6 +342,7 @@ def _read_field(reader: Reader, entry: Entry, owner: str) -> RawField | None:
         result.has_default = True
         result.default = reader.value(keys["default"].value)
         result.default_loc = reader.loc(keys["default"].value)
+        result.default_locs = reader.value_locations(keys["default"].value)
     for key in ("min", "max"):
         if key in keys:
             number = reader.number(keys[key].value, f"{key} of {what}")

@@ -96,6 +96,10 @@ def parse_duration(text: str) -> int | None:
     return int(match.group(1)) * _UNIT_MS[match.group(2) or "ms"]
 
 
+ValuePath = tuple[str | int, ...]
+"""Where in a value: the mapping keys and list indexes leading to a part of it (``()``: all)."""
+
+
 class Keys(dict[str, "Entry"]):
     """The known entries of a mapping; ``typos`` holds the known keys that unknown keys were likely
     misspellings of, so that a missing-key error is not reported on top of the did-you-mean."""
@@ -291,6 +295,21 @@ class Reader:
         if node.tag == _FLOAT:
             return _CONSTRUCTOR.construct_yaml_float(node)
         return str(node.value)
+
+    def value_locations(
+        self, node: yaml.Node, path: ValuePath = ()
+    ) -> dict[ValuePath, tuple[Location, Location | None]]:
+        """Where each part of ``value(node)`` is: its path -> (value, mapping key or None)."""
+        found: dict[ValuePath, tuple[Location, Location | None]] = {path: (self.loc(node), None)}
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                inner = self.value_locations(value, (*path, str(key.value)))
+                inner[(*path, str(key.value))] = (self.loc(value), self.loc(key))
+                found.update(inner)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                found.update(self.value_locations(item, (*path, index)))
+        return found
 
 
 def _is_plain(node: yaml.Node) -> bool:

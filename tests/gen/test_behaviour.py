@@ -37,6 +37,11 @@ types:
       sku: {type: string, pattern: "^SKU-"}
       quantity: {type: int, min: 1}
       price: {type: decimal, min: 0}
+  Basket:
+    fields:
+      lines: list[Line]
+      gift: {type: Line, optional: true}
+      owner: {type: string, default: ""}
 messages:
   OrderPlacedEvent:
     kind: event
@@ -273,6 +278,42 @@ def test_mutable_defaults_are_not_shared(models: ModuleType) -> None:
     first.regions.append(models.Region.EU)
     assert second.counts == {"a": 1}
     assert second.regions == [models.Region.US, models.Region.IN_PROGRESS]
+
+
+_LINE = {"sku": "SKU-1", "quantity": 1, "price": 0}
+
+
+@pytest.mark.parametrize(
+    ("default", "valid"),
+    [
+        ({"lines": []}, True),
+        ({"lines": [_LINE], "gift": None, "owner": "ann"}, True),
+        ({"lines": [], "gift": {**_LINE, "price": 2.5}}, True),
+        ({}, False),
+        ({"lines": [{**_LINE, "quantity": 0}]}, False),
+        ({"lines": [{**_LINE, "sku": "X-1"}]}, False),
+        ({"lines": [{"quantity": 1, "price": 0}]}, False),
+        ({"lines": [], "gift": {**_LINE, "price": "x"}}, False),
+        ({"lines": [], "owner": None}, False),
+        ({"lines": "none"}, False),
+        ([_LINE], False),
+    ],
+)
+def test_the_loader_accepts_a_record_default_exactly_when_the_model_does(
+    tmp_path: Path, models: ModuleType, default: Any, valid: bool
+) -> None:
+    spec = SPEC.split("messages:")[0] + (
+        "messages:\n  BasketCommand:\n    kind: command\n    fields:\n"
+        f"      basket: {{type: Basket, default: {json.dumps(default)}}}\n"
+    )
+    result = load_specs(write_specs(tmp_path, {"basket.yaml": spec}))
+    assert (result.spec is not None) == valid, [d.render() for d in result.diagnostics]
+    try:
+        models.Basket.model_validate(default)
+    except ValidationError:
+        assert not valid
+    else:
+        assert valid
 
 
 class FakeTransport:
