@@ -9,6 +9,7 @@ from .errors import (
     BatchFailure,
     BatchPublishError,
     BrokerConnectionError,
+    CircuitOpenError,
     DecodeError,
     EntityNotFound,
     FeatureNotAvailable,
@@ -23,6 +24,7 @@ from .errors import (
     RequestTimeout,
     RetryAfter,
     TopologyError,
+    TransactionError,
     TransientError,
     UnroutableError,
     new_permanent_error,
@@ -32,6 +34,7 @@ from .handler import HandlerBase
 from .handler_breaker import HandlerBreakerOptions
 from .model import Model
 from .options import PublishOptions
+from .publish_breaker import PublishBreakerOptions
 from .publish_method import PublishMethod
 from .publisher import Publisher, PublishTransport
 from .scheduler import Scheduler
@@ -46,6 +49,7 @@ from .topology import (
     RetryPolicy,
     ServiceTopology,
 )
+from .tx import Transaction
 from .types import Base64Bytes, JsonDecimal
 
 __all__ = [
@@ -58,6 +62,7 @@ __all__ = [
     "BreakerState",
     "BrokerConnectionError",
     "CircuitBreaker",
+    "CircuitOpenError",
     "Client",
     "CronError",
     "DecodeError",
@@ -77,6 +82,7 @@ __all__ = [
     "PermanentError",
     "PreconditionFailed",
     "Publication",
+    "PublishBreakerOptions",
     "PublishError",
     "PublishMethod",
     "PublishOptions",
@@ -94,6 +100,8 @@ __all__ = [
     "Serving",
     "ServiceTopology",
     "TopologyError",
+    "Transaction",
+    "TransactionError",
     "TransientError",
     "UnroutableError",
     "new_permanent_error",

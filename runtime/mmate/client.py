@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
 from . import codec, routing
+from .breaker import CircuitBreaker
 from .codec import Envelope
 from .connection import Connection
 from .consumer import ConsumerSettings, QueueConsumer, Route
@@ -41,11 +42,13 @@ from .handler import HandlerBase
 from .handler_breaker import DEFAULT_HANDLER_BREAKER, HandlerBreakerOptions
 from .model import Model
 from .options import PublishOptions
+from .publish_breaker import GuardedPublisher, PublishBreakerOptions
 from .publish_method import PublishMethod
 from .publisher import PublishTransport
 from .publishing import ConfirmedPublisher, Outgoing
 from .reply import ReplyQueue
 from .topology import MessageDef, PublishRoute, ServiceTopology
+from .tx import Transaction
 
 log = logging.getLogger("mmate.client")
 
@@ -76,6 +79,8 @@ class Client:
     ``cafile``, ``certfile``, ``keyfile`` work; or pass ``ssl_context``). The connection is named
     after ``service`` in the management UI. ``publish_timeout`` and ``request_timeout`` are the
     defaults of the ``timeout`` publish option; ``max_in_flight`` bounds unconfirmed publishes.
+    ``publish_breaker`` puts a circuit breaker around publishing (``mmate.publish_breaker``; off
+    when None).
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class Client:
         publish_timeout: float = 10.0,
         request_timeout: float = 30.0,
         max_in_flight: int = 1000,
+        publish_breaker: PublishBreakerOptions | None = None,
         handler_breaker: HandlerBreakerOptions | None = DEFAULT_HANDLER_BREAKER,
         delay_mode: DelayMode = "cascade",
         delay_relay: bool = True,
@@ -104,9 +110,11 @@ class Client:
             ssl_context=ssl_context,
             connect_timeout=connect_timeout,
         )
-        self._publisher = ConfirmedPublisher(
+        self._publisher: ConfirmedPublisher | GuardedPublisher = ConfirmedPublisher(
             self._connection, max_in_flight=max_in_flight, timeout=publish_timeout
         )
+        if publish_breaker is not None:
+            self._publisher = GuardedPublisher(self._publisher, publish_breaker)
         self._replies = ReplyQueue(self._connection, service)
         self._request_timeout = request_timeout
         self._handler_breaker = handler_breaker
@@ -305,6 +313,21 @@ class Client:
         """A ``PublishTransport`` that collects publishes and sends them together on exit."""
         return Batch(self, timeout)
 
+    def begin_tx(self, *, timeout: float | None = None) -> Transaction:
+        """A publish transaction, a ``PublishTransport`` on a channel of its own: its messages
+        reach their queues only on commit (``async with`` commits, or rolls back on an exception;
+        see ``mmate.tx``). ``timeout`` bounds the commit (default ``publish_timeout``)."""
+        limit = self._publish_timeout if timeout is None else timeout
+        return Transaction(
+            self._connection, self._outgoing, timeout=limit, prepare=self._prepare_delays
+        )
+
+    @property
+    def publish_breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker around publishing (``.state``), None when it is off."""
+        publisher = self._publisher
+        return publisher.breaker if isinstance(publisher, GuardedPublisher) else None
+
     # -- request/reply ----------------------------------------------------------------------------
 
     async def request(
@@ -398,6 +421,7 @@ class Client:
                     queue_def=qdef,
                     breaker=self._handler_breaker,
                     move_timeout=self._publish_timeout,
+                    delays=self._delays if self._delay_relay else None,
                 )
                 consumer = QueueConsumer(
                     self._connection,

@@ -13,7 +13,9 @@ aiormq's exceptions onto them.
     │   ├── UnroutableError     mandatory publish reached no queue
     │   ├── NackError           the broker nacked it
     │   ├── PublishTimeout      no confirm within the timeout (e.g. broker under an alarm)
-    │   └── BatchPublishError   some messages of a batch failed; ``failures`` says which
+    │   ├── BatchPublishError   some messages of a batch failed; ``failures`` says which
+    │   ├── CircuitOpenError    the publish circuit breaker is open: nothing was sent
+    │   └── TransactionError    a transaction did not commit (``outcome`` says what happened)
     ├── RequestTimeout          no reply to a query in time (also TimeoutError)
     ├── RemoteError             the responder answered with an error reply (``code``, ``message``)
     ├── DecodeError             a body is not a valid envelope of a known type (a poison message)
@@ -129,6 +131,35 @@ class BatchPublishError(PublishError):
         self.total = total
 
 
+class CircuitOpenError(PublishError):
+    """The publish circuit breaker refused the publish without sending anything: it is ``open``
+    (``retry_in`` seconds until a trial publish is let through) or ``half-open`` with its one trial
+    publish still in flight (``retry_in`` is 0)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: str,
+        retry_in: float,
+        exchange: str = "",
+        routing_key: str = "",
+    ) -> None:
+        super().__init__(message, exchange=exchange, routing_key=routing_key)
+        self.state = state
+        self.retry_in = retry_in
+
+
+class TransactionError(PublishError):
+    """A transaction did not commit. ``outcome`` is ``"rolled-back"`` when the broker certainly
+    discarded every message of it, ``"unknown"`` when the commit was sent but its answer never
+    came (the connection died or the commit timed out): then all of them or none were published."""
+
+    def __init__(self, message: str, *, outcome: Literal["rolled-back", "unknown"]) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
 class RequestTimeout(MmateError, TimeoutError):
     """No reply arrived for a query within its timeout."""
 
@@ -197,8 +228,9 @@ class TransientError(MmateError):
 class RetryAfter(TransientError):
     """Raise from a handler to retry the message after ``delay`` seconds (e.g. a rate limit).
 
-    The queue's wait queues have fixed delays: the smallest one of at least ``delay`` is used, or
-    the longest one when ``delay`` exceeds them all. It counts as an attempt like any transient
+    The queue's wait queues have fixed delays: the smallest one of at least ``delay`` is used;
+    when ``delay`` exceeds them all, the delay cascade (whole seconds, rounded up) when the client
+    relays delayed messages, else the longest wait queue. It counts as an attempt like any transient
     failure and skips the immediate in-process retries.
     """
 

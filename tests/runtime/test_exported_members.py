@@ -56,6 +56,11 @@ EXPECTED = {
     "HandlerBreakerOptions",
     "CircuitBreaker",
     "BreakerState",
+    # transactions and the publish breaker
+    "Transaction",
+    "TransactionError",
+    "PublishBreakerOptions",
+    "CircuitOpenError",
     # delays and schedules
     "PublishMethod",
     "Scheduler",
