@@ -39,17 +39,20 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiormq.abc
+from pamqp.commands import Basic
 
-from . import codec, deadletter, poison, retry
+from . import codec, deadletter, delay, poison, retry
 from .breaker import BreakerState
-from .codec import Envelope
+from .codec import Encoded, Envelope
 from .connection import Connection
 from .context import MessageContext
+from .delay_relay import DelayService
 from .errors import DecodeError, MmateError, PublishError, translate
 from .failure import DeadLetter, Decision, Failure, RetryLater, RetryNow, decide
 from .handler_breaker import HandlerBreaker, HandlerBreakerOptions
 from .model import Model
 from .publisher import PublishTransport
+from .publishing import Outgoing
 from .republish import Republisher, moved_properties
 from .topology import MessageDef, QueueDef
 
@@ -98,6 +101,9 @@ class ConsumerSettings:
     """The per-queue circuit breaker (None: none)."""
     move_timeout: float = 10.0
     """Seconds to wait for the confirm of a move to a wait or dead-letter queue."""
+    delays: DelayService | None = None
+    """The client's delay cascade, for a ``RetryAfter`` longer than every wait queue (None: such
+    a retry uses the longest wait queue)."""
 
 
 def handler_name(method: HandlerMethod) -> str:
@@ -400,7 +406,9 @@ class QueueConsumer:
                     attempt=ctx.attempt,
                     immediate_done=immediate,
                 )
-                decision = decide(failure, self._queue_def)
+                decision = decide(
+                    failure, self._queue_def, cascade=self._settings.delays is not None
+                )
                 if isinstance(decision, RetryNow):
                     immediate += 1
                     self.immediate_retries += 1
@@ -483,6 +491,10 @@ class QueueConsumer:
             original_key = str(headers.get(deadletter.ORIGINAL_ROUTING_KEY, routing_key))
             to_key = target.routing_key if target.routing_key is not None else original_key
         properties = moved_properties(props, headers, failure.message_id)
+        if isinstance(decision, RetryLater) and decision.cascade:
+            to_exchange, to_key, properties = await self._through_cascade(
+                message, properties, decision, what
+            )
         try:
             await self._mover.move(
                 message.body, properties, exchange=to_exchange, routing_key=to_key, what=what
@@ -501,6 +513,45 @@ class QueueConsumer:
         else:
             self.dead_lettered += 1
         await self._settle(message, "ack")
+
+    async def _through_cascade(
+        self,
+        message: aiormq.abc.DeliveredMessage,
+        properties: Basic.Properties,
+        decision: RetryLater,
+        what: str,
+    ) -> tuple[str, str, Basic.Properties]:
+        """Exchange, routing key and properties of a retry through the delay cascade, back to this
+        queue; the longest wait queue instead when the cascade cannot be declared."""
+        delays = self._settings.delays
+        try:
+            if delays is None:
+                raise MmateError("no delay cascade")
+            await delays.ensure()
+            encoded = Encoded(
+                message.body,
+                properties,
+                str(properties.message_id or ""),
+                properties.correlation_id,
+                str(properties.message_type or ""),
+            )
+            out = delay.delayed(
+                Outgoing(encoded, "", self.queue),
+                decision.delay_ms // 1000,
+                delays.topology,
+                delays.mode,
+            )
+        except MmateError as exc:
+            waits = self._queue_def.wait_queues if self._queue_def else {}
+            longest = max(waits)
+            log.error(
+                "%s: the delay cascade is not available (%s); retrying after %d ms instead",
+                what,
+                exc,
+                longest,
+            )
+            return "", waits[longest], properties
+        return out.exchange, out.routing_key, out.encoded.properties
 
     async def _reply_error(
         self, envelope: Envelope, reply_to: str | None, reply: MessageDef, exc: Exception

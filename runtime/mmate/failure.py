@@ -12,7 +12,9 @@ fails validation, a handler that raised or timed out) is described as a ``Failur
 3. **Immediate retries**: a transient failure is retried in-process, at once, up to
    ``retry.immediate`` times per delivery (``RetryNow``); ``RetryAfter`` skips this layer.
 4. **Broker retry**: while ``attempt < retry.attempts`` and the queue has wait queues,
-   ``RetryLater`` names the wait queue (tier chosen by ``retry``) and the next attempt.
+   ``RetryLater`` names the wait queue (tier chosen by ``retry``) and the next attempt; a
+   ``RetryAfter`` longer than every wait queue goes through the delay cascade when the consumer
+   has one (``cascade=True``), else to the longest wait queue.
 5. **Dead letter**: otherwise ``DeadLetter`` with reason ``retries-exhausted``.
 
 The consumer carries a decision out (``consumer.QueueConsumer``): it publishes the message to the
@@ -23,6 +25,7 @@ publish fails it nacks without requeue, so the broker's own dead-lettering takes
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -67,6 +70,9 @@ class RetryLater:
     wait_queue: str
     delay_ms: int
     next_attempt: int
+    cascade: bool = False
+    """Through the delay cascade (``mmate.delay``) instead of a wait queue (``wait_queue`` is
+    empty): a ``RetryAfter`` longer than every wait queue, when the consumer has the cascade."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +110,16 @@ def classify(failure: Failure, queue: QueueDef | None) -> tuple[FailureKind, str
 
 
 def decide(
-    failure: Failure, queue: QueueDef | None = None, rng: random.Random | None = None
+    failure: Failure,
+    queue: QueueDef | None = None,
+    rng: random.Random | None = None,
+    *,
+    cascade: bool = False,
 ) -> Decision:
-    """Log ``failure`` and say what to do with the message (layers in the module docstring)."""
+    """Log ``failure`` and say what to do with the message (layers in the module docstring).
+
+    ``cascade``: the delay cascade is available for a ``RetryAfter`` longer than every wait queue.
+    """
     kind, reason = classify(failure, queue)
     policy = queue.retry if queue is not None else None
     decision: Decision
@@ -125,9 +138,15 @@ def decide(
         and failure.attempt < policy.attempts
     ):
         tiers = queue.wait_queues.keys()
+        wanted_ms = failure.error.delay * 1000 if isinstance(failure.error, RetryAfter) else 0.0
+        if isinstance(failure.error, RetryAfter) and cascade and wanted_ms > max(tiers):
+            seconds = math.ceil(failure.error.delay)
+            decision = RetryLater("", seconds * 1000, failure.attempt + 1, cascade=True)
+            _log(failure, kind, decision)
+            return decision
         if isinstance(failure.error, RetryAfter):
-            delay = retry.tier_at_least(tiers, failure.error.delay * 1000)
-            if delay < failure.error.delay * 1000:
+            delay = retry.tier_at_least(tiers, wanted_ms)
+            if delay < wanted_ms:
                 log.warning(
                     "%s %s on queue %s asked to retry after %g s; the longest wait queue of "
                     "%s is %d ms, using it",
@@ -171,10 +190,11 @@ def _log(failure: Failure, kind: FailureKind, decision: Decision) -> None:
         )
     elif isinstance(decision, RetryLater):
         log.warning(
-            "handler for %s failed (%s), retrying in %d ms as attempt %d: %s",
+            "handler for %s failed (%s), retrying in %d ms%s as attempt %d: %s",
             what,
             kind,
             decision.delay_ms,
+            " (through the delay cascade)" if decision.cascade else "",
             decision.next_attempt,
             error,
         )

@@ -19,7 +19,8 @@ Contract:
   backoff this sends about half of the retries one tier lower, which spreads a burst of failures
   over two tiers; without jitter the tier is the nominal delay's (largest tier not above it).
 * **RetryAfter(delay)**: the smallest tier of at least ``delay``; when ``delay`` exceeds every
-  tier, the largest tier (shorter than asked: logged as a warning by ``failure``).
+  tier, the delay cascade if the consumer has one (``failure.decide``), else the largest tier
+  (shorter than asked: logged as a warning by ``failure``).
 * **Headers** of a retried message: the original AMQP headers plus ``x-mmate-attempt`` (the next
   attempt), ``x-mmate-first-failure`` (kept from the first failure), ``x-mmate-last-failure``,
   ``x-mmate-last-error`` (``Class: text``, truncated), ``x-mmate-retry-delay-ms`` (the tier) and

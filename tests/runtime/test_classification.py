@@ -161,6 +161,13 @@ def test_retry_after_skips_immediate_retries_and_picks_a_tier() -> None:
     assert decide(_failure(mmate.RetryAfter(30), attempt=3), queue) == DeadLetter(
         "retries-exhausted", "transient"
     )
+    # with the delay cascade, a longer wait goes there (rounded up to whole seconds)
+    assert decide(_failure(mmate.RetryAfter(29.5)), queue, cascade=True) == RetryLater(
+        "", 30000, 2, cascade=True
+    )
+    assert decide(_failure(mmate.RetryAfter(0.15)), queue, cascade=True) == RetryLater(
+        "q.wait.200", 200, 2
+    )
 
 
 def _death(queue: str, reason: str, count: int) -> dict[str, Any]:

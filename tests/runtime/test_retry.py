@@ -14,13 +14,14 @@ import aiormq.abc
 import mmate
 import pytest
 from conftest import BROKER_URL, message_count, wait_until
+from delay_support import prefix_fixture
 from failure_app import AppFactory, FailureApp, drain, failure_app
 from mmate import MessageContext, RetryPolicy
 from mmate.retry import backoff_tier, tier_at_least, tier_at_most
 from sample_app import CreateOrderCommand
 
 pytestmark = pytest.mark.broker
-__all__ = ["failure_app"]  # the fixture, imported for pytest
+__all__ = ["failure_app", "prefix_fixture"]  # fixtures, imported for pytest
 
 
 def _expired_from(headers: dict[str, Any]) -> list[str]:
@@ -191,7 +192,8 @@ async def test_retry_after_uses_the_smallest_tier_not_below_it_or_the_largest(
         if n == 2:
             raise mmate.RetryAfter(60)
 
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    # Without the delay relay, a RetryAfter longer than every wait queue uses the longest one.
+    async with mmate.Client(BROKER_URL, service="fail-service", delay_relay=False) as client:
         await client.declare(app.topology)
         handlers = app.handlers(limited)
         serving = await client.serve(handlers)
@@ -206,6 +208,33 @@ async def test_retry_after_uses_the_smallest_tier_not_below_it_or_the_largest(
     assert _expired_from(handlers.calls[1].headers) == [app.wait_queues[200]]
     assert handlers.calls[2].headers["x-mmate-retry-delay-ms"] == 400
     assert "asked to retry after 60 s" in caplog.text
+    await _empty(raw, app)
+
+
+async def test_a_retry_after_longer_than_every_wait_queue_goes_through_the_delay_cascade(
+    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel, prefix: str
+) -> None:
+    app = failure_app(attempts=3, tiers=(100, 200))
+
+    def limited(message: CreateOrderCommand, ctx: MessageContext, n: int) -> None:
+        if n == 1:
+            raise mmate.RetryAfter(1.2, "rate limited for a while")
+
+    async with mmate.Client(BROKER_URL, service="fail-service", delay_prefix=prefix) as client:
+        await client.declare(app.topology)
+        handlers = app.handlers(limited)
+        serving = await client.serve(handlers)
+        await app.publisher(client).send_create_order_command(
+            CreateOrderCommand(customer_id="c", amount=1)
+        )
+        await wait_until(lambda: len(handlers.handled) == 1)
+        await serving.stop()
+        assert client.delays.relayed == 1  # it went through the cascade and its relay
+    assert [c.attempt for c in handlers.calls] == [1, 2]
+    second = handlers.calls[1].headers
+    assert second["x-mmate-retry-delay-ms"] == 2000  # rounded up to whole seconds
+    assert not [k for k in second if k.startswith("x-mmate-delay-")]  # the relay's own headers
+    assert serving.consumers[0].retried == 1
     await _empty(raw, app)
 
 
