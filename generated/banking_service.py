@@ -14,7 +14,10 @@ _ROUTE_BANKING_REQUEST = _TOPOLOGY.publishes["BankingRequest"]
 
 
 class BankingServicePublisher(Publisher):
-    """Publishes the messages of service `banking-service`."""
+    """Publishes the messages of service `banking-service`.
+
+    Executes deposits, withdrawals and transfers strictly in the order they were sent.
+    """
 
     TOPOLOGY: ClassVar[ServiceTopology] = _TOPOLOGY
 
@@ -30,6 +33,8 @@ class BankingServicePublisher(Publisher):
 class BankingServiceHandlers(HandlerBase):
     """Handles the messages service `banking-service` consumes. Subclass it and implement every
     method.
+
+    Executes deposits, withdrawals and transfers strictly in the order they were sent.
     """
 
     TOPOLOGY: ClassVar[ServiceTopology] = _TOPOLOGY

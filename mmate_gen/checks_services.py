@@ -81,6 +81,7 @@ def build_service(report: Report, raw: RawService, topo: Topology) -> Service:
         tuple(c for c in consumes if c is not None),
         raw.file,
         raw.loc,
+        description=raw.description,
     )
 
 

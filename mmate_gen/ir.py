@@ -143,6 +143,8 @@ class Queue:
     origin: str | None
     """For dead-letter and wait queues: the main queue they serve."""
     loc: Location
+    description: str | None = None
+    """As written in the spec (main queues only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,8 @@ class Service:
     consumes: tuple[Consume, ...]
     spec_file: str
     loc: Location
+    description: str | None = None
+    """As written in the spec; goes into the docstrings of its Publisher and Handlers classes."""
 
 
 @dataclass(frozen=True, slots=True)

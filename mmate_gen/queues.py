@@ -113,6 +113,7 @@ def build_queues(raw: RawQueue, spec_queue_names: frozenset[str]) -> list[Queue]
         max_message_bytes=raw.max_message_bytes,
         origin=None,
         loc=raw.loc,
+        description=raw.description,
     )
     result = [main]
     type_args: tuple[tuple[str, ArgValue], ...] = (

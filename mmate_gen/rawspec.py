@@ -158,6 +158,7 @@ class RawQueue:
     bindings: list[RawBinding] = field(default_factory=list)
     locs: dict[str, Location] = field(default_factory=dict)
     """Where each written key is, for messages about it."""
+    description: str | None = None
 
 
 @dataclass
@@ -388,7 +389,7 @@ def _read_queue(reader: Reader, entry: Entry) -> RawQueue:
     q.retry = RawRetry(q.loc)
     keys = reader.known(reader.mapping(entry.value, what, allow_null=True) or [], QUEUE_KEYS, what)
     q.locs = {key: reader.loc(e.value) for key, e in keys.items()}
-    _description(reader, keys, what)
+    q.description = _description(reader, keys, what)
     if "type" in keys:
         q.type = (
             reader.choice(keys["type"].value, f"type of {what}", ("classic", "quorum")) or "classic"

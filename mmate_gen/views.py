@@ -104,12 +104,34 @@ class ServiceView:
     """Its own spec file and those of the messages it uses, sorted."""
 
     @property
+    def publisher_doc(self) -> str:
+        """Docstring text of its Publisher class."""
+        return _class_doc(
+            f"Publishes the messages of service `{self.service.name}`.", self.service.description
+        )
+
+    @property
+    def handlers_doc(self) -> str:
+        """Docstring text of its Handlers class."""
+        return _class_doc(
+            f"Handles the messages service `{self.service.name}` consumes. Subclass it and "
+            "implement every method.",
+            self.service.description,
+        )
+
+    @property
     def models(self) -> tuple[str, ...]:
         """Model classes its module refers to, sorted."""
         names = {v.message.name for v in self.publishes} | {v.message.name for v in self.handlers}
         replies = [v.reply for v in self.publishes] + [v.reply for v in self.handlers]
         names |= {r.name for r in replies if r is not None}
         return tuple(sorted(names))
+
+
+def _class_doc(summary: str, description: str | None) -> str:
+    """``summary``, then the spec's description (when there is one) as a paragraph of its own."""
+    text = (description or "").strip()
+    return f"{summary}\n\n{text}" if text else summary
 
 
 class SpecIndex:

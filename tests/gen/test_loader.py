@@ -225,6 +225,18 @@ def test_other_queue_settings(spec: SpecSet) -> None:
     assert audit.retry.unknown_errors == "transient"
 
 
+def test_service_and_queue_descriptions_are_kept(spec: SpecSet) -> None:
+    services = {s.name: s for s in spec.services}
+    assert services["banking-service"].description == (
+        "Executes deposits, withdrawals and transfers strictly in the order they were sent."
+    )
+    assert services["order-service"].description is None
+    banking = queue(spec, "banking-service-queue")
+    assert banking.description == "Banking requests, handled one at a time in publish order."
+    assert queue(spec, "banking-service-queue.dlq").description is None
+    assert queue(spec, "order-service-queue").description is None
+
+
 def test_routes_and_bindings(spec: SpecSet) -> None:
     services = {s.name: s for s in spec.services}
     order = services["order-service"]

@@ -361,3 +361,22 @@ def test_multi_line_descriptions_keep_their_lines() -> None:
     tree = ast.parse(files["models.py"])
     node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Region")
     assert ast.get_docstring(node) == text
+
+
+def test_a_service_description_goes_into_its_class_docstrings() -> None:
+    spec = shop_spec()
+    text = f"Takes orders.\n\n{TRICKY_DESCRIPTION}"
+    services = tuple(
+        dataclasses.replace(s, description=text) if s.name == "shop" else s for s in spec.services
+    )
+    files = render_all(dataclasses.replace(spec, services=services))
+    tree = ast.parse(files["shop.py"])
+    docs = {n.name: ast.get_docstring(n) for n in tree.body if isinstance(n, ast.ClassDef)}
+    assert docs["ShopPublisher"] == f"Publishes the messages of service `shop`.\n\n{text}"
+    assert docs["ShopHandlers"] == (
+        "Handles the messages service `shop` consumes. Subclass it and implement every method."
+        f"\n\n{text}"
+    )
+    storefront = ast.parse(files["storefront.py"])
+    publisher = next(n for n in storefront.body if isinstance(n, ast.ClassDef))
+    assert ast.get_docstring(publisher) == "Publishes the messages of service `storefront`."
