@@ -183,15 +183,20 @@ def _record_problems(
 ) -> Iterator[DefaultProblem]:
     fields = {f.json_name: f for f in record.fields}
     by_py_name = {f.py_name: f.json_name for f in record.fields}
+    meant: set[str] = set()
+    """Fields that an unknown key is reported as a misspelling of (not reported missing too)."""
     for key, item in value.items():
         field = fields.get(key)
         if field is None:
             if key in by_py_name:
+                meant.add(by_py_name[key])
                 hint = f'write its JSON name "{by_py_name[key]}"'
             else:
                 hint = did_you_mean(
                     key, fields, f"remove it (the fields of {record.name}: {', '.join(fields)})"
                 )
+                if hint.startswith("did you mean"):
+                    meant.add(hint.split('"')[1])
             yield DefaultProblem(
                 f'record {record.name} has no field "{key}"', hint, (*path, key), at_key=True
             )
@@ -207,11 +212,7 @@ def _record_problems(
             (*path, key),
             inside,
         )
-    missing = [  # a field written by its Python name is reported above, as an unknown key
-        f
-        for f in record.fields
-        if f.required and f.json_name not in value and f.py_name not in value
-    ]
+    missing = [f for f in record.fields if f.required and f.json_name not in value.keys() | meant]
     if missing:
         plural = "s" if len(missing) > 1 else ""
         names = ", ".join(f'"{f.json_name}"' for f in missing)

@@ -44,7 +44,19 @@ def compose_file(path: Path, display: str, sink: list[Diagnostic]) -> yaml.Node 
         )
         return None
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        looped = _recursive_node(root) if root is not None else None
+        if looped is not None:
+            mark = looped.start_mark
+            sink.append(
+                Diagnostic(
+                    Location(display, mark.line + 1, mark.column + 1),
+                    "YAML alias makes a value contain itself",
+                    "write the value out instead of referring to an enclosing anchor",
+                )
+            )
+            return None
+        return root
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -62,6 +74,33 @@ def compose_file(path: Path, display: str, sink: list[Diagnostic]) -> yaml.Node 
             Diagnostic(Location(display, 1, 1), f"YAML syntax error: {exc}", "fix the YAML syntax")
         )
     return None
+
+
+def _recursive_node(root: yaml.Node) -> yaml.Node | None:
+    """A collection node that contains itself through aliases (``&a [*a]``), else None."""
+    open_nodes: set[int] = set()
+    done: set[int] = set()
+
+    def visit(node: yaml.Node) -> yaml.Node | None:
+        if isinstance(node, yaml.ScalarNode) or id(node) in done:
+            return None
+        if id(node) in open_nodes:
+            return node
+        open_nodes.add(id(node))
+        children = (
+            [part for pair in node.value for part in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+        )
+        for child in children:
+            found = visit(child)
+            if found is not None:
+                return found
+        open_nodes.discard(id(node))
+        done.add(id(node))
+        return None
+
+    return visit(root)
 
 
 def describe(node: yaml.Node) -> str:
