@@ -19,17 +19,19 @@ How several instances publish each tick once:
    confirmed) to the coordination queue ``<prefix>.<name>`` (``mmate.schedule.<name>``, a durable
    quorum queue with ``x-single-active-consumer``).
 2. Every instance consumes that queue, but the broker delivers to one consumer at a time: the
-   active one. It handles claims in order, one at a time: for a tick later than the last one it
+   active one. It handles claims in order, one at a time: for a tick later than the last one
    published, it builds the message with ``factory(tick)`` and publishes it through the generated
-   publisher method with a deterministic message id (a UUID derived from name and tick), then
-   acks the claim; claims for a tick it already published (the other instances' copies) are
-   acked without publishing.
+   publisher method with a deterministic message id (a UUID derived from name and tick), records
+   the tick in ``<prefix>.<name>.last`` (a quorum queue holding only the newest record,
+   ``x-max-length: 1``), then acks the claim. Claims for a tick already published (the other
+   instances' copies) are acked without publishing.
 3. When the active instance stops or dies, the broker makes another consumer active and hands it
-   the unacked claims.
+   the remaining claims; before publishing a tick it reads the last record, so the other
+   instances' claims for a tick its predecessor published are not published again.
 
 Guarantees: while instances run, each tick is published exactly once. A tick is published as long
 as at least one instance was running at its time. If the active instance dies after publishing a
-tick but before acking its claim, the next active instance publishes that tick again with the same
+tick but before recording it, the next active instance publishes that tick again with the same
 message id (at-least-once; consumers that must not act twice drop duplicate ids). Ticks when no
 instance runs are not made up later. A claim whose publish keeps failing (e.g. unroutable) is
 retried every second for ``misfire_grace`` seconds after its tick, then dropped with an error log;
@@ -69,6 +71,7 @@ M = TypeVar("M", bound=Model)
 
 DEFAULT_PREFIX = "mmate.schedule"
 CLAIM_TYPE = "mmate.schedule.claim"
+RECORD_TYPE = "mmate.schedule.published"
 
 
 def tick_id(name: str, tick: datetime) -> str:
@@ -117,6 +120,10 @@ class Scheduler:
         """The coordination queue of schedule ``name``."""
         return f"{self._prefix}.{name}"
 
+    def last_queue(self, name: str) -> str:
+        """The queue holding the record of the last tick of ``name`` that was published."""
+        return f"{self._prefix}.{name}.last"
+
     @property
     def schedules(self) -> dict[str, Schedule[Any]]:
         return dict(self._schedules)
@@ -158,14 +165,18 @@ class Scheduler:
             channel = await self._client.connection.channel(confirms=False)
             try:
                 for name in self._schedules:
-                    try:
-                        await channel.queue_declare(
-                            self.queue(name),
-                            durable=True,
-                            arguments={"x-queue-type": "quorum", "x-single-active-consumer": True},
-                        )
-                    except Exception as exc:
-                        raise translate(exc, f"declaring {self.queue(name)!r}") from exc
+                    for queue, arguments in (
+                        (self.queue(name), {"x-single-active-consumer": True}),
+                        (self.last_queue(name), {"x-max-length": 1}),
+                    ):
+                        try:
+                            await channel.queue_declare(
+                                queue,
+                                durable=True,
+                                arguments={"x-queue-type": "quorum", **arguments},
+                            )
+                        except Exception as exc:
+                            raise translate(exc, f"declaring {queue!r}") from exc
             finally:
                 if not channel.is_closed:
                     await channel.close()
@@ -236,6 +247,37 @@ class Scheduler:
         out = Outgoing(Encoded(body, props, mid, None, CLAIM_TYPE), "", self.queue(schedule.name))
         await self._publisher.send(out)
 
+    async def _read_last(self, schedule: Schedule[Any]) -> datetime | None:
+        """The last tick any instance recorded as published (peeked: the record stays)."""
+        channel = await self._client.connection.channel(confirms=False)
+        try:
+            got = await channel.basic_get(self.last_queue(schedule.name), no_ack=False)
+            if not isinstance(got.delivery, Basic.GetOk) or got.delivery_tag is None:
+                return None
+            await channel.basic_nack(got.delivery_tag, requeue=True)
+            tick = datetime.fromisoformat(json.loads(got.body)["tick"])
+            return tick if tick.tzinfo is not None else None
+        except (ValueError, KeyError, TypeError):
+            return None
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def _record(self, schedule: Schedule[Any], tick: datetime) -> None:
+        mid = tick_id(schedule.name, tick)
+        body = json.dumps({"schedule": schedule.name, "tick": tick.isoformat()}).encode()
+        props = Basic.Properties(
+            content_type="application/json",
+            delivery_mode=2,
+            message_id=mid,
+            message_type=RECORD_TYPE,
+            app_id=self._client.service,
+        )
+        queue = self.last_queue(schedule.name)
+        await self._publisher.send(
+            Outgoing(Encoded(body, props, mid, None, RECORD_TYPE), "", queue)
+        )
+
     # -- the active instance publishes ------------------------------------------------------------
 
     def _claim_handler(
@@ -257,6 +299,13 @@ class Scheduler:
             log.error("dropping a malformed claim on %s: %r", self.queue(schedule.name), exc)
             await ack(message)
             return
+        if schedule._last_done is None or tick > schedule._last_done:
+            # Another instance may have published it before this one became active.
+            recorded = await self._read_last(schedule)
+            if recorded is not None and (
+                schedule._last_done is None or recorded > schedule._last_done
+            ):
+                schedule._last_done = recorded
         if schedule._last_done is not None and tick <= schedule._last_done:
             schedule.skipped += 1  # another instance's claim of a tick already published
             await ack(message)
@@ -298,4 +347,8 @@ class Scheduler:
         schedule._last_done = tick
         schedule.published += 1
         schedule.last_published = tick
+        try:
+            await self._record(schedule, tick)
+        except Exception as exc:  # only widens the failover window for a duplicate
+            log.warning("schedule %s: recording tick %s failed: %s", schedule.name, tick, exc)
         await ack(message)

@@ -271,3 +271,33 @@ async def test_bad_delays_raise_before_anything_is_published(
                 CreateOrderCommand(customer_id="C", amount=1), schedule_at=datetime(2030, 1, 1)
             )
         assert await count(raw, app.order_queue) == 0
+
+
+async def test_a_serving_client_relays_what_another_client_delayed(app: App, prefix: str) -> None:
+    handled: list[tuple[int, float, bool]] = []
+
+    class Orders(app.handlers):  # type: ignore[misc,name-defined]
+        async def handle_order_created_event(
+            self, message: OrderCreatedEvent, ctx: mmate.MessageContext
+        ) -> None:
+            handled.append((message.sequence, time.monotonic(), "x-death" in ctx.headers))
+
+        async def handle_create_order_command(self, message: object, ctx: object) -> None:
+            pass
+
+        async def handle_get_order_query(self, message: object, ctx: object) -> object:
+            raise NotImplementedError
+
+    async with (
+        mmate.Client(BROKER_URL, service="order-service", delay_prefix=prefix) as server,
+        mmate.Client(BROKER_URL, service="shop", delay_prefix=prefix, delay_relay=False) as shop,
+    ):
+        await server.declare(app.order_service)
+        await server.serve(Orders())  # starts this client's relay
+        assert server.delays.relay_running
+        started = time.monotonic()
+        await app.publisher(shop).publish_order_created_event(event(9), delay=1)
+        await wait_for(lambda: len(handled) == 1, 10)
+        assert not shop.delays.relay_running and server.delays.relayed == 1
+    sequence, arrived, saw_death = handled[0]
+    assert sequence == 9 and arrived - started >= 1 and not saw_death

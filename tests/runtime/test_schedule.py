@@ -44,6 +44,8 @@ async def schedule_prefix() -> AsyncIterator[str]:
         channel = await conn.channel()
         with contextlib.suppress(Exception):
             await channel.queue_delete(f"{prefix}.ticks")
+        with contextlib.suppress(Exception):
+            await channel.queue_delete(f"{prefix}.ticks.last")
     finally:
         await conn.close()
 
