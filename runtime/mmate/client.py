@@ -407,8 +407,8 @@ class Client:
                 raise MmateError(f"{type(handlers).__name__} does not consume {sorted(missing)}")
             table = {q: r for q, r in table.items() if q in wanted}
         queue_defs = {q.name: q for q in type(handlers).TOPOLOGY.queues}
-        if self._delay_relay:
-            await self._delays.start_relay()  # a serving client relays delayed messages
+        if self._delay_relay:  # a serving client relays delayed messages
+            await self._delays.start_relay(required=False)
         serving = Serving(self)
         try:
             for queue, routes in table.items():

@@ -20,6 +20,10 @@ A nack, a confirm timeout or a lost connection leave it in the ready queue for a
 Which clients relay: every ``Client`` whose ``delay_relay`` setting is on (the default) relays once
 it has published a delayed message or serves handlers, and ``Client.run_delay_relay()`` starts it
 explicitly (e.g. in a service that only exists to relay).
+
+A user without configure rights gets ``AccessRefused`` from declaring; the infrastructure is then
+verified passively and used if it exists. If it does not, a delayed publish raises
+``AccessRefused`` saying so, and ``serve`` logs a warning and serves without relaying.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from . import delay
 from .codec import Encoded
 from .connection import Connection
 from .errors import (
+    AccessRefused,
     EntityNotFound,
     FeatureNotAvailable,
     MmateError,
@@ -141,6 +146,40 @@ class DelayService:
             await self._declare()
 
     async def _declare(self) -> None:
+        try:
+            await self._declare_all()
+        except AccessRefused as exc:
+            # A user without configure rights can still use an infrastructure that exists.
+            await self._verify(exc)
+
+    async def _verify(self, refused: AccessRefused) -> None:
+        topo = self.topology
+        names = [("exchange", name) for name, _, _ in topo.exchanges()]
+        names += [("queue", name) for name, _ in topo.queues()]
+        if self.mode == "plugin":
+            names.append(("exchange", topo.plugin))
+        channel = await self._connection.channel(confirms=False)
+        try:
+            for kind, name in names:
+                if kind == "exchange":
+                    await channel.exchange_declare(name, passive=True)
+                else:
+                    await channel.queue_declare(name, passive=True)
+        except Exception as exc:
+            raise AccessRefused(
+                f"the delay infrastructure under {topo.prefix!r} is incomplete ({kind} {name!r}: "
+                f"{broker_reply(exc)}) and this user may not declare it ({refused}). Declare it "
+                "once as a user with configure rights (any client that publishes a delayed "
+                "message or calls run_delay_relay() does)",
+                entity=name,
+                broker_reply=broker_reply(exc),
+            ) from exc
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        log.info("no configure rights: verified the existing delay infrastructure %s", topo.prefix)
+
+    async def _declare_all(self) -> None:
         topo = self.topology
         channel = await self._connection.channel(confirms=False)
         try:
@@ -201,9 +240,19 @@ class DelayService:
 
     # -- the relay --------------------------------------------------------------------------------
 
-    async def start_relay(self) -> None:
-        """Declare the infrastructure and consume the ready queue (idempotent)."""
-        await self.ensure()
+    async def start_relay(self, *, required: bool = True) -> None:
+        """Declare the infrastructure and consume the ready queue (idempotent).
+
+        ``required=False`` (used by ``Client.serve``): when this user may not declare the
+        infrastructure and it does not exist, log a warning and do not relay instead of raising.
+        """
+        try:
+            await self.ensure()
+        except AccessRefused as exc:
+            if required:
+                raise
+            log.warning("this client does not relay delayed messages: %s", exc)
+            return
         if self._relay is not None:
             return
         relay = RawConsumer(

@@ -8,7 +8,10 @@ import asyncio
 import json
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiormq.abc
 import mmate
@@ -301,3 +304,58 @@ async def test_a_serving_client_relays_what_another_client_delayed(app: App, pre
         assert not shop.delays.relay_running and server.delays.relayed == 1
     sequence, arrived, saw_death = handled[0]
     assert sequence == 9 and arrived - started >= 1 and not saw_death
+
+
+def _ctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def limited_url() -> Iterator[str]:
+    """A user that may read and write everything but configure nothing."""
+    name, password = f"mmate-delay-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    _ctl("add_user", name, password)
+    try:
+        _ctl("set_permissions", "-p", "/", name, "^$", ".*", ".*")
+        yield BROKER_URL.replace("guest:guest", f"{name}:{password}")
+    finally:
+        _ctl("delete_user", name)
+
+
+async def test_without_configure_rights_serving_works_and_delays_use_an_existing_cascade(
+    app: App, prefix: str, limited_url: str
+) -> None:
+    recorder = Recorder()
+    handlers = _noop_handlers(app)
+    async with mmate.Client(limited_url, service="limited", delay_prefix=prefix) as client:
+        async with mmate.Client(BROKER_URL, service="admin", delay_relay=False) as admin:
+            await admin.declare(app.order_service)
+        # No cascade yet, and this user may not declare one: serving still works, without relay.
+        await client.serve(handlers, queues=[app.order_queue])
+        assert not client.delays.relay_running
+        with pytest.raises(mmate.AccessRefused, match="may not declare it"):
+            await app.publisher(client).publish_order_created_event(event(1), delay=1)
+    async with mmate.Client(BROKER_URL, service="admin", delay_prefix=prefix) as admin:
+        await admin.run_delay_relay()  # declares it
+    async with mmate.Client(limited_url, service="limited", delay_prefix=prefix) as client:
+        await recorder.start(app.audit_queue)
+        await client.serve(handlers, queues=[app.order_queue])
+        assert client.delays.relay_running  # verified the existing one passively
+        await app.publisher(client).publish_order_created_event(event(2), delay=1)
+        await wait_for(lambda: len(recorder.arrivals) == 1, 10)
+        await recorder.close()
+    assert json.loads(recorder.arrivals[0].message.body)["payload"]["sequence"] == 2
+
+
+def _noop_handlers(app: App) -> Any:
+    class Noop(app.handlers):  # type: ignore[misc,name-defined]
+        async def handle_order_created_event(self, message: object, ctx: object) -> None:
+            pass
+
+        async def handle_create_order_command(self, message: object, ctx: object) -> None:
+            pass
+
+        async def handle_get_order_query(self, message: object, ctx: object) -> object:
+            raise NotImplementedError
+
+    return Noop()
