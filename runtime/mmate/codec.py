@@ -3,20 +3,25 @@
 Hot path contract: encoding is one serializer pass (``pydantic_core.to_json`` over the envelope
 dict, the model serialized by its own compiled serializer, by alias); decoding is one ``json.loads``
 plus one ``model_validate`` of the payload dict. What depends only on the message contract (static
-headers, which base fields to copy into headers) is computed once per ``MessageDef`` and cached;
-nothing inspects the model class per message. All functions are pure and safe to call from any task.
+headers and their encoded AMQP table entries, which base fields to copy into headers) is computed
+once per ``MessageDef`` and cached; nothing inspects the model class per message. The AMQP
+properties marshal themselves (``_Properties``) byte for byte as pamqp would, without re-encoding
+what is the same for every message. All functions are pure and safe to call from any task.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
+import os
+import struct
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
+from pamqp import encode as amqp_encode
 from pamqp.commands import Basic
 from pydantic import ValidationError
 
@@ -38,6 +43,167 @@ class Encoded:
     message_id: str
     correlation_id: str | None
     type: str
+
+
+# -- AMQP properties ------------------------------------------------------------------------------
+
+_LENGTH = tuple(bytes((n,)) for n in range(256))
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_CACHE_LIMIT = 4096
+_shortstrs: dict[str, bytes] = {}
+"""Encoded short strings of property values that repeat (content type, type, app id, reply
+queue)."""
+_keys: dict[str, bytes] = {}
+"""Encoded header-table keys."""
+_entries: dict[tuple[str, str], bytes] = {}
+"""Encoded header-table entries (key and string value) that are the same for every message of a
+contract: ``x-message-type``, ``x-message-kind``, ``x-source``, ``x-schema-version``."""
+_CONSTANT_KEYS = frozenset({"x-message-type", "x-message-kind", "x-source", "x-schema-version"})
+
+
+class _Unusual(Exception):
+    """A value the fast encoder leaves to pamqp (which encodes it, or raises its own error)."""
+
+
+def _short(value: str) -> bytes:
+    raw = value.encode()
+    if len(raw) > 255:
+        raise _Unusual
+    return _LENGTH[len(raw)] + raw
+
+
+def _short_cached(value: str) -> bytes:
+    found = _shortstrs.get(value)
+    if found is None:
+        if len(_shortstrs) >= _CACHE_LIMIT:
+            _shortstrs.clear()
+        found = _shortstrs[value] = _short(value)
+    return found
+
+
+def _key(key: str) -> bytes:
+    found = _keys.get(key)
+    if found is None:
+        raw = key.encode()
+        if len(raw) > 128:  # pamqp truncates (and warns)
+            raise _Unusual
+        if len(_keys) >= _CACHE_LIMIT:
+            _keys.clear()
+        found = _keys[key] = _LENGTH[len(raw)] + raw
+    return found
+
+
+def _table(headers: Mapping[str, Any]) -> bytes:
+    """pamqp's ``field_table``: entries sorted by key, strings as long strings (``S``)."""
+    parts: list[bytes] = []
+    for key in sorted(headers):
+        value = headers[key]
+        if type(value) is str:
+            if key in _CONSTANT_KEYS:
+                entry = _entries.get((key, value))
+                if entry is None:
+                    raw = value.encode()
+                    entry = _key(key) + b"S" + _U32.pack(len(raw)) + raw
+                    if len(_entries) >= _CACHE_LIMIT:
+                        _entries.clear()
+                    _entries[(key, value)] = entry
+                parts.append(entry)
+            else:
+                raw = value.encode()
+                parts.append(_key(key) + b"S" + _U32.pack(len(raw)) + raw)
+        else:  # numbers, booleans, nested values: pamqp's own rules (integer widths, float)
+            parts.append(_key(key) + amqp_encode.encode_table_value(value))
+    data = b"".join(parts)
+    return _U32.pack(len(data)) + data
+
+
+def _octet(value: Any) -> bytes:
+    if type(value) is not int or not 0 <= value <= 255:
+        raise _Unusual
+    return _LENGTH[value]
+
+
+def _marshal(p: Basic.Properties) -> bytes:
+    """What ``BasicProperties.marshal`` returns for ``p``: the set properties (not None, not empty)
+    in slot order behind their flags, each encoded as pamqp encodes it."""
+    flags = 0
+    parts: list[bytes] = [b""]
+    v: Any = p.content_type
+    if v is not None and v != "":
+        flags |= 0x8000
+        parts.append(_short_cached(v))
+    v = p.content_encoding
+    if v is not None and v != "":
+        flags |= 0x4000
+        parts.append(_short_cached(v))
+    v = p.headers
+    if v is not None and v != "":
+        flags |= 0x2000
+        parts.append(_table(v) if v else b"\x00\x00\x00\x00")
+    v = p.delivery_mode
+    if v is not None and v != "":
+        flags |= 0x1000
+        parts.append(_octet(v))
+    v = p.priority
+    if v is not None and v != "":
+        flags |= 0x0800
+        parts.append(_octet(v))
+    v = p.correlation_id
+    if v is not None and v != "":
+        flags |= 0x0400
+        parts.append(_short(v))
+    v = p.reply_to
+    if v is not None and v != "":
+        flags |= 0x0200
+        parts.append(_short_cached(v))
+    v = p.expiration
+    if v is not None and v != "":
+        flags |= 0x0100
+        parts.append(_short(v))
+    v = p.message_id
+    if v is not None and v != "":
+        flags |= 0x0080
+        parts.append(_short(v))
+    v = p.timestamp
+    if v is not None and v != "":
+        if type(v) is not datetime or v.tzinfo is None:
+            raise _Unusual
+        flags |= 0x0040
+        parts.append(_U64.pack(int(v.timestamp())))
+    v = p.message_type
+    if v is not None and v != "":
+        flags |= 0x0020
+        parts.append(_short_cached(v))
+    v = p.user_id
+    if v is not None and v != "":
+        flags |= 0x0010
+        parts.append(_short(v))
+    v = p.app_id
+    if v is not None and v != "":
+        flags |= 0x0008
+        parts.append(_short_cached(v))
+    v = p.cluster_id
+    if v is not None and v != "":
+        flags |= 0x0004
+        parts.append(_short(v))
+    parts[0] = flags.to_bytes(2, "big")
+    return b"".join(parts)
+
+
+class _Properties(Basic.Properties):
+    """``Basic.Properties`` whose ``marshal`` (called by aiormq for every publish) produces pamqp's
+    bytes faster: constant header entries and repeating strings are encoded once, and strings take
+    a direct path. Anything unusual (a string over its length limit, a naive or non-datetime
+    timestamp, an out-of-range octet) goes to pamqp's own encoder, which encodes it or raises its
+    usual error. Reads the attributes when marshalled, so changing them before publishing is
+    fine."""
+
+    def marshal(self) -> bytes:
+        try:
+            return _marshal(self)
+        except _Unusual:
+            return super().marshal()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +251,35 @@ def plan(message: MessageDef) -> _Plan:
     return found
 
 
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def new_id() -> str:
-    """A fresh message id: UUID v4, lowercase, hyphenated."""
-    return str(uuid.uuid4())
+    """A fresh message id: UUID v4, lowercase, hyphenated.
+
+    The same format and 122 random bits (``os.urandom``) as ``str(uuid.uuid4())``, without
+    building a ``UUID`` object.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_second = -1
+_second_at: datetime = datetime.fromtimestamp(0, UTC)
+_second_text = ""
 
 
 def _now() -> tuple[datetime, str]:
-    now = datetime.now(UTC)
-    return now, now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current second (UTC, for the AMQP timestamp) and the envelope timestamp in
+    milliseconds (``2024-01-15T10:31:00.123Z``); the second's parts are formatted once."""
+    global _second, _second_at, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second_at = datetime.fromtimestamp(second, UTC)
+        _second_text = _second_at.strftime("%Y-%m-%dT%H:%M:%S")
+        _second = second
+    return _second_at, f"{_second_text}.{int((now - second) * 1000):03d}Z"
 
 
 def encode(
@@ -113,12 +300,16 @@ def encode(
     ``reply_to`` is written to the AMQP ``reply_to`` property and top-level ``replyTo``; for a query
     whose model has ``reply_to`` the caller puts it into the payload (see ``with_reply_to``).
     """
-    p = plan(message_def)
+    p = _plans.get(message_def) or plan(message_def)
     mid = message_id or new_id()
-    now, stamp = _now()
+    second, stamp = _now()
     # The caller's headers first, so they can never overwrite the envelope's own x- headers.
-    hdrs: dict[str, HeaderValue] = dict(headers) if headers else {}
-    hdrs.update(p.static_headers)
+    hdrs: dict[str, Any]
+    if headers:
+        hdrs = dict(headers)
+        hdrs.update(p.static_headers)
+    else:
+        hdrs = dict(p.static_headers)
     hdrs["x-message-id"] = mid
     if correlation_id:
         hdrs["x-correlation-id"] = correlation_id
@@ -138,17 +329,17 @@ def encode(
     envelope["headers"] = hdrs
     envelope["payload"] = message
     body = pydantic_core.to_json(envelope, by_alias=True)
-    props = Basic.Properties(
+    props = _Properties(
         content_type=CONTENT_TYPE,
         content_encoding=CONTENT_ENCODING,
-        headers=dict(hdrs),
+        headers=hdrs,  # the same dict: the body is already serialized
         delivery_mode=2 if persistent else 1,
         priority=priority,
         correlation_id=correlation_id,
         reply_to=reply_to,
         expiration=str(expiration_ms) if expiration_ms is not None else None,
         message_id=mid,
-        timestamp=now.replace(microsecond=0),
+        timestamp=second,
         message_type=p.name,
         app_id=app_id,
     )

@@ -42,6 +42,7 @@ import aiormq.abc
 from pamqp.commands import Basic
 
 from . import codec, deadletter, delay, poison, retry
+from .acks import Acker
 from .breaker import BreakerState
 from .codec import Encoded, Envelope
 from .connection import Connection
@@ -145,6 +146,7 @@ class QueueConsumer:
         self._buffer: asyncio.Queue[aiormq.abc.DeliveredMessage] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._channel: aiormq.abc.AbstractChannel | None = None
+        self._acker: Acker | None = None
         self._consumer_tag: str | None = None
         self._stopping = False
         self._paused = False
@@ -215,6 +217,9 @@ class QueueConsumer:
                 await channel.close()
             raise
         self._channel = channel
+        # Acks go in batches (multiple=True) of a quarter of the prefetch, never before a handler
+        # finished (acks.py).
+        self._acker = Acker(channel, self._settings.prefetch // 4)
         self._consumer_tag = tag
         channel.closing.add_done_callback(self._on_channel_closed)
 
@@ -296,11 +301,16 @@ class QueueConsumer:
         tag = message.delivery_tag
         if tag is None or channel.is_closed:
             return  # the broker requeues what an old channel left unacked
+        acker = self._acker
         try:
-            if how == "ack":
+            if how == "ack" and acker is not None and acker.channel is channel:
+                await acker.ok(tag, idle=self._buffer.empty())
+            elif how == "ack":
                 await channel.basic_ack(tag)
             else:
                 await channel.basic_nack(tag, requeue=how == "requeue")
+                if acker is not None and acker.channel is channel:
+                    acker.other(tag)
         except Exception as exc:
             log.warning("could not %s message %s on %s: %r", how, tag, self.queue, exc)
 
@@ -615,6 +625,12 @@ class QueueConsumer:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
+        acker = self._acker
+        if acker is not None and not acker.channel.is_closed:
+            try:
+                await acker.flush()  # the finished messages whose acks wait for a batch
+            except Exception as exc:
+                log.warning("could not ack the last messages of %s: %r", self.queue, exc)
         if channel is not None and not channel.is_closed:
             try:
                 await channel.close()

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import aiormq.abc
 from pamqp.commands import Basic
 
 from .codec import Encoded
@@ -65,7 +66,12 @@ def _where(exchange: str, routing_key: str) -> str:
 
 
 class ConfirmedPublisher:
-    """Publishes with confirms and ``mandatory`` on one managed channel."""
+    """Publishes with confirms and ``mandatory`` on one managed channel.
+
+    Hot path (a free slot in the window, the channel open): no task, lock or timer of its own; the
+    timeout is aiormq's, which covers the write and the confirm. A publish that waits for a slot or
+    for the channel to be (re)opened has one timer over everything instead.
+    """
 
     def __init__(
         self, connection: Connection, *, max_in_flight: int = 1000, timeout: float = 10.0
@@ -73,42 +79,74 @@ class ConfirmedPublisher:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self._channel: ManagedChannel = connection.managed("publishing", confirms=True)
+        self._open: aiormq.abc.AbstractChannel | None = None
+        """The channel the last ``get`` returned, used while it is open and no ``get`` waits."""
+        self._getting = 0
         self._window = asyncio.Semaphore(max_in_flight)
         self.timeout = timeout
 
     async def close(self) -> None:
+        self._open = None
         await self._channel.close()
+
+    async def _reopened(self) -> aiormq.abc.AbstractChannel:
+        """The channel through ``ManagedChannel.get``, which reopens a closed one and lets callers
+        that queued meanwhile go first, in arrival order."""
+        self._getting += 1
+        try:
+            channel = await self._channel.get()
+        finally:
+            self._getting -= 1
+        self._open = channel
+        return channel
 
     async def send(self, out: Outgoing, *, timeout: float | None = None) -> None:
         """Publish one message and wait for its confirm (see module docstring for the errors)."""
         limit = self.timeout if timeout is None else timeout
-        where = _where(out.exchange, out.routing_key)
+        window = self._window
+        channel = self._open
         try:
-            async with asyncio.timeout(limit):
-                async with self._window:
-                    channel = await self._channel.get()
-                    result = await channel.basic_publish(
-                        out.encoded.body,
-                        exchange=out.exchange,
-                        routing_key=out.routing_key,
-                        properties=out.encoded.properties,
-                        mandatory=True,
-                    )
+            if window.locked() or channel is None or channel.is_closed or self._getting:
+                # Waits for a slot or the channel: one timer over the wait, write and confirm.
+                async with asyncio.timeout(limit), window:
+                    channel = await self._reopened()
+                    result = await self._publish(channel, out, None)
+            else:
+                await window.acquire()  # a free slot: returns at once
+                try:
+                    result = await self._publish(channel, out, limit)  # aiormq's timer
+                finally:
+                    window.release()
         except TimeoutError:
             raise PublishTimeout(
-                f"{out.encoded.type} {out.encoded.message_id} to {where}: "
-                f"no confirm within {limit:g} s",
+                f"{out.encoded.type} {out.encoded.message_id} to "
+                f"{_where(out.exchange, out.routing_key)}: no confirm within {limit:g} s",
                 exchange=out.exchange,
                 routing_key=out.routing_key,
             ) from None
         except Exception as exc:
-            raise _publish_error(exc, out, where) from exc
+            raise _publish_error(exc, out, _where(out.exchange, out.routing_key)) from exc
         if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
             raise NackError(
-                f"the broker nacked {out.encoded.type} {out.encoded.message_id} to {where}",
+                f"the broker nacked {out.encoded.type} {out.encoded.message_id} to "
+                f"{_where(out.exchange, out.routing_key)}",
                 exchange=out.exchange,
                 routing_key=out.routing_key,
             )
+
+    @staticmethod
+    async def _publish(
+        channel: aiormq.abc.AbstractChannel, out: Outgoing, timeout: float | None
+    ) -> object:
+        encoded = out.encoded
+        return await channel.basic_publish(
+            encoded.body,
+            exchange=out.exchange,
+            routing_key=out.routing_key,
+            properties=encoded.properties,
+            mandatory=True,
+            timeout=timeout,
+        )
 
     async def send_many(self, items: Sequence[Outgoing], *, timeout: float | None = None) -> None:
         """Publish all ``items`` pipelined and await every confirm; report exactly which failed."""

@@ -7,10 +7,14 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from conftest import go_body, go_fixture
 from mmate import Client, DecodeError, MmateError, codec
+from pamqp.base import BasicProperties
+from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 from sample_app import (
     MESSAGES,
     CreateOrderCommand,
@@ -144,6 +148,61 @@ def test_reply_success_header() -> None:
 
 def test_plan_is_computed_once_per_contract() -> None:
     assert codec.plan(MESSAGES["OrderCreatedEvent"]) is codec.plan(MESSAGES["OrderCreatedEvent"])
+
+
+def _pamqp_bytes(props: Basic.Properties) -> bytes:
+    """What pamqp's own encoder writes for the same property values."""
+    plain = Basic.Properties(**{name: getattr(props, name) for name in Basic.Properties.__slots__})
+    return BasicProperties.marshal(plain)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"correlation_id": "c-1", "reply_to": "svc.reply.0a1b2c3d", "expiration_ms": 1500},
+        {"priority": 0, "persistent": False, "correlation_id": "", "reply_to": ""},
+        {"headers": {"tenant": "t-\u00fc", "n": 3, "big": 2**40, "neg": -70000, "f": 1.25}},
+        {"headers": {"yes": True, "no": False, "u16": 65535, "x-message-type": "Forged"}},
+    ],
+)
+def test_properties_marshal_to_the_bytes_pamqp_writes(options: dict[str, Any]) -> None:
+    ev = OrderCreatedEvent(
+        aggregate_id="ORDER-\u00e9", sequence=2**40, order_id="O", customer_id="C", amount=1
+    )
+    enc = codec.encode(MESSAGES["OrderCreatedEvent"], ev, app_id="order-service", **options)
+    assert enc.properties.marshal() == _pamqp_bytes(enc.properties)
+    enc.properties.headers["later"] = "changed after encoding"  # marshalled when published
+    enc.properties.priority = 5
+    assert enc.properties.marshal() == _pamqp_bytes(enc.properties)
+    frame = ContentHeader(body_size=len(enc.body), properties=enc.properties).marshal()
+    decoded = ContentHeader()
+    decoded.unmarshal(frame)
+    assert decoded.properties.headers == enc.properties.headers
+    assert decoded.properties.message_id == enc.message_id
+
+
+def test_unusual_property_values_are_left_to_pamqp() -> None:
+    enc = codec.encode(MESSAGES["OrderCreatedEvent"], event(), app_id="s", correlation_id="c")
+    enc.properties.timestamp = datetime(2024, 1, 2, 3, 4, 5)  # naive: pamqp assumes UTC
+    enc.properties.headers["k" * 200] = "v"  # pamqp truncates keys over 128 bytes
+    assert enc.properties.marshal() == _pamqp_bytes(enc.properties)
+    enc.properties.correlation_id = "c" * 300  # over a short string's 255 bytes
+    with pytest.raises(TypeError):
+        enc.properties.marshal()
+
+
+def test_message_ids_are_fresh_uuid4_and_timestamps_track_the_clock() -> None:
+    ids = {codec.new_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for mid in list(ids)[:200]:
+        assert UUID4.match(mid) and uuid.UUID(mid).version == 4
+    before = datetime.now(UTC)
+    enc = codec.encode(MESSAGES["OrderCreatedEvent"], event(), app_id="s")
+    after = datetime.now(UTC)
+    stamp = datetime.fromisoformat(json.loads(enc.body)["timestamp"])
+    assert before - timedelta(milliseconds=1) <= stamp <= after
+    assert enc.properties.timestamp == stamp.replace(microsecond=0)
 
 
 # -- client-level publish options (no broker needed) --------------------------------------------

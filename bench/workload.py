@@ -1,0 +1,149 @@
+"""The shared workload of the throughput benchmark: the message, a scratch topology, machine facts.
+
+Both sides (mmate and the hand-written aiormq baseline) publish the generated
+``OrderCreatedEvent`` of the example system to a uniquely named durable topic exchange bound to a
+uniquely named durable queue (routing key ``order.eu.created``, as the generated publisher fills
+``order.{region}.created``); both are deleted afterwards. Nothing shared (``mmate.events``, the
+example services' queues) is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import uuid
+from dataclasses import dataclass
+from importlib import metadata
+
+import aiormq
+import aiormq.abc
+from mmate import BindingDef, HandlerRoute, QueueDef, ServiceTopology
+
+from generated import topology as gen_topology
+from generated.models import GetOrderQuery, OrderCreatedEvent, Region
+
+URL = os.environ.get("MMATE_TEST_URL", "amqp://guest:guest@127.0.0.1:5672/")
+WINDOW = 1000
+"""Unconfirmed publishes in flight, both sides (``mmate.Client``'s default ``max_in_flight``)."""
+PREFETCH = 100
+ROUTING_KEY = "order.eu.created"
+QUERY_KEY = "qry.GetOrderQuery"
+
+
+def sample_event(i: int) -> OrderCreatedEvent:
+    return OrderCreatedEvent(
+        aggregate_id=f"ORDER-{i:06d}",
+        sequence=i,
+        order_id=f"ORDER-{i:06d}",
+        customer_id="C-000001",
+        amount=99.99,
+        region=Region.EU,
+    )
+
+
+def sample_events(count: int) -> list[OrderCreatedEvent]:
+    return [sample_event(i) for i in range(count)]
+
+
+def sample_query(i: int) -> GetOrderQuery:
+    return GetOrderQuery(order_id=f"ORDER-{i:06d}")
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """A uniquely named durable exchange and queue, bound for events and queries; deleted after."""
+
+    exchange: str
+    queue: str
+
+    @classmethod
+    def new(cls, tag: str) -> Scratch:
+        suffix = uuid.uuid4().hex[:8]
+        return cls(f"bench.{tag}.{suffix}", f"bench.{tag}.{suffix}")
+
+    async def declare(self) -> None:
+        connection = await aiormq.connect(URL)
+        try:
+            channel = await connection.channel()
+            await channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
+            await channel.queue_declare(self.queue, durable=True)
+            await channel.queue_bind(self.queue, self.exchange, routing_key="order.*.created")
+            await channel.queue_bind(self.queue, self.exchange, routing_key=QUERY_KEY)
+        finally:
+            await connection.close()
+
+    async def count(self) -> int:
+        connection = await aiormq.connect(URL)
+        try:
+            channel = await connection.channel()
+            ok = await channel.queue_declare(self.queue, passive=True)
+            return int(ok.message_count or 0)
+        finally:
+            await connection.close()
+
+    async def delete(self) -> None:
+        connection = await aiormq.connect(URL)
+        try:
+            channel = await connection.channel()
+            await channel.queue_delete(self.queue)
+            await channel.exchange_delete(self.exchange)
+        finally:
+            await connection.close()
+
+    def queue_def(self) -> QueueDef:
+        """The scratch queue: prefetch 100, the example's concurrency, no retries or dead letters
+        (nothing fails here)."""
+        base = gen_topology.QUEUES["order-audit-queue"]
+        return dataclasses.replace(
+            base,
+            name=self.queue,
+            arguments={},
+            prefetch=PREFETCH,
+            retry=None,
+            dead_letter_queue=None,
+            wait_queues={},
+        )
+
+    def consuming(self, base: ServiceTopology, message: str) -> ServiceTopology:
+        """``base`` (a generated service topology) consuming ``message`` from this queue only."""
+        route = next(r[message] for r in base.consumes.values() if message in r)
+        return dataclasses.replace(
+            base,
+            queues=(self.queue_def(),),
+            bindings=(BindingDef(self.exchange, self.queue, ROUTING_KEY),),
+            consumes={self.queue: {message: HandlerRoute(route.message, route.method)}},
+        )
+
+
+def machine() -> dict[str, str]:
+    """Machine and versions, for the record."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": f"{cpu} x{os.cpu_count()}",
+        "os": platform.platform(terse=True),
+        "python": sys.version.split()[0],
+        "aiormq": metadata.version("aiormq"),
+        "pamqp": metadata.version("pamqp"),
+        "pydantic": metadata.version("pydantic"),
+    }
+
+
+async def broker_version() -> str:
+    connection = await aiormq.connect(URL)
+    try:
+        props = connection.server_properties
+        version = props.get("version", b"?")
+        product = props.get("product", b"?")
+        return " ".join(v.decode() if isinstance(v, bytes) else str(v) for v in (product, version))
+    finally:
+        await connection.close()

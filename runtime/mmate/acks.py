@@ -1,0 +1,101 @@
+"""Acknowledging in batches (``basic.ack`` with ``multiple``) without acking anything early.
+
+Contract: ``ok(tag)`` is called once a delivery's handler has finished (or its failure was safely
+moved); ``other(tag)`` once it was settled some other way (nacked). A ``multiple`` ack for tag
+``T`` acknowledges every outstanding delivery up to ``T``, so it is sent only for a ``T`` whose
+every lower delivery tag on the channel is settled: a message is never acked before its handler
+finished. Delivery tags of one channel count 1, 2, 3... (one consumer per channel), so the
+settled prefix is tracked without registering deliveries.
+
+When acks are sent: once ``batch`` finished messages wait, or when the consumer has nothing else
+buffered (``idle``), so a finished message stays unacked only while more work is already queued.
+Finished messages above an unsettled one (a slow handler) are acked one by one instead once
+``batch`` of them wait, or on ``idle``, so one slow handler never holds the others' prefetch
+slots. ``flush`` sends everything finished (before closing the channel).
+
+One ``Acker`` per channel; every method runs on the event loop of that channel, never
+concurrently with itself for the same tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiormq.abc
+
+
+class Acker:
+    """Batches the acks of one channel."""
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, batch: int) -> None:
+        self.channel = channel
+        self._batch = max(1, batch)
+        self._low = 1
+        """The lowest delivery tag not yet settled."""
+        self._finished: set[int] = set()
+        """Tags at or above ``_low`` whose handler finished, not yet acked."""
+        self._other: set[int] = set()
+        """Tags at or above ``_low`` settled otherwise (nacked, or acked alone)."""
+        self._covered = 0
+        """The highest finished tag below ``_low`` not yet acked (0: none)."""
+        self._covered_count = 0
+        self._sending = asyncio.Lock()
+        """Acks reach the channel in the order they were decided (a ``multiple`` ack must never
+        overtake a single ack of a tag it covers)."""
+
+    async def ok(self, tag: int, *, idle: bool) -> None:
+        """The handler of ``tag`` finished: ack it, now or with a later batch."""
+        if tag < self._low or tag in self._other:
+            return  # settled already
+        if self._batch == 1:
+            self._other.add(tag)
+            await self.channel.basic_ack(tag)
+            self._advance()
+            return
+        self._finished.add(tag)
+        self._advance()
+        if self._covered_count >= self._batch or idle:
+            await self._ack_covered()
+        if self._finished and (len(self._finished) >= self._batch or idle):
+            await self._ack_singly()
+
+    def other(self, tag: int) -> None:
+        """``tag`` was settled another way (call after its nack was sent); it no longer holds back
+        the batch."""
+        if tag >= self._low:
+            self._other.add(tag)
+            self._advance()
+
+    async def flush(self) -> None:
+        """Ack every finished message now."""
+        await self._ack_covered()
+        await self._ack_singly()
+
+    def _advance(self) -> None:
+        low = self._low
+        while True:
+            if low in self._finished:
+                self._finished.discard(low)
+                self._covered = low
+                self._covered_count += 1
+            elif low in self._other:
+                self._other.discard(low)
+            else:
+                break
+            low += 1
+        self._low = low
+
+    async def _ack_covered(self) -> None:
+        async with self._sending:
+            tag = self._covered
+            if tag:
+                self._covered, self._covered_count = 0, 0
+                await self.channel.basic_ack(tag, multiple=True)
+
+    async def _ack_singly(self) -> None:
+        async with self._sending:
+            tags = sorted(self._finished)
+            self._finished.clear()
+            self._other.update(tags)
+            for tag in tags:
+                await self.channel.basic_ack(tag)
