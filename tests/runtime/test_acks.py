@@ -1,0 +1,104 @@
+"""Batched acks (``mmate.acks``): a ``multiple`` ack never covers a message whose handler has not
+finished, and a slow handler never holds the others' acks back for long (no broker needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from mmate.acks import Acker
+
+
+class FakeChannel:
+    """Records acks and checks them the way RabbitMQ does (an acked tag must be outstanding)."""
+
+    def __init__(self, delivered: int) -> None:
+        self.outstanding = set(range(1, delivered + 1))
+        self.acked: set[int] = set()
+        self.frames: list[tuple[int, bool]] = []
+
+    async def basic_ack(self, tag: int, multiple: bool = False) -> None:
+        await asyncio.sleep(0)  # a write that yields, as aiormq's does
+        assert tag in self.outstanding, f"unknown delivery tag {tag}"
+        covered = {t for t in self.outstanding if t <= tag} if multiple else {tag}
+        self.outstanding -= covered
+        self.acked |= covered
+        self.frames.append((tag, multiple))
+
+
+def acker(channel: FakeChannel, batch: int) -> Acker:
+    fake: Any = channel
+    return Acker(fake, batch)
+
+
+async def test_in_order_finishes_are_acked_in_batches_with_multiple() -> None:
+    channel = FakeChannel(100)
+    acks = acker(channel, 25)
+    for tag in range(1, 101):
+        await acks.ok(tag, idle=tag == 100)
+    assert channel.acked == set(range(1, 101))
+    assert channel.frames == [(25, True), (50, True), (75, True), (100, True)]
+
+
+async def test_a_multiple_ack_never_covers_an_unfinished_message() -> None:
+    channel = FakeChannel(60)
+    acks = acker(channel, 5)
+    finished: set[int] = set()
+    order = list(range(1, 61))
+    random.Random(7).shuffle(order)
+    for tag in order[:-1]:
+        await acks.ok(tag, idle=False)
+        finished.add(tag)
+        assert channel.acked <= finished  # nothing acked before its handler finished
+    await acks.ok(order[-1], idle=True)
+    assert channel.acked == set(range(1, 61))
+
+
+async def test_a_slow_handler_does_not_hold_back_the_others() -> None:
+    channel = FakeChannel(20)
+    acks = acker(channel, 4)
+    for tag in range(2, 6):  # tag 1 still runs
+        await acks.ok(tag, idle=False)
+    assert channel.acked == {2, 3, 4, 5}  # acked one by one once a batch of them waited
+    assert 1 in channel.outstanding
+    await acks.ok(6, idle=True)  # nothing else buffered: acked at once
+    assert channel.acked == {2, 3, 4, 5, 6}
+    await acks.ok(1, idle=True)
+    assert channel.acked == set(range(1, 7))
+    assert channel.frames[-1] == (1, True)
+
+
+async def test_nacked_messages_are_skipped_and_flush_sends_the_rest() -> None:
+    channel = FakeChannel(10)
+    acks = acker(channel, 100)
+    await acks.ok(1, idle=False)
+    channel.outstanding.discard(2)  # nacked by the consumer, then reported
+    acks.other(2)
+    await acks.ok(3, idle=False)
+    await acks.ok(5, idle=False)  # 4 still runs
+    assert channel.frames == []
+    await acks.flush()
+    assert channel.acked == {1, 3, 5} and 4 in channel.outstanding
+
+
+async def test_concurrent_finishes_keep_acks_valid() -> None:
+    channel = FakeChannel(500)
+    acks = acker(channel, 7)
+    rng = random.Random(3)
+
+    async def handler(tag: int) -> None:
+        await asyncio.sleep(rng.random() / 1000)
+        await acks.ok(tag, idle=False)
+
+    await asyncio.gather(*(handler(t) for t in range(1, 501)))
+    await acks.flush()
+    assert channel.acked == set(range(1, 501))
+
+
+async def test_batch_of_one_acks_each_message_alone() -> None:
+    channel = FakeChannel(3)
+    acks = acker(channel, 0)
+    for tag in (2, 1, 3):
+        await acks.ok(tag, idle=False)
+    assert channel.frames == [(2, False), (1, False), (3, False)]
