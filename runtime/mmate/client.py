@@ -37,7 +37,7 @@ from .consumer import ConsumerSettings, QueueConsumer, Route
 from .declare import declare_topology
 from .delay import DEFAULT_PREFIX, DelayMode, delay_seconds, delayed
 from .delay_relay import DelayService
-from .errors import DecodeError, MmateError, RemoteError, RequestTimeout
+from .errors import DecodeError, FeatureNotAvailable, MmateError, RemoteError, RequestTimeout
 from .handler import HandlerBase
 from .handler_breaker import DEFAULT_HANDLER_BREAKER, HandlerBreakerOptions
 from .model import Model
@@ -233,9 +233,14 @@ class Client:
             out = delayed(out, wait, self._delays.topology, self._delays.mode)
         return out
 
-    async def _prepare_delays(self, items: Iterable[Outgoing]) -> None:
+    async def _prepare_delays(self, items: Iterable[Outgoing], *, single: bool = True) -> None:
         """Declare the delay infrastructure (and start the relay) before the first delayed
         publish."""
+        if not single and any(self._delays.needs_plugin_send(out) for out in items):
+            raise FeatureNotAvailable(
+                "delay_mode='plugin' delays one publish at a time; batches and publish_many "
+                "need delay_mode='cascade'. Nothing was published"
+            )
         if any(self._delays.is_delayed(out) for out in items):
             if self._delay_relay:
                 await self._delays.start_relay()
@@ -248,8 +253,15 @@ class Client:
         """Publish and return once the broker confirmed it (``PublishError`` subclasses
         otherwise)."""
         out = self._outgoing(route, message, routing_key, options)
+        await self._send_one(out, options.get("timeout"))
+
+    async def _send_one(self, out: Outgoing, timeout: float | None) -> None:
+        """Send one message: into the delay infrastructure (declared first) or straight."""
         await self._prepare_delays((out,))
-        await self._publisher.send(out, timeout=options.get("timeout"))
+        if self._delays.needs_plugin_send(out):
+            await self._delays.send_to_plugin(out, timeout=timeout)
+        else:
+            await self._publisher.send(out, timeout=timeout)
 
     async def publish_with_delay(
         self,
@@ -306,7 +318,7 @@ class Client:
         sent.
         """
         items = [self._outgoing(p.route, p.message, p.routing_key, p.options) for p in publications]
-        await self._prepare_delays(items)
+        await self._prepare_delays(items, single=False)
         await self._publisher.send_many(items, timeout=timeout)
 
     def batch(self, *, timeout: float | None = None) -> Batch:
@@ -356,7 +368,7 @@ class Client:
         waiter = self._replies.expect(correlation_id)
         try:
             async with asyncio.timeout(timeout):
-                await self._publisher.send(out)
+                await self._send_one(out, None)  # a delayed query waits for its delay too
                 envelope = await waiter
         except TimeoutError:
             raise RequestTimeout(route.message.name, correlation_id, timeout) from None
@@ -564,7 +576,7 @@ class Batch:
 
     async def send(self) -> None:
         items, self._items = self._items, []
-        await self._client._prepare_delays(items)
+        await self._client._prepare_delays(items, single=False)
         await self._client._publisher.send_many(items, timeout=self._timeout)
 
     async def __aenter__(self) -> Self:

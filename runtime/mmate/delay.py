@@ -131,7 +131,8 @@ def _pattern(level: int, bit: str) -> str:
 def _destination_word(exchange: str, routing_key: str) -> str:
     """A readable tail for the routing key; the headers are what the relay uses."""
     text = f"{exchange or 'amq.default'}.{routing_key}" if routing_key else exchange
-    return (text or "amq.default")[:190]
+    # A routing key holds at most 255 bytes; the 28 bits and their dots take 56.
+    return (text or "amq.default").encode()[:190].decode("utf-8", "ignore")
 
 
 class DelayTopology:

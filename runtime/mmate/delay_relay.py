@@ -43,7 +43,9 @@ from .errors import (
     EntityNotFound,
     FeatureNotAvailable,
     MmateError,
+    NackError,
     PublishError,
+    PublishTimeout,
     UnroutableError,
     broker_reply,
     classify,
@@ -115,6 +117,8 @@ class DelayService:
         self.topology = delay.DelayTopology(prefix)
         self._connection = connection
         self._publisher = ConfirmedPublisher(connection, timeout=publish_timeout)
+        self._publish_timeout = publish_timeout
+        self._plugin_channel = connection.managed("delay-plugin", confirms=True)
         self._prefetch = prefetch
         self._declared = False
         self._lock = asyncio.Lock()
@@ -267,6 +271,41 @@ class DelayService:
         if relay is not None:
             await relay.stop(timeout)
         await self._publisher.close()
+        await self._plugin_channel.close()
+
+    def needs_plugin_send(self, out: Outgoing) -> bool:
+        """True for a message bound for the plugin exchange (sent by ``send_to_plugin``)."""
+        return out.exchange == self.topology.plugin
+
+    async def send_to_plugin(self, out: Outgoing, *, timeout: float | None = None) -> None:
+        """Publish into the plugin's exchange, confirmed but NOT mandatory: the plugin routes only
+        when the delay is over, so the broker returns every mandatory message to it as unroutable
+        (rabbitmq-delayed-message-exchange issue #7). Its only binding is the ready queue."""
+        limit = self._publish_timeout if timeout is None else timeout
+        what = f"{out.encoded.type} {out.encoded.message_id} to {out.exchange!r}"
+        try:
+            async with asyncio.timeout(limit):
+                channel = await self._plugin_channel.get()
+                await channel.basic_publish(
+                    out.encoded.body,
+                    exchange=out.exchange,
+                    routing_key=out.routing_key,
+                    properties=out.encoded.properties,
+                    mandatory=False,
+                )
+        except TimeoutError:
+            raise PublishTimeout(
+                f"{what}: no confirm within {limit:g} s",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            ) from None
+        except Exception as exc:
+            kind = NackError if classify(exc) is NackError else PublishError
+            raise kind(
+                f"publishing {what} failed: {broker_reply(exc)}",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            ) from exc
 
     async def _relay_one(self, message: aiormq.abc.DeliveredMessage) -> None:
         props = message.header.properties

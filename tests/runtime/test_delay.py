@@ -137,4 +137,5 @@ def test_zero_goes_to_delivery_and_long_destinations_fit_a_routing_key() -> None
     assert topo.route(0, "x", "k")[0] == "p.delivery"
     exchange, key = topo.route(7, "e" * 255, "k" * 255)
     assert exchange == "p.2" and len(key.encode()) <= 255
+    assert len(topo.route(7, "ø" * 200, "k")[1].encode()) <= 255
     assert math.isclose(_simulate(topo, exchange, key)[0], 7)
