@@ -82,6 +82,9 @@ Preparer = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
 State = Literal["new", "open", "broken", "closed"]
 
+_CLOSE_REASON_WAIT = 5.0
+"""Seconds a failed commit waits for the reason its channel closed."""
+
 # Keys under which returned-message futures are registered on the channel: negative, so they can
 # never collide with aiormq's own delivery tags.
 _keys = itertools.count(-1, -1)
@@ -193,10 +196,11 @@ class Transaction:
                         outcome="unknown",
                     ) from None
                 except Exception as exc:
-                    self._break("commit", exc)
-                    if issubclass(classify(exc), TopologyError):
+                    reason = await _broker_close_reason(channel, exc)
+                    self._break("commit", reason or exc)
+                    if reason is not None:
                         # The broker closed the channel with an error (404 after a publish to a
-                        # missing exchange, ...): the commit was never carried out.
+                        # missing exchange, ...) and ignored every frame after it, the commit too.
                         raise TransactionError(
                             f"the transaction was lost ({self._broken}): the broker discarded "
                             f"its {len(pending)} uncommitted messages",
@@ -358,6 +362,30 @@ def _returned(pending: list[tuple[Outgoing, int, asyncio.Future[object]]]) -> li
         )
         failures.append(BatchFailure(index, out.encoded.message_id, error))
     return failures
+
+
+async def _broker_close_reason(
+    channel: aiormq.Channel, error: BaseException
+) -> BaseException | None:
+    """The broker's channel error when the broker closed ``channel`` (its ``channel.close``
+    precedes any later frame, so a commit sent after it was never carried out); None when the
+    channel is open or was closed otherwise (a lost connection: the commit's fate is unknown)."""
+    if issubclass(classify(error), TopologyError):
+        return error
+    closing = channel.closing
+    if not closing.done():
+        # aiormq may refuse the commit as soon as the broker's close arrived, before it finished
+        # closing the channel; wait (briefly) for the reason.
+        await asyncio.wait({closing}, timeout=_CLOSE_REASON_WAIT)
+        if not closing.done():
+            closing.cancel()  # only this observer
+            return None
+    if closing.cancelled():
+        return None
+    reason = closing.exception()
+    if reason is not None and issubclass(classify(reason), TopologyError):
+        return reason
+    return None
 
 
 def _reply_text(exc: BaseException | None) -> str:
