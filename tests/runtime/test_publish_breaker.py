@@ -66,7 +66,7 @@ async def test_nacks_open_the_breaker_then_a_trial_closes_it_once_the_queue_is_f
     caplog.set_level(logging.INFO, logger="mmate.publish_breaker")
     changes: list[Change] = []
     options = PublishBreakerOptions(
-        failure_threshold=3, cool_down=0.5, on_change=lambda old, new: changes.append((old, new))
+        failure_threshold=3, cool_down=2.0, on_change=lambda old, new: changes.append((old, new))
     )
     await declare(raw, queue, full=True)
     async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
@@ -87,7 +87,7 @@ async def test_nacks_open_the_breaker_then_a_trial_closes_it_once_the_queue_is_f
                 await publish(client, app, queue, 100 + n)
             refused += 1
         assert refused == 10
-        assert info.value.state == "open" and 0 < info.value.retry_in <= 0.5
+        assert info.value.state == "open" and 0 < info.value.retry_in <= 2.0
         assert info.value.routing_key == queue
         assert "NackError" in str(info.value) and "trial publish" in str(info.value)
         assert await message_count(raw, queue) == 0  # none of the 10 was sent
