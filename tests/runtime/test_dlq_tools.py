@@ -169,11 +169,13 @@ async def make_letters(
     return letters
 
 
-@pytest.fixture
+@pytest.fixture(params=["classic", "quorum"])
 async def letters(
     broker: tuple[aiormq.abc.AbstractChannel, aiormq.abc.AbstractChannel],
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Letters]:
-    made = await make_letters(broker, "classic")
+    """The nine dead letters, in a classic and in a quorum dead-letter queue."""
+    made = await make_letters(broker, request.param)
     yield made
     await _cleanup(made.queues, [])
 
