@@ -436,6 +436,8 @@ async def replay(
     """
     if window < 1:
         raise ValueError("window must be at least 1")
+    if isinstance(message_ids, str):
+        raise TypeError("message_ids must be a collection of ids, not one string")
     wanted = None if message_ids is None else set(message_ids)
     result = ReplayResult(queue)
     if wanted is not None and not wanted:

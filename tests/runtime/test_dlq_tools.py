@@ -341,6 +341,8 @@ async def test_a_missing_queue_is_a_clear_error() -> None:
         await dlq.list_dead_letters(BROKER_URL, name)
     with pytest.raises(mmate.EntityNotFound):
         await dlq.replay(BROKER_URL, name)
+    with pytest.raises(TypeError, match="not one string"):
+        await dlq.replay(BROKER_URL, name, message_ids="6f1c2c9e")
 
 
 async def test_a_runtime_dead_letter_is_replayed_and_handled_as_a_first_attempt(
