@@ -332,6 +332,7 @@ class DelayService:
             await asyncio.sleep(1.0)
             await nack(message, requeue=True)
             return
+        # Anything else (e.g. the dead queue cannot be reached) raises: RawConsumer requeues it.
         self.relayed += 1
         await ack(message)
 

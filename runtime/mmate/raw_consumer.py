@@ -2,7 +2,8 @@
 
 Used by the runtime's own infrastructure (the delay relay, the scheduler's coordination queue), not
 by generated handlers. Contract: ``handle(message)`` must settle (ack/nack) the message itself;
-if it raises, the message is nacked with requeue (logged), so nothing is lost. At most ``prefetch``
+if it raises, the message is nacked with requeue after one second (logged), so nothing is lost
+and a persistent failure does not spin. At most ``prefetch``
 messages are unacked at once; each is handled in its own task, so up to ``prefetch`` run
 concurrently (``prefetch=1`` handles them one at a time, in queue order). When the broker closes the
 channel or cancels the consumer, it consumes again with backoff until ``stop``. ``stop`` cancels
@@ -77,7 +78,8 @@ class RawConsumer:
         try:
             await self._handle(message)
         except Exception:
-            log.exception("handling a message from %s failed; requeueing it", self.queue)
+            log.exception("handling a message from %s failed; requeueing it in 1 s", self.queue)
+            await asyncio.sleep(1.0)
             await nack(message, requeue=True)
 
     def _on_closed(self, _: object) -> None:

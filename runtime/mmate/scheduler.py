@@ -22,7 +22,7 @@ How several instances publish each tick once:
    active one. It handles claims in order, one at a time: for a tick later than the last one
    published, it builds the message with ``factory(tick)`` and publishes it through the generated
    publisher method with a deterministic message id (a UUID derived from name and tick), records
-   the tick in ``<prefix>.<name>.last`` (a quorum queue holding only the newest record,
+   the tick in ``<prefix>.<name>.last`` (a durable classic queue holding only the newest record,
    ``x-max-length: 1``), then acks the claim. Claims for a tick already published (the other
    instances' copies) are acked without publishing.
 3. When the active instance stops or dies, the broker makes another consumer active and hands it
@@ -165,16 +165,19 @@ class Scheduler:
             channel = await self._client.connection.channel(confirms=False)
             try:
                 for name in self._schedules:
-                    for queue, arguments in (
-                        (self.queue(name), {"x-single-active-consumer": True}),
-                        (self.last_queue(name), {"x-max-length": 1}),
-                    ):
+                    # The record queue is classic: it is peeked (get + requeue) once per tick, and a
+                    # quorum queue would count those as deliveries (RabbitMQ 4 drops a message
+                    # after 20 by default).
+                    declarations: list[tuple[str, dict[str, Any]]] = [
+                        (
+                            self.queue(name),
+                            {"x-queue-type": "quorum", "x-single-active-consumer": True},
+                        ),
+                        (self.last_queue(name), {"x-queue-type": "classic", "x-max-length": 1}),
+                    ]
+                    for queue, arguments in declarations:
                         try:
-                            await channel.queue_declare(
-                                queue,
-                                durable=True,
-                                arguments={"x-queue-type": "quorum", **arguments},
-                            )
+                            await channel.queue_declare(queue, durable=True, arguments=arguments)
                         except Exception as exc:
                             raise translate(exc, f"declaring {queue!r}") from exc
             finally:
@@ -342,8 +345,7 @@ class Scheduler:
                 tick.isoformat(),
                 exc,
             )
-            await asyncio.sleep(1.0)
-            raise  # the claim is requeued (RawConsumer) and comes back to the active instance
+            raise  # RawConsumer requeues the claim after 1 s; it comes back to the active instance
         schedule._last_done = tick
         schedule.published += 1
         schedule.last_published = tick
