@@ -6,9 +6,9 @@ Shared by the per-queue handler breaker (``handler_breaker``) and the publish br
   resets the count; at ``failure_threshold`` consecutive failures the breaker opens.
 * **open**: ``allow()`` is false until ``cool_down`` seconds have passed since it opened; the first
   ``allow()`` after that moves it to half-open and lets exactly one trial through.
-* **half-open**: one trial at a time. ``success()`` closes the breaker, ``failure()`` opens it again
-  (a new cool-down). ``release()`` ends a trial without a verdict (the next ``allow()`` may start
-  another).
+* **half-open**: one trial at a time. ``half_open_successes`` successful trials in a row (1 by
+  default) close the breaker, a ``failure()`` opens it again (a new cool-down). ``release()`` ends
+  a trial without a verdict (the next ``allow()`` may start another).
 * ``on_change(breaker, old, new)`` is called synchronously on every state change, after the state
   changed; an exception in it is logged and swallowed.
 * ``half_open()`` forces the half-open state (for callers that run their own cool-down timer);
@@ -47,14 +47,19 @@ class CircuitBreaker:
         cool_down: float = 30.0,
         on_change: StateListener | None = None,
         clock: Callable[[], float] = time.monotonic,
+        half_open_successes: int = 1,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError(f"breaker {name!r}: failure_threshold must be at least 1")
+        if half_open_successes < 1:
+            raise ValueError(f"breaker {name!r}: half_open_successes must be at least 1")
         if cool_down < 0:
             raise ValueError(f"breaker {name!r}: cool_down must not be negative")
         self.name = name
         self.failure_threshold = failure_threshold
         self.cool_down = cool_down
+        self.half_open_successes = half_open_successes
+        self._trial_successes = 0
         self._on_change = on_change
         self._clock = clock
         self._state = BreakerState.CLOSED
@@ -97,6 +102,10 @@ class CircuitBreaker:
     def success(self) -> None:
         self._failures = 0
         self._trial = False
+        if self._state is BreakerState.HALF_OPEN:
+            self._trial_successes += 1
+            if self._trial_successes < self.half_open_successes:
+                return
         if self._state is not BreakerState.CLOSED:
             self._set(BreakerState.CLOSED)
 
@@ -132,6 +141,7 @@ class CircuitBreaker:
 
     def _set(self, new: BreakerState) -> None:
         old, self._state = self._state, new
+        self._trial_successes = 0
         if self._on_change is not None:
             try:
                 self._on_change(self, old, new)

@@ -17,8 +17,10 @@ Contract (``Client(publish_breaker=PublishBreakerOptions(...))``; off when ``Non
 * **open**: every publish raises ``CircuitOpenError`` at once (nothing is sent), naming the state
   and the seconds until the next trial (``retry_in``), for ``cool_down`` seconds.
 * **half-open**: the first publish after the cool-down is the trial (a batch is one trial); the
-  others raise ``CircuitOpenError`` while it is in flight. Confirmed: closed. Failed: open again
-  for another ``cool_down``.
+  others raise ``CircuitOpenError`` while it is in flight. ``half_open_successes`` confirmed trials
+  in a row (1 by default) close it; a failed one opens it again for another ``cool_down``.
+* An outcome that arrives after the breaker opened, for a publish admitted before, is ignored (a
+  late confirm says nothing about the state after the failures that opened it).
 * A batch (``send_many``) is admitted as a whole; its messages' outcomes are counted in list
   order, so one confirmed message in the batch resets the count.
 * Every state change is logged (warning when opening, info otherwise, with the last failure) and
@@ -62,6 +64,8 @@ class PublishBreakerOptions:
     """Consecutive failed publishes that open the breaker."""
     cool_down: float = 30.0
     """Seconds publishes fail fast before one trial publish is let through."""
+    half_open_successes: int = 1
+    """Confirmed trial publishes in a row (one at a time) that close the breaker again."""
     on_change: PublishChangeListener | None = None
     """Called with (old state, new state) on every change, synchronously; exceptions are logged."""
 
@@ -70,6 +74,8 @@ class PublishBreakerOptions:
             raise ValueError("publish breaker: failure_threshold must be at least 1")
         if self.cool_down <= 0:
             raise ValueError(f"publish breaker: cool_down must be positive, got {self.cool_down}")
+        if self.half_open_successes < 1:
+            raise ValueError("publish breaker: half_open_successes must be at least 1")
 
 
 def counts_as_failure(error: BaseException) -> bool | None:
@@ -97,6 +103,7 @@ class GuardedPublisher:
             failure_threshold=options.failure_threshold,
             cool_down=options.cool_down,
             on_change=self._changed,
+            half_open_successes=options.half_open_successes,
         )
 
     @property
@@ -106,9 +113,11 @@ class GuardedPublisher:
     async def close(self) -> None:
         await self._inner.close()
 
-    def _admit(self, out: Outgoing, count: int = 1) -> None:
+    def _admit(self, out: Outgoing, count: int = 1) -> int:
+        """Let the publish through (returns the breaker's generation, its number of opens) or
+        raise ``CircuitOpenError``."""
         if self.breaker.allow():
-            return
+            return self.breaker.opened
         state = self.breaker.state
         what = (
             f"{out.encoded.type} {out.encoded.message_id}"
@@ -133,7 +142,9 @@ class GuardedPublisher:
             routing_key=out.routing_key,
         )
 
-    def _record(self, error: BaseException | None) -> None:
+    def _record(self, error: BaseException | None, generation: int) -> None:
+        if self.breaker.opened != generation:
+            return  # admitted before the breaker (re)opened: says nothing about it now
         if error is None:
             self.breaker.success()
             return
@@ -144,18 +155,18 @@ class GuardedPublisher:
             self.breaker.release()
 
     async def send(self, out: Outgoing, *, timeout: float | None = None) -> None:
-        self._admit(out)
+        generation = self._admit(out)
         try:
             await self._inner.send(out, timeout=timeout)
         except BaseException as exc:
-            self._record(exc)
+            self._record(exc, generation)
             raise
-        self._record(None)
+        self._record(None, generation)
 
     async def send_many(self, items: Sequence[Outgoing], *, timeout: float | None = None) -> None:
         if not items:
             return
-        self._admit(items[0], len(items))
+        generation = self._admit(items[0], len(items))
         try:
             await self._inner.send_many(items, timeout=timeout)
         except BatchPublishError as exc:
@@ -164,15 +175,15 @@ class GuardedPublisher:
             for index in range(len(items)):
                 error = failed.get(index)
                 if error is None or counts_as_failure(error):
-                    self._record(error)
+                    self._record(error, generation)
                     counted = True
-            if not counted:
+            if not counted and self.breaker.opened == generation:
                 self.breaker.release()
             raise
         except BaseException as exc:
-            self._record(exc)
+            self._record(exc, generation)
             raise
-        self._record(None)
+        self._record(None, generation)
 
     def _changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
         if new is BreakerState.OPEN:

@@ -224,3 +224,75 @@ def test_options_are_validated() -> None:
         PublishBreakerOptions(failure_threshold=0)
     with pytest.raises(ValueError, match="cool_down"):
         PublishBreakerOptions(cool_down=0)
+
+
+async def test_half_open_needs_the_configured_number_of_confirmed_trials(
+    app: App, raw: aiormq.abc.AbstractChannel, queue: str
+) -> None:
+    changes: list[Change] = []
+    options = PublishBreakerOptions(
+        failure_threshold=1,
+        cool_down=0.3,
+        half_open_successes=3,
+        on_change=lambda old, new: changes.append((old, new)),
+    )
+    await declare(raw, queue, full=True)
+    async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
+        breaker = client.publish_breaker
+        assert breaker is not None
+        with pytest.raises(mmate.NackError):
+            await publish(client, app, queue, 0)
+        await fix(raw, queue)
+        await until_half_open_is_due(breaker)
+        states = []
+        for n in range(3):
+            await publish(client, app, queue, n)  # one trial at a time, each confirmed
+            states.append(breaker.state)
+        assert states == [HALF_OPEN, HALF_OPEN, CLOSED]
+        assert await message_count(raw, queue) == 3
+    assert changes == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
+
+
+async def test_a_late_confirm_does_not_close_a_breaker_that_opened_meanwhile(
+    app: App, raw: aiormq.abc.AbstractChannel, queue: str
+) -> None:
+    options = PublishBreakerOptions(failure_threshold=1, cool_down=30)
+    await declare(raw, queue, full=False)
+    async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
+        breaker = client.publish_breaker
+        assert breaker is not None
+        late = asyncio.create_task(publish(client, app, queue, 1))
+        await asyncio.sleep(0)  # admitted and on the wire; its confirm cannot be here yet
+        assert not late.done()
+        breaker.failure()  # another publish failed meanwhile: open
+        await late  # confirmed, after the breaker opened
+        assert breaker.state is OPEN
+        assert await message_count(raw, queue) == 1
+
+
+def test_the_state_machine_counts_trials_and_resets_them_on_reopening() -> None:
+    now = [0.0]
+    breaker = mmate.CircuitBreaker(
+        "b", failure_threshold=2, cool_down=10, half_open_successes=2, clock=lambda: now[0]
+    )
+    breaker.failure()
+    breaker.failure()
+    assert breaker.state is OPEN and not breaker.allow()
+    now[0] = 10.0
+    assert breaker.allow() and breaker.state is HALF_OPEN
+    assert not breaker.allow()  # one trial at a time
+    breaker.success()
+    assert breaker.state is HALF_OPEN and breaker.allow()
+    breaker.failure()  # the second trial fails: open again, the first success is forgotten
+    assert breaker.state is OPEN
+    now[0] = 20.0
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state is HALF_OPEN
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state is CLOSED and breaker.allow()
+    with pytest.raises(ValueError, match="half_open_successes"):
+        mmate.CircuitBreaker("b", half_open_successes=0)
+    with pytest.raises(ValueError, match="half_open_successes"):
+        PublishBreakerOptions(half_open_successes=0)
