@@ -398,3 +398,24 @@ async def test_plugin_mode_refuses_delayed_batches_before_sending_anything(app: 
     ]
     with pytest.raises(mmate.FeatureNotAvailable, match="cascade"):
         await client.publish_many(publications)
+
+
+async def test_a_ready_message_without_destination_headers_is_dead_lettered_not_dropped(
+    prefix: str, raw: aiormq.abc.AbstractChannel
+) -> None:
+    topo = DelayTopology(prefix)
+    async with mmate.Client(BROKER_URL, service="relay", delay_prefix=prefix) as client:
+        await client.run_delay_relay()
+        await raw.basic_publish(
+            b"{}",
+            exchange=topo.delivery,
+            routing_key="0." * 27 + "0.somewhere",
+            properties=aiormq.spec.Basic.Properties(message_id="m-1", delivery_mode=2),
+        )
+        await wait_for_count(raw, topo.dead, 1, timeout=5)
+    got = await raw.basic_get(topo.dead, no_ack=True)
+    assert got.header.properties.message_id == "m-1" and got.body == b"{}"
+    reason = got.header.properties.headers[HEADER_FAILURE]
+    assert b"no x-mmate-delay-exchange" in (
+        reason if isinstance(reason, bytes) else reason.encode()
+    )

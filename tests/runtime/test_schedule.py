@@ -135,3 +135,34 @@ async def test_add_refuses_bad_schedules(app: App) -> None:
         scheduler.add("x", "@daily", method, tick_event)
     with pytest.raises(mmate.MmateError, match="no schedules"):
         await Scheduler(client).start()
+
+
+async def test_a_failing_publish_is_retried_then_given_up_and_a_failing_factory_skips(
+    app: App, schedule_prefix: str
+) -> None:
+    def broken(tick: datetime) -> OrderCreatedEvent:
+        raise RuntimeError("no data for this tick")
+
+    async with mmate.Client(BROKER_URL, service="sched") as client:
+        await client.declare(app.order_service)
+        scheduler = Scheduler(client, prefix=schedule_prefix, misfire_grace=2.5)
+        method = app.publisher(client).publish_order_created_event
+        unroutable = scheduler.add("ticks", "@every 1s", method, tick_event, routing_key="nobody")
+        failing = scheduler.add("broken", "@every 1s", method, broken)
+        try:
+            async with scheduler:
+                await wait_for(lambda: unroutable.skipped >= 2 and failing.skipped >= 2, 20)
+        finally:
+            conn = await aiormq.connect(BROKER_URL)
+            channel = await conn.channel()
+            for queue in (f"{schedule_prefix}.broken", f"{schedule_prefix}.broken.last"):
+                await channel.queue_delete(queue)
+            await conn.close()
+    assert unroutable.published == 0 and failing.published == 0
+    raw = await aiormq.connect(BROKER_URL)
+    try:
+        channel = await raw.channel()
+        ok = await channel.queue_declare(app.audit_queue, passive=True)
+        assert ok.message_count == 0
+    finally:
+        await raw.close()
