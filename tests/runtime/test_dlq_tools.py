@@ -380,3 +380,39 @@ async def test_a_runtime_dead_letter_is_replayed_and_handled_as_a_first_attempt(
     assert [c.attempt for c in handlers.calls[5:]] == [1, 1, 1, 1, 1]
     assert sorted(c.customer_id for c in handlers.calls[5:]) == [f"c-{n}" for n in range(5)]
     assert await message_count(raw, app.dlq) == 0 and await message_count(raw, app.queue) == 0
+
+
+async def test_a_retried_then_exhausted_message_is_listed_by_our_headers_not_its_x_death(
+    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+) -> None:
+    app = failure_app(attempts=2, tiers=(100,))
+    healthy = False
+
+    def down(message: CreateOrderCommand, ctx: MessageContext, n: int) -> None:
+        if not healthy:
+            raise ConnectionError(f"payment down ({ctx.attempt})")
+
+    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+        await client.declare(app.topology)
+        handlers = app.handlers(down)
+        serving = await client.serve(handlers)
+        await app.publisher(client).send_create_order_command(
+            CreateOrderCommand(customer_id="c-1", amount=1)
+        )
+        await wait_until(lambda: serving.consumers[0].dead_lettered == 1)
+        [letter] = await dlq.list_dead_letters(client, app.dlq)
+        # It waited in the wait queue once (the broker's x-death says "expired" there), but our
+        # headers say why it is in the DLQ and where it belongs.
+        assert [str(d["reason"]) for d in letter.headers["x-death"]] == ["expired"]
+        assert (letter.source, letter.reason, letter.attempts) == ("mmate", "retries-exhausted", 2)
+        assert letter.original_queue == app.queue
+        assert letter.error_message == "payment down (2)"
+
+        healthy = True
+        assert (await dlq.replay(client, app.dlq)).moved_count == 1
+        await wait_until(lambda: len(handlers.handled) == 1)
+        await serving.stop()
+    assert [c.attempt for c in handlers.calls] == [1, 2, 1]  # the replay starts at attempt 1
+    assert "x-death" not in handlers.calls[-1].headers
+    assert handlers.calls[-1].headers["x-mmate-replays"] == 1
+    assert await message_count(raw, app.dlq) == 0
