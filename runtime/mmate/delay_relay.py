@@ -9,7 +9,7 @@ the confirm and the ack leaves the message to be relayed again, with the same me
 
 What the republished message looks like: body and properties unchanged (message id, correlation
 id, type, timestamp, persistence), the ``x-mmate-delay-*`` headers and the cascade's ``x-death`` /
-``x-first-death-*`` / ``x-last-death-*`` headers removed (the retry logic counts ``x-death``;
+``x-first-death-*`` / ``x-last-death-*`` headers removed (the failure handling reads ``x-death``;
 waiting is not failing), and a parked ``ttl`` restored as the ``expiration`` property.
 
 A message that cannot be delivered is never dropped: unroutable (no queue bound for K), a
