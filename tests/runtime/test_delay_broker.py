@@ -419,3 +419,46 @@ async def test_a_ready_message_without_destination_headers_is_dead_lettered_not_
     assert b"no x-mmate-delay-exchange" in (
         reason if isinstance(reason, bytes) else reason.encode()
     )
+
+
+def _kill_connections(name_part: str) -> int:
+    """Close (broker side) the connections of this test's own client, found by its unique name."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_connections", "pid", "client_properties", "--no-table-headers"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    killed = 0
+    for line in listing.splitlines():
+        if name_part in line:
+            pid = line.split("\t", 1)[0].strip()
+            _ctl("close_connection", pid, "test: relay connection killed")
+            killed += 1
+    return killed
+
+
+async def test_the_relay_survives_a_lost_connection_and_loses_nothing(
+    app: App, prefix: str
+) -> None:
+    recorder = Recorder()
+    relay_name = f"relay-{uuid.uuid4().hex[:8]}"
+    async with (
+        mmate.Client(BROKER_URL, service="shop", delay_prefix=prefix, delay_relay=False) as shop,
+        mmate.Client(BROKER_URL, service=relay_name, delay_prefix=prefix) as relay,
+    ):
+        await shop.declare(app.order_service)
+        await relay.run_delay_relay()
+        await recorder.start(app.audit_queue)
+        publisher = app.publisher(shop)
+        await asyncio.gather(
+            *(publisher.publish_order_created_event(event(n), delay=2) for n in range(50))
+        )
+        assert await asyncio.to_thread(_kill_connections, relay_name) == 1
+        await wait_for(lambda: len(recorder.arrivals) >= 50, 20)
+        await asyncio.sleep(0.5)
+        await recorder.close()
+        assert relay.connection.reconnects == 1 and relay.delays.relay_running
+    sequences = sorted(json.loads(a.message.body)["payload"]["sequence"] for a in recorder.arrivals)
+    assert sequences == list(range(50))
