@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -330,9 +330,12 @@ class Client:
         reach their queues only on commit (``async with`` commits, or rolls back on an exception;
         see ``mmate.tx``). ``timeout`` bounds the commit (default ``publish_timeout``)."""
         limit = self._publish_timeout if timeout is None else timeout
-        return Transaction(
-            self._connection, self._outgoing, timeout=limit, prepare=self._prepare_delays
-        )
+
+        async def prepare(items: Sequence[Outgoing]) -> None:
+            # Like a batch: plugin-mode delays (never mandatory) cannot be in a transaction.
+            await self._prepare_delays(items, single=False)
+
+        return Transaction(self._connection, self._outgoing, timeout=limit, prepare=prepare)
 
     @property
     def publish_breaker(self) -> CircuitBreaker | None:

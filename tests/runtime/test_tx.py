@@ -16,10 +16,12 @@ import aiormq.abc
 import mmate
 import pytest
 from conftest import BROKER_URL, message_count
+from delay_support import prefix_fixture
 from pamqp.commands import Basic
 from sample_app import App, GetOrderQuery, OrderCreatedEvent, Region
 
 pytestmark = pytest.mark.broker
+__all__ = ["prefix_fixture"]  # a fixture, imported for pytest
 
 HERE = Path(__file__).resolve().parent
 
@@ -281,3 +283,24 @@ async def test_a_closed_transaction_refuses_publishes(app: App) -> None:
             pass
         with pytest.raises(mmate.MmateError, match="transaction is closed"):
             await app.publisher(tx).publish_order_created_event(event(1))
+
+
+async def test_a_delayed_message_in_a_transaction_enters_the_delay_cascade_only_on_commit(
+    app: App, raw: aiormq.abc.AbstractChannel, prefix: str
+) -> None:
+    async with mmate.Client(BROKER_URL, service="tx-test", delay_prefix=prefix) as client:
+        await client.declare(app.order_service)
+        publisher = app.publisher(client)
+        async with client.begin_tx() as tx:
+            await app.publisher(tx).publish_order_created_event(event(1), delay=1)
+            await sync(tx, app.audit_queue)
+            level = client.delays.topology.level(0)
+            assert await message_count(raw, level) == 0  # not even in the cascade yet
+            assert await message_count(raw, app.audit_queue) == 0
+            await app.publisher(tx).publish_order_created_event(event(2))  # not delayed
+        await publisher.publish_order_created_event(event(3))  # not in the transaction
+        for _ in range(1000):  # the relay delivers it about a second later
+            if await message_count(raw, app.audit_queue) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert await message_count(raw, app.audit_queue) == 3
