@@ -453,12 +453,18 @@ async def test_the_relay_survives_a_lost_connection_and_loses_nothing(
         await recorder.start(app.audit_queue)
         publisher = app.publisher(shop)
         await asyncio.gather(
-            *(publisher.publish_order_created_event(event(n), delay=2) for n in range(50))
+            *(publisher.publish_order_created_event(event(n), delay=4) for n in range(50))
         )
         assert await asyncio.to_thread(_kill_connections, relay_name) == 1
         await wait_for(lambda: len(recorder.arrivals) >= 50, 20)
         await asyncio.sleep(0.5)
         await recorder.close()
         assert relay.connection.reconnects == 1 and relay.delays.relay_running
-    sequences = sorted(json.loads(a.message.body)["payload"]["sequence"] for a in recorder.arrivals)
-    assert sequences == list(range(50))
+    # Nothing lost. If the kill hit the relay between a confirm and its ack (rabbitmqctl may take
+    # seconds), that message comes again with the same id: at-least-once, as documented.
+    ids: dict[int, set[str]] = {}
+    for arrival in recorder.arrivals:
+        sequence = json.loads(arrival.message.body)["payload"]["sequence"]
+        ids.setdefault(sequence, set()).add(str(arrival.message.header.properties.message_id))
+    assert sorted(ids) == list(range(50))
+    assert all(len(mids) == 1 for mids in ids.values())
