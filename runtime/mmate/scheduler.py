@@ -34,7 +34,8 @@ as at least one instance was running at its time. If the active instance dies af
 tick but before recording it, the next active instance publishes that tick again with the same
 message id (at-least-once; consumers that must not act twice drop duplicate ids). Ticks when no
 instance runs are not made up later. A claim whose publish keeps failing (e.g. unroutable) is
-retried every second for ``misfire_grace`` seconds after its tick, then dropped with an error log;
+retried every second for ``misfire_grace`` seconds after its tick (unless a later tick is published
+meanwhile, which supersedes it), then dropped with an error log;
 a claim older than that when it arrives (a backlog after an outage) is dropped with a warning.
 A ``factory`` that raises skips that tick (logged).
 """
