@@ -23,7 +23,7 @@ import aiormq
 import aiormq.abc
 import pydantic_core
 from pamqp.commands import Basic
-from workload import PREFETCH, QUERY_KEY, ROUTING_KEY, URL, WINDOW, Scratch
+from workload import PREFETCH, QUERY_KEY, ROUTING_KEY, URL, WINDOW, Scratch, Turns
 
 from generated.models import GetOrderQuery, OrderCreatedEvent, OrderReply
 
@@ -136,9 +136,11 @@ async def consume(scratch: Scratch, count: int) -> tuple[float, float]:
     return count / elapsed, cpu / count * 1e6
 
 
-async def latency(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -> list[float]:
+async def latency(
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+) -> list[float]:
     """Seconds from publish start until the confirm arrived and the handler holds the typed model,
-    one message at a time."""
+    one message at a time (one per turn)."""
     connection = await aiormq.connect(URL)
     publish_channel = await connection.channel(publisher_confirms=True)
     consume_channel = await connection.channel()
@@ -153,10 +155,12 @@ async def latency(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -> list
     await consume_channel.basic_consume(scratch.queue, on_message)
     results = []
     for event in events:
-        started = time.perf_counter()
-        await _publish_one(publish_channel, scratch.exchange, event)
-        confirmed = time.perf_counter()
-        results.append(max(confirmed, await arrived.get()) - started)
+        async with turns.turn(side):
+            started = time.perf_counter()
+            await _publish_one(publish_channel, scratch.exchange, event)
+            confirmed = time.perf_counter()
+            results.append(max(confirmed, await arrived.get()) - started)
+    turns.finish(side)
     await connection.close()
     return results
 
@@ -243,10 +247,12 @@ def _query_body(
     return body, properties
 
 
-async def request_reply(scratch: Scratch, queries: Sequence[GetOrderQuery]) -> float:
-    """Round trips per second, one request at a time: a responder validates the query, publishes
-    the reply (confirmed, mandatory) to ``payload.replyTo`` and acks; the requester matches the
-    reply by correlation id and validates it."""
+async def request_reply(
+    scratch: Scratch, queries: Sequence[GetOrderQuery], turns: Turns, side: str
+) -> list[float]:
+    """Seconds per round trip, one request at a time (one per turn): a responder validates the
+    query, publishes the reply (confirmed, mandatory) to ``payload.replyTo`` and acks; the
+    requester matches the reply by correlation id and validates it."""
     responder = await aiormq.connect(URL)
     requester = await aiormq.connect(URL)
     r_publish = await responder.channel(publisher_confirms=True)
@@ -286,24 +292,27 @@ async def request_reply(scratch: Scratch, queries: Sequence[GetOrderQuery]) -> f
 
     await q_consume.basic_consume(reply_queue, on_reply)
     loop = asyncio.get_running_loop()
-    started = time.perf_counter()
+    results = []
     for query in queries:
-        correlation_id = str(uuid.uuid4())
-        future: asyncio.Future[OrderReply] = loop.create_future()
-        waiting[correlation_id] = future
-        body, properties = _query_body(query, correlation_id, reply_queue)
-        async with asyncio.timeout(_TIMEOUT):
-            confirm = await q_publish.basic_publish(
-                body,
-                exchange=scratch.exchange,
-                routing_key=QUERY_KEY,
-                properties=properties,
-                mandatory=True,
-            )
-            if not isinstance(confirm, Basic.Ack):
-                raise RuntimeError(f"query not acknowledged: {confirm!r}")
-            await future
-    elapsed = time.perf_counter() - started
+        async with turns.turn(side):
+            started = time.perf_counter()
+            correlation_id = str(uuid.uuid4())
+            future: asyncio.Future[OrderReply] = loop.create_future()
+            waiting[correlation_id] = future
+            body, properties = _query_body(query, correlation_id, reply_queue)
+            async with asyncio.timeout(_TIMEOUT):
+                confirm = await q_publish.basic_publish(
+                    body,
+                    exchange=scratch.exchange,
+                    routing_key=QUERY_KEY,
+                    properties=properties,
+                    mandatory=True,
+                )
+                if not isinstance(confirm, Basic.Ack):
+                    raise RuntimeError(f"query not acknowledged: {confirm!r}")
+                await future
+            results.append(time.perf_counter() - started)
+    turns.finish(side)
     await requester.close()
     await responder.close()
-    return len(queries) / elapsed
+    return results

@@ -14,9 +14,10 @@ load; the ratio mmate / raw is printed beside each):
   the model and dispatched to a no-op handler (a subclass of the generated ``OrderAuditHandlers``),
   acked after the handler returned; raw: a ``basic_consume`` callback doing the same, acking each.
 * ``latency``: one message at a time, from the publish call until both its confirm arrived and the
-  handler holds the typed model; p50 and p99.
+  handler holds the typed model; p50 and p99. Both sides run at once and take turns message by
+  message, so that the broker load of this shared box hits them alike.
 * ``rr``: request/reply round trips per second, one at a time (generated ``request_get_order_query``
-  against a served handler; raw: a hand-written reply queue and responder).
+  against a served handler; raw: a hand-written reply queue and responder), taking turns likewise.
 * ``memory``: peak RSS (VmHWM) and RSS of an mmate consumer process at 10k, 50k and 100k handled.
 
 Prints a table and one JSON line per figure. Exit status 0 even when a target is missed: the
@@ -50,6 +51,7 @@ from workload import (  # noqa: E402
     URL,
     WINDOW,
     Scratch,
+    Turns,
     broker_version,
     machine,
     sample_events,
@@ -139,7 +141,9 @@ async def mmate_consume(scratch: Scratch, count: int) -> tuple[float, float]:
     return count / elapsed, cpu / count * 1e6
 
 
-async def mmate_latency(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -> list[float]:
+async def mmate_latency(
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+) -> list[float]:
     arrived: asyncio.Queue[float] = asyncio.Queue()
     results = []
     async with mmate.Client(URL, service="bench") as client:
@@ -149,14 +153,18 @@ async def mmate_latency(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -
         )
         publisher = OrderServicePublisher(client)
         for event in events:
-            started = time.perf_counter()
-            await publisher.publish_order_created_event(event, exchange=scratch.exchange)
-            confirmed = time.perf_counter()
-            results.append(max(confirmed, await arrived.get()) - started)
+            async with turns.turn(side):
+                started = time.perf_counter()
+                await publisher.publish_order_created_event(event, exchange=scratch.exchange)
+                confirmed = time.perf_counter()
+                results.append(max(confirmed, await arrived.get()) - started)
+        turns.finish(side)
     return results
 
 
-async def mmate_request_reply(scratch: Scratch, queries: Sequence[GetOrderQuery]) -> float:
+async def mmate_request_reply(
+    scratch: Scratch, queries: Sequence[GetOrderQuery], turns: Turns, side: str
+) -> list[float]:
     class BenchOrders(OrderServiceHandlers):
         TOPOLOGY = scratch.consuming(gen_topology.ORDER_SERVICE, "GetOrderQuery")
 
@@ -182,11 +190,14 @@ async def mmate_request_reply(scratch: Scratch, queries: Sequence[GetOrderQuery]
         await responder.serve(BenchOrders(), prefetch=PREFETCH)
         store = StorefrontPublisher(requester)
         await store.request_get_order_query(sample_query(0), exchange=scratch.exchange)  # warm-up
-        started = time.perf_counter()
+        results = []
         for query in queries:
-            await store.request_get_order_query(query, exchange=scratch.exchange, timeout=10)
-        elapsed = time.perf_counter() - started
-    return len(queries) / elapsed
+            async with turns.turn(side):
+                started = time.perf_counter()
+                await store.request_get_order_query(query, exchange=scratch.exchange, timeout=10)
+                results.append(time.perf_counter() - started)
+        turns.finish(side)
+    return results
 
 
 # -- memory (child process) ------------------------------------------------------------------------
@@ -276,6 +287,31 @@ async def consume_run(side: str, count: int) -> tuple[float, float]:
     return result
 
 
+async def interleaved(
+    sides: Sequence[str],
+    tag: str,
+    raw: Callable[[Scratch, Any, Turns, str], Awaitable[list[float]]],
+    own: Callable[[Scratch, Any, Turns, str], Awaitable[list[float]]],
+    items: Sequence[Any],
+) -> dict[str, list[float]]:
+    """Run each side on its own scratch topology at the same time, taking turns per sample."""
+    scratches = {side: Scratch.new(f"{tag}-{side}") for side in sides}
+    for scratch in scratches.values():
+        await scratch.declare()
+    turns = Turns(sides)
+    try:
+        results = await asyncio.gather(
+            *(
+                (raw if side == "raw" else own)(scratches[side], items, turns, side)
+                for side in sides
+            )
+        )
+    finally:
+        for scratch in scratches.values():
+            await scratch.delete()
+    return dict(zip(sides, results, strict=True))
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -308,18 +344,23 @@ async def run_figures(args: argparse.Namespace) -> dict[str, dict[str, list[floa
                 rate, cpu = await consume_run(side, args.consume_count)
                 record("consume", side, rate)
                 record("consume_cpu", side, cpu)
-            if "latency" in only:
-                lat = raw_aiormq.latency if side == "raw" else mmate_latency
-                sample = events[: args.latency_count + 50]
-                seconds = await scratch_run(
-                    "latency", lambda s, lat=lat, sample=sample: lat(s, sample)
-                )
+    # Latency and round trips: both sides at once, alternating message by message (Turns).
+    for _run in range(args.runs):
+        if "latency" in only:
+            sample = events[: args.latency_count + 50]
+            per_side = await interleaved(
+                sides, "latency", raw_aiormq.latency, mmate_latency, sample
+            )
+            for side, seconds in per_side.items():
                 seconds = seconds[50:]  # warm-up
                 record("latency_p50", side, percentile(seconds, 0.50) * 1000)
                 record("latency_p99", side, percentile(seconds, 0.99) * 1000)
-            if "rr" in only:
-                rr = raw_aiormq.request_reply if side == "raw" else mmate_request_reply
-                record("rr", side, await scratch_run("rr", lambda s, rr=rr: rr(s, queries)))
+        if "rr" in only:
+            per_side = await interleaved(
+                sides, "rr", raw_aiormq.request_reply, mmate_request_reply, queries
+            )
+            for side, seconds in per_side.items():
+                record("rr", side, len(seconds) / sum(seconds))
     if "batch" in figures and "publish" in figures and "raw" in figures["publish"]:
         figures["batch"]["raw"] = figures["publish"]["raw"]
         figures["batch_cpu"]["raw"] = figures["publish_cpu"]["raw"]

@@ -9,11 +9,14 @@ example services' queues) is touched.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import os
 import platform
 import sys
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -115,6 +118,42 @@ class Scratch:
             bindings=(BindingDef(self.exchange, self.queue, ROUTING_KEY),),
             consumes={self.queue: {message: HandlerRoute(route.message, route.method)}},
         )
+
+
+class Turns:
+    """Alternates two sides sample by sample (``async with turns.turn(side)``), so that both see
+    the same broker load: on this shared box load drifts within seconds, which per-run medians do
+    not cancel."""
+
+    def __init__(self, sides: Sequence[str]) -> None:
+        self._sides = list(sides)
+        self._ready = {side: asyncio.Event() for side in self._sides}
+        self._ready[self._sides[0]].set()
+        self._finished: set[str] = set()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, side: str) -> AsyncIterator[None]:
+        await self._ready[side].wait()
+        self._ready[side].clear()
+        try:
+            yield
+        finally:
+            self._pass(side)
+
+    def finish(self, side: str) -> None:
+        """``side`` takes no more turns."""
+        self._finished.add(side)
+        if self._ready[side].is_set():
+            self._ready[side].clear()
+            self._pass(side)
+
+    def _pass(self, side: str) -> None:
+        at = self._sides.index(side)
+        for step in range(1, len(self._sides) + 1):
+            following = self._sides[(at + step) % len(self._sides)]
+            if following not in self._finished:
+                self._ready[following].set()
+                return
 
 
 def machine() -> dict[str, str]:
