@@ -23,7 +23,7 @@ import aiormq
 import aiormq.abc
 import pydantic_core
 from pamqp.commands import Basic
-from workload import PREFETCH, QUERY_KEY, ROUTING_KEY, URL, WINDOW, Scratch, Turns
+from workload import PREFETCH, QUERY_KEY, ROUTING_KEY, URL, WINDOW, Meter, Scratch, Turns
 
 from generated.models import GetOrderQuery, OrderCreatedEvent, OrderReply
 
@@ -113,27 +113,20 @@ async def consume(scratch: Scratch, count: int) -> tuple[float, float]:
     connection = await aiormq.connect(URL)
     channel = await connection.channel()
     await channel.basic_qos(prefetch_count=PREFETCH)
-    done = asyncio.Event()
-    seen = 0
+    meter = Meter(count)
 
     async def handler(event: OrderCreatedEvent) -> None:
-        return None
+        meter.tick()
 
     async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
-        nonlocal seen
         envelope = json.loads(message.body)
         await handler(OrderCreatedEvent.model_validate(envelope["payload"]))
         await message.channel.basic_ack(message.delivery_tag)  # type: ignore[arg-type]
-        seen += 1
-        if seen == count:
-            done.set()
 
-    started, cpu = time.perf_counter(), time.process_time()
     await channel.basic_consume(scratch.queue, on_message)
-    await done.wait()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    await meter.done.wait()
     await connection.close()
-    return count / elapsed, cpu / count * 1e6
+    return meter.result()
 
 
 async def latency(

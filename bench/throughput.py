@@ -13,6 +13,7 @@ load; the ratio mmate / raw is printed beside each):
 * ``consume``: a pre-filled queue consumed with prefetch 100, each message parsed, validated into
   the model and dispatched to a no-op handler (a subclass of the generated ``OrderAuditHandlers``),
   acked after the handler returned; raw: a ``basic_consume`` callback doing the same, acking each.
+  Timed from the first to the last message handled (startup excluded on both sides).
 * ``latency``: one message at a time, from the publish call until both its confirm arrived and the
   handler holds the typed model; p50 and p99. Both sides run at once and take turns message by
   message, so that the broker load of this shared box hits them alike.
@@ -50,6 +51,7 @@ from workload import (  # noqa: E402
     PREFETCH,
     URL,
     WINDOW,
+    Meter,
     Scratch,
     Turns,
     broker_version,
@@ -122,23 +124,12 @@ async def mmate_batch(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -> 
 
 
 async def mmate_consume(scratch: Scratch, count: int) -> tuple[float, float]:
-    done = asyncio.Event()
-    seen = 0
-
-    def on_event() -> None:
-        nonlocal seen
-        seen += 1
-        if seen == count:
-            done.set()
-
+    meter = Meter(count)
     async with mmate.Client(URL, service="bench") as client:
-        handlers = _audit_handlers(scratch, on_event)
-        started, cpu = time.perf_counter(), time.process_time()
-        serving = await client.serve(handlers, prefetch=PREFETCH)
-        await done.wait()
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        serving = await client.serve(_audit_handlers(scratch, meter.tick), prefetch=PREFETCH)
+        await meter.done.wait()
         await serving.stop()
-    return count / elapsed, cpu / count * 1e6
+    return meter.result()
 
 
 async def mmate_latency(

@@ -15,6 +15,7 @@ import dataclasses
 import os
 import platform
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,31 @@ class Scratch:
             bindings=(BindingDef(self.exchange, self.queue, ROUTING_KEY),),
             consumes={self.queue: {message: HandlerRoute(route.message, route.method)}},
         )
+
+
+class Meter:
+    """Counts handled messages; the rate runs from the first to the last one (startup, such as
+    declaring and consuming, is not throughput), with the process's CPU time over the same span."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.seen = 0
+        self.done = asyncio.Event()
+        self._first = (0.0, 0.0)
+        self._last = (0.0, 0.0)
+
+    def tick(self) -> None:
+        self.seen += 1
+        if self.seen == 1:
+            self._first = (time.perf_counter(), time.process_time())
+        if self.seen == self.count:
+            self._last = (time.perf_counter(), time.process_time())
+            self.done.set()
+
+    def result(self) -> tuple[float, float]:
+        """Messages per second and client CPU microseconds per message."""
+        n = self.count - 1
+        return n / (self._last[0] - self._first[0]), (self._last[1] - self._first[1]) / n * 1e6
 
 
 class Turns:
