@@ -23,7 +23,7 @@ import aiormq
 import aiormq.abc
 import pydantic_core
 from pamqp.commands import Basic
-from workload import PREFETCH, QUERY_KEY, ROUTING_KEY, URL, WINDOW, Meter, Scratch, Turns
+from workload import CHUNK, PREFETCH, QUERY_KEY, ROUTING_KEY, URL, WINDOW, Meter, Scratch, Turns
 
 from generated.models import GetOrderQuery, OrderCreatedEvent, OrderReply
 
@@ -89,9 +89,11 @@ async def _publish_one(
         raise RuntimeError(f"publish not acknowledged: {confirm!r}")
 
 
-async def publish(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -> tuple[float, float]:
-    """Messages per second and client CPU microseconds per message: all published concurrently, up
-    to WINDOW unconfirmed at once."""
+async def publish(
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+) -> list[float]:
+    """[messages per second, client CPU microseconds per message]: published concurrently, up to
+    WINDOW unconfirmed at once, a chunk of CHUNK messages per turn."""
     connection = await aiormq.connect(URL)
     channel = await connection.channel(publisher_confirms=True)
     window = asyncio.Semaphore(WINDOW)
@@ -100,11 +102,22 @@ async def publish(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -> tupl
         async with window:
             await _publish_one(channel, scratch.exchange, event)
 
-    started, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(one(e) for e in events))
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    elapsed = cpu = 0.0
+    for start in range(0, len(events), CHUNK):
+        async with turns.turn(side):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(one(e) for e in events[start : start + CHUNK]))
+            elapsed += time.perf_counter() - started
+            cpu += time.process_time() - cpu_started
+    turns.finish(side)
     await connection.close()
-    return len(events) / elapsed, cpu / len(events) * 1e6
+    return [len(events) / elapsed, cpu / len(events) * 1e6]
+
+
+async def fill(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -> None:
+    """Put ``events`` into the scratch queue (for the consume figures)."""
+    turns = Turns(["fill"])
+    await publish(scratch, events, turns, "fill")
 
 
 async def consume(scratch: Scratch, count: int) -> tuple[float, float]:
@@ -156,11 +169,6 @@ async def latency(
     turns.finish(side)
     await connection.close()
     return results
-
-
-async def fill(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -> None:
-    """Put ``events`` into the scratch queue (for the consume figures)."""
-    await publish(scratch, events)
 
 
 def _reply_body(correlation_id: str, reply: OrderReply) -> tuple[bytes, Basic.Properties]:

@@ -7,9 +7,11 @@ Figures (each the median of ``--runs`` runs, mmate and raw interleaved so both s
 load; the ratio mmate / raw is printed beside each):
 
 * ``publish``: the generated ``publish_order_created_event`` called concurrently for every message
-  (``asyncio.gather``), confirms and ``mandatory`` on, up to WINDOW unconfirmed; raw: the same with
-  ``basic_publish`` behind a semaphore of WINDOW.
-* ``batch``: the same messages through ``client.batch()`` (raw: the concurrent figure).
+  of a chunk (``asyncio.gather``), confirms and ``mandatory`` on, up to WINDOW unconfirmed; raw:
+  the same with ``basic_publish`` behind a semaphore of WINDOW. Both sides (and ``batch``) run at
+  once on their own connections and take turns chunk by chunk (CHUNK messages).
+* ``batch``: the same messages through ``client.batch()``, one batch per chunk (raw: the concurrent
+  figure).
 * ``consume``: a pre-filled queue consumed with prefetch 100, each message parsed, validated into
   the model and dispatched to a no-op handler (a subclass of the generated ``OrderAuditHandlers``),
   acked after the handler returned; raw: a ``basic_consume`` callback doing the same, acking each.
@@ -48,6 +50,7 @@ import mmate  # noqa: E402
 import raw_aiormq  # noqa: E402
 from mmate import codec  # noqa: E402
 from workload import (  # noqa: E402
+    CHUNK,
     PREFETCH,
     URL,
     WINDOW,
@@ -100,27 +103,44 @@ def _audit_handlers(scratch: Scratch, on_event: Callable[[], None]) -> mmate.Han
 
 
 async def mmate_publish(
-    scratch: Scratch, events: Sequence[OrderCreatedEvent]
-) -> tuple[float, float]:
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+) -> list[float]:
     async with mmate.Client(URL, service="bench", max_in_flight=WINDOW) as client:
         publisher = OrderServicePublisher(client)
-        started, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(
-            *(publisher.publish_order_created_event(e, exchange=scratch.exchange) for e in events)
-        )
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return len(events) / elapsed, cpu / len(events) * 1e6
+        elapsed = cpu = 0.0
+        for start in range(0, len(events), CHUNK):
+            async with turns.turn(side):
+                started, cpu_started = time.perf_counter(), time.process_time()
+                await asyncio.gather(
+                    *(
+                        publisher.publish_order_created_event(e, exchange=scratch.exchange)
+                        for e in events[start : start + CHUNK]
+                    )
+                )
+                elapsed += time.perf_counter() - started
+                cpu += time.process_time() - cpu_started
+        turns.finish(side)
+    return [len(events) / elapsed, cpu / len(events) * 1e6]
 
 
-async def mmate_batch(scratch: Scratch, events: Sequence[OrderCreatedEvent]) -> tuple[float, float]:
+async def mmate_batch(
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+) -> list[float]:
     async with mmate.Client(URL, service="bench", max_in_flight=WINDOW) as client:
-        started, cpu = time.perf_counter(), time.process_time()
-        async with client.batch() as batch:
-            publisher = OrderServicePublisher(batch)
-            for event in events:
-                await publisher.publish_order_created_event(event, exchange=scratch.exchange)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return len(events) / elapsed, cpu / len(events) * 1e6
+        elapsed = cpu = 0.0
+        for start in range(0, len(events), CHUNK):
+            async with turns.turn(side):
+                started, cpu_started = time.perf_counter(), time.process_time()
+                async with client.batch() as batch:
+                    publisher = OrderServicePublisher(batch)
+                    for event in events[start : start + CHUNK]:
+                        await publisher.publish_order_created_event(
+                            event, exchange=scratch.exchange
+                        )
+                elapsed += time.perf_counter() - started
+                cpu += time.process_time() - cpu_started
+        turns.finish(side)
+    return [len(events) / elapsed, cpu / len(events) * 1e6]
 
 
 async def mmate_consume(scratch: Scratch, count: int) -> tuple[float, float]:
@@ -281,8 +301,7 @@ async def consume_run(side: str, count: int) -> tuple[float, float]:
 async def interleaved(
     sides: Sequence[str],
     tag: str,
-    raw: Callable[[Scratch, Any, Turns, str], Awaitable[list[float]]],
-    own: Callable[[Scratch, Any, Turns, str], Awaitable[list[float]]],
+    fns: dict[str, Callable[[Scratch, Any, Turns, str], Awaitable[list[float]]]],
     items: Sequence[Any],
 ) -> dict[str, list[float]]:
     """Run each side on its own scratch topology at the same time, taking turns per sample."""
@@ -292,10 +311,7 @@ async def interleaved(
     turns = Turns(sides)
     try:
         results = await asyncio.gather(
-            *(
-                (raw if side == "raw" else own)(scratches[side], items, turns, side)
-                for side in sides
-            )
+            *(fns[side](scratches[side], items, turns, side) for side in sides)
         )
     finally:
         for scratch in scratches.values():
@@ -319,18 +335,20 @@ async def run_figures(args: argparse.Namespace) -> dict[str, dict[str, list[floa
 
     events = sample_events(args.publish_count)
     queries = [sample_query(i) for i in range(args.rr_count)]
+    publishers: dict[str, Any] = {"raw": raw_aiormq.publish, "mmate": mmate_publish}
+    if "batch" in only and "mmate" in sides:
+        publishers["batch"] = mmate_batch
     for run in range(args.runs):
+        if "publish" in only:
+            # All publishers at once, taking turns chunk by chunk (CHUNK messages each).
+            names = [n for n in (*sides, "batch") if n in publishers]
+            per = await interleaved(names, "publish", publishers, events)
+            for name, (rate, cpu) in per.items():
+                figure, side = ("batch", "mmate") if name == "batch" else ("publish", name)
+                record(figure, side, rate)
+                record(f"{figure}_cpu", side, cpu)
         order = sides if run % 2 == 0 else sides[::-1]
         for side in order:
-            if "publish" in only:
-                fn = raw_aiormq.publish if side == "raw" else mmate_publish
-                rate, cpu = await scratch_run("publish", lambda s, fn=fn: fn(s, events))
-                record("publish", side, rate)
-                record("publish_cpu", side, cpu)
-            if "batch" in only and side == "mmate":
-                rate, cpu = await scratch_run("batch", lambda s: mmate_batch(s, events))
-                record("batch", side, rate)
-                record("batch_cpu", side, cpu)
             if "consume" in only:
                 rate, cpu = await consume_run(side, args.consume_count)
                 record("consume", side, rate)
@@ -348,7 +366,10 @@ async def run_figures(args: argparse.Namespace) -> dict[str, dict[str, list[floa
                 record("latency_p99", side, percentile(seconds, 0.99) * 1000)
         if "rr" in only:
             per_side = await interleaved(
-                sides, "rr", raw_aiormq.request_reply, mmate_request_reply, queries
+                sides,
+                "rr",
+                {"raw": raw_aiormq.request_reply, "mmate": mmate_request_reply},
+                queries,
             )
             for side, seconds in per_side.items():
                 record("rr", side, len(seconds) / sum(seconds))

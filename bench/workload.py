@@ -32,6 +32,8 @@ URL = os.environ.get("MMATE_TEST_URL", "amqp://guest:guest@127.0.0.1:5672/")
 WINDOW = 1000
 """Unconfirmed publishes in flight, both sides (``mmate.Client``'s default ``max_in_flight``)."""
 PREFETCH = 100
+CHUNK = 1000
+"""Publishes per turn when the sides take turns (publish figures)."""
 ROUTING_KEY = "order.eu.created"
 QUERY_KEY = "qry.GetOrderQuery"
 
