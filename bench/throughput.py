@@ -358,7 +358,7 @@ async def run_figures(args: argparse.Namespace) -> dict[str, dict[str, list[floa
         if "latency" in only:
             sample = events[: args.latency_count + 50]
             per_side = await interleaved(
-                sides, "latency", raw_aiormq.latency, mmate_latency, sample
+                sides, "latency", {"raw": raw_aiormq.latency, "mmate": mmate_latency}, sample
             )
             for side, seconds in per_side.items():
                 seconds = seconds[50:]  # warm-up
