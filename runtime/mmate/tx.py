@@ -37,7 +37,7 @@ Contract:
   committed.
 * Not guarded by the publish circuit breaker; not pipelined with confirms: each commit is one
   round trip in which the broker routes (and, for persistent messages in durable queues, writes)
-  everything at once (see docs/runtime.md for the measured cost).
+  everything at once (the README has the measured cost).
 
 Task safety: ``publish`` may be called from several tasks; ``commit`` / ``rollback`` wait for
 publishes already writing and are serialized with them.
