@@ -54,7 +54,7 @@ from .handler_breaker import HandlerBreaker, HandlerBreakerOptions
 from .model import Model
 from .publisher import PublishTransport
 from .publishing import Outgoing
-from .republish import Republisher, moved_properties
+from .republish import Republisher, copied_properties
 from .topology import MessageDef, QueueDef
 
 log = logging.getLogger("mmate.consumer")
@@ -500,7 +500,7 @@ class QueueConsumer:
             # A dead-letter exchange without a routing key: the message's original routing key.
             original_key = str(headers.get(deadletter.ORIGINAL_ROUTING_KEY, routing_key))
             to_key = target.routing_key if target.routing_key is not None else original_key
-        properties = moved_properties(props, headers, failure.message_id)
+        properties = copied_properties(props, headers, message_id=failure.message_id)
         if isinstance(decision, RetryLater) and decision.cascade:
             to_exchange, to_key, properties = await self._through_cascade(
                 message, properties, decision, what

@@ -40,15 +40,13 @@ plugin is missing; a delay is never ignored.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-
-from pamqp.commands import Basic
 
 from .codec import Encoded
 from .errors import MmateError
 from .publishing import Outgoing
+from .republish import copied_properties
 
 LEVELS = 28
 MAX_DELAY_SECONDS = (1 << LEVELS) - 1
@@ -204,24 +202,6 @@ class DelayTopology:
         return (self.delivery if level is None else self.level(level)), key
 
 
-def _copy_properties(props: Basic.Properties, headers: Mapping[str, Any]) -> Basic.Properties:
-    return Basic.Properties(
-        content_type=props.content_type,
-        content_encoding=props.content_encoding,
-        headers=dict(headers),
-        delivery_mode=props.delivery_mode,
-        priority=props.priority,
-        correlation_id=props.correlation_id,
-        reply_to=props.reply_to,
-        expiration=None,
-        message_id=props.message_id,
-        timestamp=props.timestamp,
-        message_type=props.message_type,
-        user_id=props.user_id,
-        app_id=props.app_id,
-    )
-
-
 def delayed(
     out: Outgoing,
     seconds: int,
@@ -253,7 +233,7 @@ def delayed(
         exchange, key = topology.route(seconds, out.exchange, out.routing_key)
     encoded = Encoded(
         out.encoded.body,
-        _copy_properties(props, headers),
+        copied_properties(props, headers),
         out.encoded.message_id,
         out.encoded.correlation_id,
         out.encoded.type,

@@ -53,6 +53,7 @@ from .errors import (
 )
 from .publishing import ConfirmedPublisher, Outgoing
 from .raw_consumer import RawConsumer, ack, nack
+from .republish import copied_properties
 
 log = logging.getLogger("mmate.delay")
 
@@ -78,24 +79,6 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value if isinstance(value, str) else None
-
-
-def _properties(props: Basic.Properties, headers: dict[str, Any], expiration: str | None) -> Any:
-    return Basic.Properties(
-        content_type=props.content_type,
-        content_encoding=props.content_encoding,
-        headers=headers,
-        delivery_mode=props.delivery_mode,
-        priority=props.priority,
-        correlation_id=props.correlation_id,
-        reply_to=props.reply_to,
-        expiration=expiration,
-        message_id=props.message_id,
-        timestamp=props.timestamp,
-        message_type=props.message_type,
-        user_id=props.user_id,
-        app_id=props.app_id,
-    )
 
 
 class DelayService:
@@ -318,7 +301,9 @@ class DelayService:
         expiration = _text(headers.get(delay.HEADER_EXPIRATION))
         clean = {k: v for k, v in headers.items() if k not in _STRIPPED}
         out = Outgoing(
-            self._encoded(message, _properties(props, clean, expiration)), exchange, routing_key
+            self._encoded(message, copied_properties(props, clean, expiration=expiration)),
+            exchange,
+            routing_key,
         )
         try:
             await self._publisher.send(out)
@@ -359,7 +344,7 @@ class DelayService:
         dead_headers = dict(headers)
         dead_headers[delay.HEADER_FAILURE] = reason[:1000]
         out = Outgoing(
-            self._encoded(message, _properties(props, dead_headers, None)), "", self.topology.dead
+            self._encoded(message, copied_properties(props, dead_headers)), "", self.topology.dead
         )
         await self._publisher.send(out)  # raising here requeues the message (RawConsumer)
         self.dead_lettered += 1

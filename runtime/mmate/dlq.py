@@ -72,6 +72,7 @@ from . import deadletter, retry
 from .client import Client
 from .connection import Connection
 from .errors import EntityNotFound, UnroutableError, broker_reply, classify, translate
+from .republish import copied_properties
 
 log = logging.getLogger("mmate.dlq")
 
@@ -402,20 +403,7 @@ def replay_properties(properties: Basic.Properties) -> Basic.Properties:
     for name in _REMOVED_ON_REPLAY:
         headers.pop(name, None)
     headers[REPLAYS] = (_int(headers.get(REPLAYS)) or 0) + 1
-    return Basic.Properties(
-        content_type=properties.content_type,
-        content_encoding=properties.content_encoding,
-        headers=headers,
-        delivery_mode=properties.delivery_mode,
-        priority=properties.priority,
-        correlation_id=properties.correlation_id,
-        reply_to=properties.reply_to,
-        message_id=properties.message_id,
-        timestamp=properties.timestamp,
-        message_type=properties.message_type,
-        app_id=properties.app_id,
-        cluster_id=properties.cluster_id,
-    )
+    return copied_properties(properties, headers)
 
 
 async def replay(

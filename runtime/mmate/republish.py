@@ -32,10 +32,19 @@ from .errors import (
 )
 
 
-def moved_properties(
-    original: Basic.Properties, headers: Mapping[str, Any], message_id: str
+def copied_properties(
+    original: Basic.Properties,
+    headers: Mapping[str, Any],
+    *,
+    expiration: str | None = None,
+    message_id: str | None = None,
 ) -> Basic.Properties:
-    """The properties of a moved message: the original ones with ``headers``, no expiration."""
+    """The original message's properties with other ``headers`` and ``expiration``.
+
+    Used wherever the runtime republishes a message it received (moves, retries, the delay relay,
+    replays). ``user_id`` is never copied: RabbitMQ refuses a ``user_id`` that is not the publishing
+    connection's user, and the original may come from another service's user.
+    """
     return Basic.Properties(
         content_type=original.content_type,
         content_encoding=original.content_encoding,
@@ -44,10 +53,12 @@ def moved_properties(
         priority=original.priority,
         correlation_id=original.correlation_id,
         reply_to=original.reply_to,
+        expiration=expiration,
         message_id=original.message_id or message_id or None,
         timestamp=original.timestamp,
         message_type=original.message_type,
         app_id=original.app_id,
+        cluster_id=original.cluster_id,
     )
 
 
