@@ -32,6 +32,8 @@ from .errors import (
 )
 from .handler import HandlerBase
 from .handler_breaker import HandlerBreakerOptions
+from .health import CheckResult, HealthReport, QueueStats, check_health
+from .health_http import HealthServer, serve_health
 from .model import Model
 from .options import PublishOptions
 from .publish_breaker import PublishBreakerOptions
@@ -53,6 +55,12 @@ from .tx import Transaction
 from .types import Base64Bytes, JsonDecimal
 
 __all__ = [
+    "serve_health",
+    "check_health",
+    "QueueStats",
+    "HealthServer",
+    "HealthReport",
+    "CheckResult",
     "AccessRefused",
     "Base64Bytes",
     "Batch",

@@ -29,6 +29,13 @@ EXPECTED = {
     "QueueDef",
     "RetryPolicy",
     "ServiceTopology",
+    # health
+    "CheckResult",
+    "HealthReport",
+    "HealthServer",
+    "QueueStats",
+    "check_health",
+    "serve_health",
     # errors
     "MmateError",
     "BrokerConnectionError",

@@ -1,0 +1,127 @@
+"""Health checks against the real broker: healthy, degraded (a served queue lost its consumer),
+unhealthy (a declared queue deleted, the connection closed), queue depth, and the HTTP endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiormq.abc
+import mmate
+from conftest import BROKER_URL
+from sample_app import App
+from test_consume import event, recording_handlers
+
+
+def by_name(report: mmate.HealthReport) -> dict[str, mmate.CheckResult]:
+    return {c.name: c for c in report.checks}
+
+
+async def http(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, object]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+async def test_healthy_after_declare_and_serve(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="health-ok") as client:
+        await client.declare(app.order_service)
+        await client.serve(recording_handlers(app))
+        report = await mmate.check_health(client)
+        assert report.status == "healthy", report.checks
+        names = by_name(report)
+        assert {
+            "connection",
+            "channel",
+            f"queue:{app.order_queue}",
+            f"exchange:{app.events}",
+        } <= set(names)
+        assert all(c.status == "healthy" and c.duration_ms >= 0 for c in report.checks)
+        served = {q.queue: q for q in report.queues}
+        assert served[app.order_queue].consumers == 1
+        assert "guest:****@" in report.broker and "guest:guest" not in json.dumps(report.to_dict())
+
+
+async def test_unhealthy_when_a_declared_queue_is_deleted(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    async with mmate.Client(BROKER_URL, service="health-missing") as client:
+        await client.declare(app.order_service)
+        await raw.queue_delete(app.audit_queue)
+        report = await mmate.check_health(client)
+        assert report.status == "unhealthy"
+        checks = by_name(report)
+        assert checks[f"queue:{app.audit_queue}"].status == "unhealthy"
+        assert checks[f"queue:{app.order_queue}"].status == "healthy"  # channel reopened after 404
+
+
+async def test_degraded_without_consumer_and_depth_counts_published(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="health-depth") as client:
+        await client.declare(app.order_service)
+        serving = await client.serve(recording_handlers(app))
+        for consumer in serving.consumers:  # the consumers die while the client still serves
+            await consumer.stop(0)
+        publisher = app.publisher(client)
+        for i in range(3):
+            await publisher.publish_order_created_event(event(i))
+
+        async def depth() -> dict[str, mmate.QueueStats]:
+            return {q.queue: q for q in (await mmate.check_health(client)).queues}
+
+        seen: dict[str, mmate.QueueStats] = {}
+
+        async def settled() -> bool:
+            seen.update(await depth())
+            return max(q.messages for q in seen.values()) == 3
+
+        for _ in range(100):
+            if await settled():
+                break
+            await asyncio.sleep(0.05)
+        assert max(q.messages for q in seen.values()) == 3
+        assert all(q.consumers == 0 for q in seen.values())
+        report = await mmate.check_health(client)
+        assert report.status == "degraded"
+        assert report.ok
+        assert by_name(report)[f"consumers:{app.order_queue}"].status == "degraded"
+
+
+async def test_http_endpoints(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="health-http") as client:
+        await client.declare(app.order_service)
+        await client.serve(recording_handlers(app))
+        async with await mmate.serve_health(client, port=0) as server:
+            assert server.port > 0
+            assert await http(server.port, "/live") == (200, {"status": "alive"})
+            assert await http(server.port, "/ready") == (200, {"status": "healthy"})
+            code, body = await http(server.port, "/health")
+            assert code == 200 and body["status"] == "healthy" and body["checks"]
+            assert (await http(server.port, "/nope"))[0] == 404
+            assert (await http(server.port, "/health", "POST"))[0] == 405
+            await client.connection.close()
+            code, body = await http(server.port, "/health")
+            assert code == 503 and body["status"] == "unhealthy"
+            assert (await http(server.port, "/ready")) == (503, {"status": "unhealthy"})
+            assert (await http(server.port, "/live"))[0] == 200
+        port = server.port
+    try:
+        await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the health server still listens after close")
+
+
+async def test_connection_closed_is_unhealthy(app: App) -> None:
+    client = mmate.Client(BROKER_URL, service="health-closed")
+    await client.connect()
+    await client.declare(app.order_service)
+    await client.close()
+    report = await mmate.check_health(client)
+    assert report.status == "unhealthy"
+    assert by_name(report)["connection"].status == "unhealthy"
+    assert by_name(report)[f"queue:{app.order_queue}"].detail == "not connected"
