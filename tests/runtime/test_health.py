@@ -125,3 +125,12 @@ async def test_connection_closed_is_unhealthy(app: App) -> None:
     assert report.status == "unhealthy"
     assert by_name(report)["connection"].status == "unhealthy"
     assert by_name(report)[f"queue:{app.order_queue}"].detail == "not connected"
+
+
+async def test_a_check_that_times_out_is_degraded(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="health-timeout") as client:
+        await client.declare(app.order_service)
+        report = await mmate.check_health(client, timeout=1e-6)
+        assert report.status == "degraded", report.checks
+        assert by_name(report)["connection"].status == "healthy"
+        assert "timed out" in by_name(report)["channel"].detail
