@@ -45,20 +45,25 @@ class Outgoing:
     routing_key: str
 
 
-def _publish_error(exc: Exception, out: Outgoing, where: str) -> PublishError:
-    """The ``PublishError`` for a failed publish, by the one aiormq -> mmate table (``errors``)."""
+def publish_error(
+    exc: Exception, *, action: str, what: str, exchange: str, routing_key: str, where: str
+) -> PublishError:
+    """The ``PublishError`` for a failed publish, by the one aiormq -> mmate table (``errors``).
+
+    ``action`` says what was being done (``publishing``, ``moving``), ``what`` names the message and
+    ``where`` its destination; every publish path of the runtime words its errors through here.
+    """
     kind = classify(exc)
-    what = f"{out.encoded.type} {out.encoded.message_id}"
     if kind is UnroutableError:
-        text = f"{what} is unroutable: no queue is bound to {where} ({broker_reply(exc)})"
+        text = f"{action} {what}: unroutable, no queue is bound to {where} ({broker_reply(exc)})"
     elif kind is NackError:
-        text = f"the broker nacked {what} to {where}"
+        text = f"{action} {what}: the broker nacked it on {where}"
     else:
         kind = PublishError
         detail = str(exc) if isinstance(exc, MmateError) else broker_reply(exc)
         # 404 on a missing exchange closes the channel; it is reopened on the next publish.
-        text = f"publishing {what} to {where} failed: {detail}"
-    return kind(text, exchange=out.exchange, routing_key=out.routing_key)
+        text = f"{action} {what} to {where} failed: {detail}"
+    return kind(text, exchange=exchange, routing_key=routing_key)
 
 
 def _where(exchange: str, routing_key: str) -> str:
@@ -126,7 +131,14 @@ class ConfirmedPublisher:
                 routing_key=out.routing_key,
             ) from None
         except Exception as exc:
-            raise _publish_error(exc, out, _where(out.exchange, out.routing_key)) from exc
+            raise publish_error(
+                exc,
+                action="publishing",
+                what=f"{out.encoded.type} {out.encoded.message_id}",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+                where=_where(out.exchange, out.routing_key),
+            ) from exc
         if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
             raise NackError(
                 f"the broker nacked {out.encoded.type} {out.encoded.message_id} to "

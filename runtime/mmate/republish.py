@@ -22,14 +22,10 @@ from pamqp.commands import Basic
 
 from .connection import Connection, ManagedChannel
 from .errors import (
-    MmateError,
     NackError,
-    PublishError,
     PublishTimeout,
-    UnroutableError,
-    broker_reply,
-    classify,
 )
+from .publishing import publish_error
 
 
 def copied_properties(
@@ -100,16 +96,14 @@ class Republisher:
                 routing_key=routing_key,
             ) from None
         except Exception as exc:
-            kind = classify(exc)
-            if kind is UnroutableError:
-                text = f"moving {what}: no queue is bound to {where} ({broker_reply(exc)})"
-            elif kind is NackError:
-                text = f"moving {what}: the broker nacked it on {where}"
-            else:
-                kind = PublishError
-                detail = str(exc) if isinstance(exc, MmateError) else broker_reply(exc)
-                text = f"moving {what} to {where} failed: {detail}"
-            raise kind(text, exchange=exchange, routing_key=routing_key) from exc
+            raise publish_error(
+                exc,
+                action="moving",
+                what=what,
+                exchange=exchange,
+                routing_key=routing_key,
+                where=where,
+            ) from exc
         if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
             raise NackError(
                 f"moving {what}: the broker nacked it on {where}",
