@@ -54,6 +54,7 @@ from .handler_breaker import HandlerBreaker, HandlerBreakerOptions
 from .model import Model
 from .publisher import PublishTransport
 from .publishing import Outgoing
+from .raw_consumer import consume_again
 from .republish import Republisher, copied_properties
 from .topology import MessageDef, QueueDef
 
@@ -273,16 +274,7 @@ class QueueConsumer:
             self._restart = asyncio.create_task(self._restart_loop())
 
     async def _restart_loop(self) -> None:
-        delay = 0.2
-        while not self._stopping:
-            try:
-                await self._consume()
-                log.info("consuming %s again", self.queue)
-                return
-            except Exception as exc:
-                log.error("consuming %s again failed (retry in %.1f s): %s", self.queue, delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        await consume_again(self.queue, self._consume, lambda: self._stopping)
 
     async def _work(self) -> None:
         while True:

@@ -28,6 +28,25 @@ log = logging.getLogger("mmate.raw_consumer")
 Handle = Callable[[aiormq.abc.DeliveredMessage], Awaitable[None]]
 
 
+async def consume_again(
+    queue: str, consume: Callable[[], Awaitable[None]], stopping: Callable[[], bool]
+) -> None:
+    """Call ``consume`` until it succeeds or ``stopping()``, backing off from 0.2 s to 10 s.
+
+    The one recovery loop of every consumer whose channel the broker closed or cancelled.
+    """
+    delay = 0.2
+    while not stopping():
+        try:
+            await consume()
+            log.info("consuming %s again", queue)
+            return
+        except Exception as exc:
+            log.error("consuming %s again failed (retry in %.1f s): %s", queue, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 class RawConsumer:
     def __init__(
         self,
@@ -101,16 +120,7 @@ class RawConsumer:
         await self._restart_loop()
 
     async def _restart_loop(self) -> None:
-        delay = 0.2
-        while not self._stopping:
-            try:
-                await self._consume()
-                log.info("consuming %s again", self.queue)
-                return
-            except Exception as exc:
-                log.error("consuming %s failed (retry in %.1f s): %s", self.queue, delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        await consume_again(self.queue, self._consume, lambda: self._stopping)
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
