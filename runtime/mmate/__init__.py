@@ -39,6 +39,7 @@ from .options import PublishOptions
 from .publish_breaker import PublishBreakerOptions
 from .publish_method import PublishMethod
 from .publisher import Publisher, PublishTransport
+from .recovery import ConnectionEvent, ReconnectPolicy
 from .scheduler import Scheduler
 from .topology import (
     BindingDef,
@@ -72,6 +73,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "Client",
+    "ConnectionEvent",
     "CronError",
     "DecodeError",
     "EntityNotFound",
@@ -99,6 +101,7 @@ __all__ = [
     "PublishTransport",
     "Publisher",
     "QueueDef",
+    "ReconnectPolicy",
     "RemoteError",
     "ReplyError",
     "RequestTimeout",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -46,6 +46,7 @@ from .publish_breaker import GuardedPublisher, PublishBreakerOptions
 from .publish_method import PublishMethod
 from .publisher import PublishTransport
 from .publishing import ConfirmedPublisher, Outgoing
+from .recovery import ReconnectPolicy, StateCallback
 from .reply import ReplyQueue
 from .topology import MessageDef, PublishRoute, ServiceTopology
 from .tx import Transaction
@@ -76,8 +77,10 @@ class Client:
     """A service's connection to RabbitMQ; ``async with`` connects and closes it.
 
     ``url``: ``amqp://`` or ``amqps://`` (vhost as path; aiormq's query parameters such as
-    ``cafile``, ``certfile``, ``keyfile`` work; or pass ``ssl_context``). The connection is named
-    after ``service`` in the management UI. ``publish_timeout`` and ``request_timeout`` are the
+    ``cafile``, ``certfile``, ``keyfile`` work; or pass ``ssl_context``), or several (a cluster's
+    nodes, tried in turn). The connection is named after ``service`` in the management UI; a lost
+    one is recovered as ``reconnect`` says (``ReconnectPolicy``; state changes through
+    ``on_state``). ``publish_timeout`` and ``request_timeout`` are the
     defaults of the ``timeout`` publish option; ``max_in_flight`` bounds unconfirmed publishes.
     ``publish_breaker`` puts a circuit breaker around publishing (``mmate.publish_breaker``; off
     when None).
@@ -85,12 +88,13 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         service: str,
         heartbeat: int = 30,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 15.0,
+        reconnect: ReconnectPolicy | None = None,
         publish_timeout: float = 10.0,
         request_timeout: float = 30.0,
         max_in_flight: int = 1000,
@@ -109,6 +113,7 @@ class Client:
             heartbeat=heartbeat,
             ssl_context=ssl_context,
             connect_timeout=connect_timeout,
+            reconnect=reconnect,
         )
         self._publisher: ConfirmedPublisher | GuardedPublisher = ConfirmedPublisher(
             self._connection, max_in_flight=max_in_flight, timeout=publish_timeout
@@ -136,6 +141,11 @@ class Client:
     @property
     def connection(self) -> Connection:
         return self._connection
+
+    def on_state(self, callback: StateCallback) -> Callable[[], None]:
+        """Call ``callback(ConnectionEvent)`` on every connection state change (connecting,
+        connected, lost, reconnecting, recovered, failed, closed); returns an unsubscribe."""
+        return self._connection.on_state(callback)
 
     @property
     def reply_queue(self) -> str:
@@ -372,6 +382,7 @@ class Client:
         try:
             async with asyncio.timeout(timeout):
                 await self._send_one(out, None)  # a delayed query waits for its delay too
+                self._replies.sent(correlation_id)
                 envelope = await waiter
         except TimeoutError:
             raise RequestTimeout(route.message.name, correlation_id, timeout) from None
@@ -445,6 +456,7 @@ class Client:
                     settings,
                     transport=self,
                     send_reply=self._send_reply,
+                    redeclare=self._redeclare,
                 )
                 await consumer.start()
                 serving.consumers.append(consumer)

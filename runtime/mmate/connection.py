@@ -1,4 +1,4 @@
-"""One aiormq connection and the channels the runtime owns on it.
+"""One aiormq connection, the channels the runtime owns on it, and its recovery.
 
 Channel ownership lives here and nowhere else: publishing has one confirm-mode channel, each
 consumer has its own, the reply queue has its own, and each topology declaration opens a short-lived
@@ -6,11 +6,13 @@ one (a 406 kills the channel it happened on, never one that others use). A ``Man
 channel for one purpose that is reopened on next use when the broker closed it (an error such as 404
 on publish to a missing exchange).
 
-A lost connection (not closed by ``close``) is re-established lazily, by the next operation that
-needs a channel: one attempt per operation (consumers retry with backoff, a publish fails with
-``BrokerConnectionError`` and the next one tries again), then the ``on_reconnect`` hooks run (the
-client declares its topologies again). Publishes that were unconfirmed when the connection died fail
-with an error to their callers; they are not retransmitted.
+Recovery is owned here, in one task (``recovery.py`` has the policy, states and events): when the
+connection is lost (not closed by ``close``), it reconnects with jittered exponential backoff,
+trying the broker URLs in turn, then runs the ``on_reconnect`` hooks (the client declares its
+topologies again, re-creates its reply queue, redeclares the delay cascade) and only then lets
+anyone else have a channel. Meanwhile ``channel`` waits for the recovery, up to its ``wait``:
+consumers (whose channels died with the connection) wait and re-consume, a publish waits within
+its timeout. State changes are logged and reported to ``on_state`` callbacks.
 
 Task safety: every method may be called from any task of the event loop that opened the connection.
 """
@@ -18,124 +20,336 @@ Task safety: every method may be called from any task of the event loop that ope
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
+import math
 import os
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import aiormq
 import aiormq.abc
 
 from .errors import BrokerConnectionError, MmateError, translate
+from .recovery import ConnectionEvent, ConnectionState, ReconnectPolicy, StateCallback
 from .url import connection_url, mask
 
 log = logging.getLogger("mmate.connection")
 
 ChannelHook = Callable[[aiormq.abc.AbstractChannel], Awaitable[None]]
 
+# True inside the recovery task and its children (the on_reconnect hooks): they may use the new
+# connection before it is handed out to everyone else.
+_recovering: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "mmate_recovering", default=False
+)
+
+
+def _reason(error: BaseException | None) -> str:
+    if error is None:
+        return "closed"
+    text = str(error).split("Unexpected connection close", 1)[0].strip()
+    return text or type(error).__name__
+
 
 class Connection:
-    """A connection to the broker. ``open`` connects, ``close`` closes every channel and the
-    socket."""
+    """A connection to the broker (``url``: one URL or several, the nodes of a cluster, tried in
+    turn). ``open`` connects, ``close`` closes every channel and the socket; in between, a lost
+    connection is recovered by ``reconnect`` (a ``ReconnectPolicy``)."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         service: str,
         heartbeat: int = 30,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 15.0,
+        reconnect: ReconnectPolicy | None = None,
     ) -> None:
-        if ssl_context is not None and not url.startswith("amqps://"):
-            raise MmateError(f"an ssl_context needs an amqps:// URL, not {mask(url)}")
+        given = [url] if isinstance(url, str) else list(url)
+        if not given:
+            raise MmateError("Connection needs at least one broker URL")
+        for one in given:
+            if ssl_context is not None and not one.startswith("amqps://"):
+                raise MmateError(f"an ssl_context needs an amqps:// URL, not {mask(one)}")
         name = f"{service} (mmate-py, pid {os.getpid()})"
-        self._url = connection_url(url, heartbeat=heartbeat, connection_name=name)
-        self._masked = mask(url)
+        self._urls = [connection_url(u, heartbeat=heartbeat, connection_name=name) for u in given]
+        self._masked = [mask(u) for u in given]
+        self._current = 0
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
         self._conn: aiormq.abc.AbstractConnection | None = None
         self._wanted = False
-        self._reconnect_lock = asyncio.Lock()
+        self._up = asyncio.Event()
+        self._recovery: asyncio.Task[None] | None = None
         self._on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        self._callbacks: list[StateCallback] = []
+        self._state: ConnectionState = "closed"
+        self._lost_at: float | None = None
+        self._attempt = 0
+        self._last_error: str | None = None
+        self.policy = reconnect or ReconnectPolicy()
         self.service = service
         self.reconnects = 0
         """How many times the connection was re-established after it was lost."""
 
     def __repr__(self) -> str:
-        state = "open" if self.is_open else "closed"
-        return f"<mmate.Connection {self._masked} service={self.service!r} {state}>"
+        return f"<mmate.Connection {self.url} service={self.service!r} {self._state}>"
 
     @property
     def url(self) -> str:
-        """The broker URL with the password masked."""
-        return self._masked
+        """The broker URL in use (or last tried) with the password masked."""
+        return self._masked[self._current]
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every broker URL given, passwords masked."""
+        return tuple(self._masked)
 
     @property
     def is_open(self) -> bool:
+        """The socket is open (during recovery, before the hooks ran, too)."""
         return self._conn is not None and not self._conn.is_closed
 
+    @property
+    def is_up(self) -> bool:
+        """Open and handed out: connected, or recovered with the hooks done."""
+        return self.is_open and self._up.is_set()
+
+    @property
+    def wanted(self) -> bool:
+        """Opened and not closed (nor given up): a lost connection is being recovered."""
+        return self._wanted
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the connection was last lost, or the last reconnect attempt failed."""
+        return self._last_error
+
     def on_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
-        """Run ``hook`` after the connection was re-established (e.g. to declare the topology)."""
+        """Run ``hook`` after the connection was re-established, before anyone else gets a
+        channel (e.g. to declare the topology). Its errors are logged; recovery goes on."""
         self._on_reconnect.append(hook)
 
-    async def open(self) -> None:
-        if self.is_open:
-            return
-        await self._connect()
-        self._wanted = True
+    def on_state(self, callback: StateCallback) -> Callable[[], None]:
+        """Call ``callback(ConnectionEvent)`` on every state change; returns an unsubscribe."""
+        self._callbacks.append(callback)
 
-    async def _connect(self) -> None:
-        log.info("connecting to %s as %s", self._masked, self.service)
+        def unsubscribe() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, event: ConnectionEvent) -> None:
+        self._state = event.state
+        level = logging.INFO
+        if event.state in ("lost", "failed"):
+            level = logging.ERROR if event.state == "failed" else logging.WARNING
+        elif event.state == "reconnecting" and event.attempt > 1:
+            level = logging.WARNING
+        text = f"connection {event.state}: {event.url} ({self.service})"
+        if event.attempt:
+            text += f", attempt {event.attempt}"
+        if event.downtime is not None:
+            text += f", down {event.downtime:.2f} s"
+        if event.error:
+            text += f"; {event.error}"
+        log.log(level, "%s", text)
+        for callback in list(self._callbacks):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("an on_state callback failed on %s", event.state)
+
+    async def open(self) -> None:
+        """Connect to the first URL that answers (each tried once); raise naming every failure."""
+        if self.is_open and self._wanted:
+            return
+        self._emit(ConnectionEvent("connecting", self.url))
+        errors: list[str] = []
+        for step in range(len(self._urls)):
+            index = (self._current + step) % len(self._urls)
+            try:
+                conn = await self._connect_to(index)
+            except BrokerConnectionError as exc:
+                errors.append(str(exc))
+                continue
+            self._wanted = True
+            self._adopt(conn, index)
+            self._up.set()
+            self._emit(ConnectionEvent("connected", self.url))
+            return
+        self._state = "closed"
+        raise BrokerConnectionError("; ".join(errors))
+
+    async def _connect_to(self, index: int) -> aiormq.abc.AbstractConnection:
+        url, masked = self._urls[index], self._masked[index]
+        log.debug("connecting to %s as %s", masked, self.service)
         try:
-            self._conn = await asyncio.wait_for(
-                aiormq.connect(self._url, context=self._ssl_context), self._connect_timeout
+            return await asyncio.wait_for(
+                aiormq.connect(url, context=self._ssl_context), self._connect_timeout
             )
         except TimeoutError:
             raise BrokerConnectionError(
-                f"connecting to {self._masked}: no answer within {self._connect_timeout:g} s"
+                f"connecting to {masked}: no answer within {self._connect_timeout:g} s"
             ) from None
         except Exception as exc:
-            error = _without_url(translate(exc, f"connecting to {self._masked}"), self._url)
+            error = _without_url(translate(exc, f"connecting to {masked}"), url)
             if not isinstance(error, BrokerConnectionError):
                 hint = " (does the vhost exist, and may this user use it?)"
                 error = BrokerConnectionError(f"{error}{hint}")
             raise error from None
 
+    def _adopt(self, conn: aiormq.abc.AbstractConnection, index: int) -> None:
+        self._conn = conn
+        self._current = index
+        conn.closing.add_done_callback(partial(self._on_closing, conn))
+
+    def _on_closing(
+        self, conn: aiormq.abc.AbstractConnection, done: asyncio.Future[object]
+    ) -> None:
+        if conn is not self._conn or not self._wanted:
+            return
+        error = None if done.cancelled() else done.exception()
+        self._lost(_reason(error))
+
+    def _lost(self, reason: str) -> None:
+        """The connection died under us: stop handing it out and start the one recovery task."""
+        if self._recovery is not None and not self._recovery.done():
+            return  # lost again while recovering: the running task goes on
+        self._up.clear()
+        self._lost_at = asyncio.get_running_loop().time()
+        self._last_error = reason
+        self._emit(ConnectionEvent("lost", self.url, error=reason))
+        self._recovery = asyncio.create_task(self._recover(), name=f"mmate:recovery:{self.service}")
+
+    async def _recover(self) -> None:
+        loop = asyncio.get_running_loop()
+        policy = self.policy
+        attempt = 0
+        while self._wanted:
+            attempt += 1
+            self._attempt = attempt
+            if policy.max_attempts is not None and attempt > policy.max_attempts:
+                self._give_up(attempt - 1)
+                return
+            await asyncio.sleep(policy.pause_before(attempt))
+            if not self._wanted:
+                return
+            index = (self._current + (attempt > 1)) % len(self._urls)
+            self._current = index
+            self._emit(
+                ConnectionEvent("reconnecting", self.url, attempt=attempt, error=self._last_error)
+            )
+            try:
+                conn = await self._connect_to(index)
+            except BrokerConnectionError as exc:
+                self._last_error = str(exc)
+                continue
+            if not self._wanted:  # closed meanwhile
+                await conn.close()
+                return
+            self._adopt(conn, index)
+            token = _recovering.set(True)
+            try:
+                for hook in self._on_reconnect:
+                    try:
+                        await hook()
+                    except Exception as exc:
+                        log.error("after reconnecting to %s: %s", self.url, exc)
+            finally:
+                _recovering.reset(token)
+            if conn.is_closed:
+                self._last_error = "lost again while recovering"
+                continue
+            self.reconnects += 1
+            self._up.set()
+            downtime = loop.time() - (self._lost_at or loop.time())
+            self._emit(ConnectionEvent("recovered", self.url, attempt=attempt, downtime=downtime))
+            return
+
+    def _give_up(self, attempts: int) -> None:
+        self._wanted = False
+        loop = asyncio.get_running_loop()
+        downtime = loop.time() - (self._lost_at or loop.time())
+        self._emit(
+            ConnectionEvent(
+                "failed", self.url, attempt=attempts, error=self._last_error, downtime=downtime
+            )
+        )
+        self._up.set()  # wakes the waiters, who now find the connection given up
+
     async def close(self) -> None:
         self._wanted = False
+        recovery, self._recovery = self._recovery, None
+        if recovery is not None and not recovery.done() and recovery is not asyncio.current_task():
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
         conn, self._conn = self._conn, None
+        self._up.set()  # waiters wake and find the connection closed
         if conn is not None and not conn.is_closed:
             try:
                 await conn.close()
             except Exception as exc:  # closing is best effort
-                log.debug("closing %s: %r", self._masked, exc)
+                log.debug("closing %s: %r", self.url, exc)
+        if self._state != "closed":
+            self._emit(ConnectionEvent("closed", self.url))
 
-    async def _require(self) -> aiormq.abc.AbstractConnection:
-        """The open connection; reconnects (one attempt) when it was lost but not closed by us."""
-        conn = self._conn
-        if conn is not None and not conn.is_closed:
-            return conn
+    def _down_error(self, waited: float | None) -> BrokerConnectionError:
+        if self._state == "failed":
+            return BrokerConnectionError(
+                f"not connected to {self.url}: gave up reconnecting after {self._attempt - 1} "
+                f"attempts (last error: {self._last_error})"
+            )
         if not self._wanted:
-            raise BrokerConnectionError(f"not connected to {self._masked}")
-        async with self._reconnect_lock:
-            conn = self._conn
-            if conn is not None and not conn.is_closed:
-                return conn
-            log.warning("connection to %s lost; reconnecting", self._masked)
-            await self._connect()
-            self.reconnects += 1
-            for hook in self._on_reconnect:
-                try:
-                    await hook()
-                except Exception as exc:
-                    log.error("after reconnecting to %s: %s", self._masked, exc)
-            assert self._conn is not None
-            return self._conn
+            return BrokerConnectionError(f"not connected to {self.url}")
+        return BrokerConnectionError(
+            f"no connection to {self.url} within {waited or 0:g} s ({self._state}, attempt "
+            f"{self._attempt}; last error: {self._last_error})"
+        )
 
-    async def channel(self, *, confirms: bool) -> aiormq.abc.AbstractChannel:
-        """A new channel (publisher confirms on when ``confirms``); reconnects a lost connection."""
-        conn = await self._require()
+    def describe_outage(self) -> str:
+        """What the connection is doing, for an error of a caller that waited for it."""
+        return (
+            f"{self._state}, attempt {self._attempt}; last error: {self._last_error}"
+            if self._wanted and not self.is_up
+            else self._state
+        )
+
+    async def _require(self, wait: float | None) -> aiormq.abc.AbstractConnection:
+        """The connection, once it is up; waits up to ``wait`` seconds (``inf``: no limit) while
+        it is being recovered."""
+        while True:
+            conn = self._conn
+            if conn is not None and not conn.is_closed and (self._up.is_set() or _recovering.get()):
+                return conn
+            if not self._wanted:
+                raise self._down_error(wait)
+            if conn is not None and conn.is_closed and self._up.is_set():
+                self._lost("closed")  # noticed before the closing callback ran
+            limit = self._connect_timeout if wait is None else wait
+            try:
+                async with asyncio.timeout(None if math.isinf(limit) else limit):
+                    await self._up.wait()
+            except TimeoutError:
+                raise self._down_error(limit) from None
+
+    async def channel(
+        self, *, confirms: bool, wait: float | None = None
+    ) -> aiormq.abc.AbstractChannel:
+        """A new channel (publisher confirms on when ``confirms``). While the connection is being
+        recovered, waits up to ``wait`` seconds (default ``connect_timeout``; ``math.inf``: until
+        recovered or closed) and raises ``BrokerConnectionError`` after that."""
+        conn = await self._require(wait)
         try:
             return await conn.channel(publisher_confirms=confirms)
         except Exception as exc:
@@ -180,8 +394,13 @@ class ManagedChannel:
     def __repr__(self) -> str:
         return f"<mmate.ManagedChannel {self._purpose}>"
 
-    async def get(self) -> aiormq.abc.AbstractChannel:
-        """The open channel, opening a new one if there is none or the broker closed it."""
+    @property
+    def is_open(self) -> bool:
+        return self._channel is not None and not self._channel.is_closed
+
+    async def get(self, *, wait: float | None = None) -> aiormq.abc.AbstractChannel:
+        """The open channel, opening a new one if there is none or the broker closed it (waiting
+        up to ``wait`` for a connection being recovered, as ``Connection.channel``)."""
         channel = self._channel
         # Callers that queued while the channel was (re)opened go first, in arrival order, so that
         # concurrent publishes of one batch reach the channel in the order they were started.
@@ -195,8 +414,8 @@ class ManagedChannel:
                     return channel
                 if channel is not None:
                     self.reopened += 1
-                    log.warning("reopening the %s channel, closed by the broker", self._purpose)
-                channel = await self._connection.channel(confirms=self._confirms)
+                    log.info("reopening the %s channel", self._purpose)
+                channel = await self._connection.channel(confirms=self._confirms, wait=wait)
                 if self._on_open is not None:
                     await self._on_open(channel)
                 self._channel = channel

@@ -22,8 +22,10 @@ Contract:
   without requeue instead, so the broker's own dead-lettering keeps it (without our headers): a
   message is never acked before it was safely moved. A failed query is answered with an error reply
   only when it is dead-lettered (not while it is being retried).
-* The channel closed by the broker (e.g. a broker error) or a consumer cancelled by the broker
-  (queue deleted) is reopened and consumption resumes, with a short backoff, until ``stop``.
+* The channel closed (with a lost connection, or by the broker on an error) or a consumer cancelled
+  by the broker (queue deleted) is reopened and consumption resumes with the same settings
+  (``raw_consumer.consume_again``): after a lost connection, once ``connection.py`` has recovered
+  it; a deleted queue is declared again from the client's topologies first.
 * ``stop(timeout)``: cancel the consumer (no new deliveries), let buffered and running handlers
   finish and ack them, within ``timeout``; what is left is requeued by the broker when the channel
   closes.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,6 +130,7 @@ class QueueConsumer:
         *,
         transport: PublishTransport,
         send_reply: ReplySender,
+        redeclare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if settings.prefetch < 1 or settings.concurrency < 1:
             raise MmateError(f"queue {queue!r}: prefetch and concurrency must be at least 1")
@@ -138,6 +142,7 @@ class QueueConsumer:
         self._max_bytes = settings.queue_def.max_message_bytes if settings.queue_def else None
         self._transport = transport
         self._send_reply = send_reply
+        self._redeclare = redeclare
         self._mover = Republisher(connection, f"failures of {queue}", timeout=settings.move_timeout)
         self._breaker: HandlerBreaker | None = None
         if settings.breaker is not None:
@@ -203,7 +208,8 @@ class QueueConsumer:
         )
 
     async def _consume(self) -> None:
-        channel = await self._connection.channel(confirms=False)
+        # A connection being recovered: wait for it (stop cancels the wait), however long.
+        channel = await self._connection.channel(confirms=False, wait=math.inf)
         try:
             await channel.basic_qos(prefetch_count=self._settings.prefetch)
             channel.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
@@ -274,7 +280,9 @@ class QueueConsumer:
             self._restart = asyncio.create_task(self._restart_loop())
 
     async def _restart_loop(self) -> None:
-        await consume_again(self.queue, self._consume, lambda: self._stopping)
+        await consume_again(
+            self.queue, self._consume, lambda: self._stopping, redeclare=self._redeclare
+        )
 
     async def _work(self) -> None:
         while True:

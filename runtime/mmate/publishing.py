@@ -7,16 +7,25 @@ concurrently: their publishes go out back to back on the publishing channel and 
 confirms together, up to ``max_in_flight`` unconfirmed at once (a semaphore; further callers wait
 for a slot, inside their timeout). ``send_many`` publishes a list that way and raises
 ``BatchPublishError`` listing exactly the failed ones.
+
+A publish whose confirm was lost with its channel or connection (``_lost_in_transit``) is sent
+again, the same bytes with the same message id, once the channel is back (after a recovery of the
+connection, ``connection.py``), as long as its timeout has not run out; its caller returns only on
+a real confirm. The broker may therefore get it twice (at least once; consumers can deduplicate by
+message id). Once the timeout has run out, ``PublishTimeout`` says that it may or may not have
+arrived. A publish never returns without a confirm.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiormq.abc
+import aiormq.exceptions
 from pamqp.commands import Basic
 
 from .codec import Encoded
@@ -24,6 +33,7 @@ from .connection import Connection, ManagedChannel
 from .errors import (
     BatchFailure,
     BatchPublishError,
+    BrokerConnectionError,
     MmateError,
     NackError,
     PublishError,
@@ -66,6 +76,19 @@ def publish_error(
     return kind(text, exchange=exchange, routing_key=routing_key)
 
 
+def _lost_in_transit(exc: BaseException, out: Outgoing) -> bool:
+    """The publish failed because its channel or the connection went away, not because of the
+    message: a closed channel (``ChannelInvalidStateError``), a lost connection, or the broker
+    closing the shared channel over another message (a 404 naming another exchange: the innocent
+    messages in flight on that channel get the same error). A broker error about the message
+    itself (404 on its exchange, unroutable, nack) is not."""
+    if isinstance(exc, aiormq.exceptions.ChannelClosed):
+        return f"exchange '{out.exchange}'" not in str(exc)
+    return isinstance(
+        exc, (aiormq.exceptions.ChannelInvalidStateError, ConnectionError, BrokerConnectionError)
+    )
+
+
 def _where(exchange: str, routing_key: str) -> str:
     return f"exchange {exchange or '(default)'!r} with routing key {routing_key!r}"
 
@@ -84,12 +107,15 @@ class ConfirmedPublisher:
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        self._connection = connection
         self._channel: ManagedChannel = connection.managed("publishing", confirms=True)
         self._open: aiormq.abc.AbstractChannel | None = None
         """The channel the last ``get`` returned, used while it is open and no ``get`` waits."""
         self._getting = 0
         self._window = asyncio.Semaphore(max_in_flight)
         self.timeout = timeout
+        self.resent = 0
+        """Publishes sent again because their channel was lost before the confirm."""
 
     async def close(self) -> None:
         self._open = None
@@ -100,7 +126,8 @@ class ConfirmedPublisher:
         that queued meanwhile go first, in arrival order."""
         self._getting += 1
         try:
-            channel = await self._channel.get()
+            # Bounded by the caller's timeout (the publish's), not by the connect timeout.
+            channel = await self._channel.get(wait=math.inf)
         finally:
             self._getting -= 1
         self._open = channel
@@ -111,34 +138,28 @@ class ConfirmedPublisher:
         limit = self.timeout if timeout is None else timeout
         window = self._window
         channel = self._open
+        sent = False
         try:
             if window.locked() or channel is None or channel.is_closed or self._getting:
                 # Waits for a slot or the channel: one timer over the wait, write and confirm.
                 async with asyncio.timeout(limit), window:
                     channel = await self._reopened()
+                    sent = True
                     result = await self._publish(channel, out, None)
             else:
                 await window.acquire()  # a free slot: returns at once
+                sent = True
                 try:
                     result = await self._publish(channel, out, limit)  # aiormq's timer
                 finally:
                     window.release()
         except TimeoutError:
-            raise PublishTimeout(
-                f"{out.encoded.type} {out.encoded.message_id} to "
-                f"{_where(out.exchange, out.routing_key)}: no confirm within {limit:g} s",
-                exchange=out.exchange,
-                routing_key=out.routing_key,
-            ) from None
+            raise self._timeout_error(out, limit, sent=sent) from None
         except Exception as exc:
-            raise publish_error(
-                exc,
-                action="publishing",
-                what=f"{out.encoded.type} {out.encoded.message_id}",
-                exchange=out.exchange,
-                routing_key=out.routing_key,
-                where=_where(out.exchange, out.routing_key),
-            ) from exc
+            if not _lost_in_transit(exc, out) or not self._connection.wanted:
+                raise self._error(out, exc) from exc
+            # Started before the loss was noticed: the whole timeout again, not what is left.
+            result = await self._resend(out, limit)
         if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
             raise NackError(
                 f"the broker nacked {out.encoded.type} {out.encoded.message_id} to "
@@ -146,6 +167,51 @@ class ConfirmedPublisher:
                 exchange=out.exchange,
                 routing_key=out.routing_key,
             )
+
+    async def _resend(self, out: Outgoing, limit: float) -> object:
+        """Send ``out`` again until confirmed, its channel lost each time, within ``limit``."""
+        self.resent += 1
+        log.info(
+            "%s %s: its channel was lost before the confirm; sending it again",
+            out.encoded.type,
+            out.encoded.message_id,
+        )
+        try:
+            async with asyncio.timeout(limit):
+                while True:
+                    try:
+                        async with self._window:
+                            channel = await self._reopened()
+                            return await self._publish(channel, out, None)
+                    except Exception as exc:
+                        if not _lost_in_transit(exc, out) or not self._connection.wanted:
+                            raise self._error(out, exc) from exc
+        except TimeoutError:
+            raise self._timeout_error(out, limit, sent=True) from None
+
+    def _timeout_error(self, out: Outgoing, limit: float, *, sent: bool) -> PublishTimeout:
+        where = _where(out.exchange, out.routing_key)
+        what = f"{out.encoded.type} {out.encoded.message_id} to {where}"
+        if not self._connection.is_up:
+            arrived = "it may have reached the broker" if sent else "nothing was published"
+            text = (
+                f"{what}: no confirm within {limit:g} s, the broker connection is down "
+                f"({self._connection.describe_outage()}); {arrived}"
+            )
+        else:
+            text = f"{what}: no confirm within {limit:g} s"
+        return PublishTimeout(text, exchange=out.exchange, routing_key=out.routing_key)
+
+    @staticmethod
+    def _error(out: Outgoing, exc: Exception) -> PublishError:
+        return publish_error(
+            exc,
+            action="publishing",
+            what=f"{out.encoded.type} {out.encoded.message_id}",
+            exchange=out.exchange,
+            routing_key=out.routing_key,
+            where=_where(out.exchange, out.routing_key),
+        )
 
     @staticmethod
     async def _publish(

@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiormq.abc
+from aiormq.exceptions import ChannelNotFoundEntity
 
 from .connection import Connection
 
@@ -29,20 +31,48 @@ Handle = Callable[[aiormq.abc.DeliveredMessage], Awaitable[None]]
 
 
 async def consume_again(
-    queue: str, consume: Callable[[], Awaitable[None]], stopping: Callable[[], bool]
+    queue: str,
+    consume: Callable[[], Awaitable[None]],
+    stopping: Callable[[], bool],
+    *,
+    redeclare: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Call ``consume`` until it succeeds or ``stopping()``, backing off from 0.2 s to 10 s.
 
-    The one recovery loop of every consumer whose channel the broker closed or cancelled.
+    The one recovery loop of every consumer whose channel was closed (with the connection, or by
+    the broker) or whose consumer the broker cancelled. ``consume`` waits for a connection being
+    recovered. When the queue does not exist (deleted, or lost with a broker node), ``redeclare``
+    (the client's topology) runs once before the next try; if the queue is still missing, that is
+    logged as an error and the loop keeps trying every 10 s, so consuming resumes once someone
+    declares it.
     """
     delay = 0.2
+    redeclared = False
     while not stopping():
         try:
             await consume()
             log.info("consuming %s again", queue)
             return
         except Exception as exc:
-            log.error("consuming %s again failed (retry in %.1f s): %s", queue, delay, exc)
+            missing = isinstance(exc, ChannelNotFoundEntity)
+            if missing and redeclare is not None and not redeclared:
+                redeclared = True
+                log.warning("queue %s does not exist; declaring the topology again", queue)
+                try:
+                    await redeclare()
+                except Exception as declare_exc:
+                    log.error("declaring the topology of %s again failed: %s", queue, declare_exc)
+                continue
+            if missing:
+                delay = 10.0
+                log.error(
+                    "cannot consume %s: the queue does not exist (%s); trying again every 10 s "
+                    "until it is declared",
+                    queue,
+                    exc,
+                )
+            else:
+                log.error("consuming %s again failed (retry in %.1f s): %s", queue, delay, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -76,7 +106,7 @@ class RawConsumer:
         await self._consume()
 
     async def _consume(self) -> None:
-        channel = await self._connection.channel(confirms=False)
+        channel = await self._connection.channel(confirms=False, wait=math.inf)
         try:
             await channel.basic_qos(prefetch_count=self._prefetch)
             channel.on_consumer_cancel_callbacks.add(self._on_cancel)

@@ -7,6 +7,12 @@ with auto-ack (a reply whose requester died has no one to go back to), and repli
 waiting requests by the envelope's ``correlationId`` (else the AMQP ``correlation_id``). Replies
 nobody waits for (late, after a timeout) are logged and dropped.
 
+After a lost connection (the queue, exclusive, went with it): the queue is declared and consumed
+again during the recovery, before publishing resumes, under the same name. Requests whose query had
+been confirmed before the loss fail at once with ``BrokerConnectionError`` (their reply may have
+been lost with the old queue; the query may have been handled; send again if that is safe); a
+request whose query was not yet confirmed is re-sent by the publisher and keeps waiting.
+
 The responder side (``send_reply``): the reply goes through the default exchange to the address from
 ``payload.replyTo``, else the ``reply_to`` property, else top-level ``replyTo``, with the request's
 correlation id. Task safety: all methods may be called concurrently from tasks of one event loop.
@@ -23,7 +29,8 @@ import aiormq.abc
 from . import codec
 from .codec import Envelope
 from .connection import Connection, ManagedChannel
-from .errors import DecodeError, MmateError, translate
+from .errors import BrokerConnectionError, DecodeError, MmateError, translate
+from .recovery import ConnectionEvent
 
 log = logging.getLogger("mmate.reply")
 
@@ -34,9 +41,33 @@ class ReplyQueue:
     def __init__(self, connection: Connection, service: str) -> None:
         self.name = f"{service}.reply.{secrets.token_hex(4)}"
         self._pending: dict[str, asyncio.Future[Envelope]] = {}
+        self._sent: set[str] = set()
+        self._used = False
         self._channel: ManagedChannel = connection.managed(
             "replies", confirms=False, on_open=self._setup
         )
+        connection.on_state(self._on_state)
+        connection.on_reconnect(self.recover)
+
+    def _on_state(self, event: ConnectionEvent) -> None:
+        if event.state != "lost":
+            return
+        for correlation_id in list(self._sent):
+            future = self._pending.pop(correlation_id, None)
+            if future is not None and not future.done():
+                future.set_exception(
+                    BrokerConnectionError(
+                        f"the connection to {event.url} was lost ({event.error}) while request "
+                        f"{correlation_id} waited for its reply on {self.name}; the query may "
+                        "have been handled; send it again if that is safe"
+                    )
+                )
+        self._sent.clear()
+
+    async def recover(self) -> None:
+        """Declare and consume the reply queue again after a reconnect (if it was in use)."""
+        if self._used:
+            await self.ensure()
 
     async def _setup(self, channel: aiormq.abc.AbstractChannel) -> None:
         await channel.queue_declare(self.name, exclusive=True, auto_delete=True, durable=False)
@@ -44,6 +75,7 @@ class ReplyQueue:
 
     async def ensure(self) -> str:
         """Declare and consume the reply queue if not yet (or again after a channel loss)."""
+        self._used = True
         try:
             await self._channel.get()
         except Exception as exc:
@@ -58,8 +90,14 @@ class ReplyQueue:
         self._pending[correlation_id] = future
         return future
 
+    def sent(self, correlation_id: str) -> None:
+        """The request's query was confirmed: a lost connection now fails it (module docstring)."""
+        if correlation_id in self._pending:
+            self._sent.add(correlation_id)
+
     def forget(self, correlation_id: str) -> None:
         self._pending.pop(correlation_id, None)
+        self._sent.discard(correlation_id)
 
     async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
         props = message.header.properties
@@ -70,6 +108,7 @@ class ReplyQueue:
             return
         correlation_id = envelope.correlation_id or props.correlation_id or ""
         future = self._pending.pop(correlation_id, None)
+        self._sent.discard(correlation_id)
         if future is None or future.done():
             log.warning(
                 "reply %s (%s) with correlation id %r has no waiting request (late?); dropped",
@@ -85,4 +124,5 @@ class ReplyQueue:
             if not future.done():
                 future.set_exception(MmateError("the client was closed while waiting for a reply"))
         self._pending.clear()
+        self._sent.clear()
         await self._channel.close()

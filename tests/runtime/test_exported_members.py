@@ -8,6 +8,8 @@ import mmate
 EXPECTED = {
     # runtime
     "Client",
+    "ConnectionEvent",
+    "ReconnectPolicy",
     "Serving",
     "Batch",
     "Publication",
