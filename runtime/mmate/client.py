@@ -348,6 +348,11 @@ class Client:
         return Transaction(self._connection, self._outgoing, timeout=limit, prepare=prepare)
 
     @property
+    def resent(self) -> int:
+        """Publishes sent again because their confirm was lost with a channel or connection."""
+        return self._publisher.resent
+
+    @property
     def publish_breaker(self) -> CircuitBreaker | None:
         """The circuit breaker around publishing (``.state``), None when it is off."""
         publisher = self._publisher

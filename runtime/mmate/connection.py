@@ -28,6 +28,7 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from typing import TypeGuard
 
 import aiormq
 import aiormq.abc
@@ -361,6 +362,20 @@ class Connection:
         return ManagedChannel(self, purpose, confirms=confirms, on_open=on_open)
 
 
+def usable(channel: aiormq.abc.AbstractChannel | None) -> TypeGuard[aiormq.abc.AbstractChannel]:
+    """The channel is open and the broker has not begun closing it.
+
+    aiormq answers the broker's ``Channel.Close`` with ``Close-Ok`` at once but marks the channel
+    closed only a moment later; a frame written on it in between makes the broker close the whole
+    connection (504 CHANNEL_ERROR). aiormq records the close reason first, so that is checked too.
+    """
+    return (
+        channel is not None
+        and not channel.is_closed
+        and getattr(channel, "_close_exception", None) is None
+    )
+
+
 def _without_url(error: MmateError, url: str) -> MmateError:
     """Defence in depth: an error text never carries the unmasked URL."""
     text = str(error)
@@ -404,13 +419,13 @@ class ManagedChannel:
         channel = self._channel
         # Callers that queued while the channel was (re)opened go first, in arrival order, so that
         # concurrent publishes of one batch reach the channel in the order they were started.
-        if channel is not None and not channel.is_closed and self._queued == 0:
+        if usable(channel) and self._queued == 0:
             return channel
         self._queued += 1
         try:
             async with self._lock:
                 channel = self._channel
-                if channel is not None and not channel.is_closed:
+                if usable(channel):
                     return channel
                 if channel is not None:
                     self.reopened += 1

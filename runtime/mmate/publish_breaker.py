@@ -110,6 +110,10 @@ class GuardedPublisher:
     def timeout(self) -> float:
         return self._inner.timeout
 
+    @property
+    def resent(self) -> int:
+        return self._inner.resent
+
     async def close(self) -> None:
         await self._inner.close()
 

@@ -29,7 +29,7 @@ import aiormq.exceptions
 from pamqp.commands import Basic
 
 from .codec import Encoded
-from .connection import Connection, ManagedChannel
+from .connection import Connection, ManagedChannel, usable
 from .errors import (
     BatchFailure,
     BatchPublishError,
@@ -140,7 +140,7 @@ class ConfirmedPublisher:
         channel = self._open
         sent = False
         try:
-            if window.locked() or channel is None or channel.is_closed or self._getting:
+            if window.locked() or not usable(channel) or self._getting:
                 # Waits for a slot or the channel: one timer over the wait, write and confirm.
                 async with asyncio.timeout(limit), window:
                     channel = await self._reopened()
@@ -171,7 +171,7 @@ class ConfirmedPublisher:
     async def _resend(self, out: Outgoing, limit: float) -> object:
         """Send ``out`` again until confirmed, its channel lost each time, within ``limit``."""
         self.resent += 1
-        log.info(
+        log.debug(
             "%s %s: its channel was lost before the confirm; sending it again",
             out.encoded.type,
             out.encoded.message_id,
