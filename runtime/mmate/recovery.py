@@ -31,7 +31,7 @@ class ReconnectPolicy:
     """
 
     initial_delay: float = 0.2
-    max_delay: float = 10.0
+    max_delay: float = 5.0
     multiplier: float = 2.0
     jitter: float = 0.5
     max_attempts: int | None = None

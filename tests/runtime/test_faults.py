@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 
 import mmate
 import pytest
+from broker_ctl import broker_running, ctl, vhost_fixture, vhost_url
 from mmate import ConnectionEvent, MessageContext, ReconnectPolicy
 from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, make_app
 
@@ -35,23 +35,9 @@ TOTAL = 4000
 PACE = 4
 """Messages started per 10 ms tick: about 400 a second, so the stream lasts about 10 s and the
 faults (each takes rabbitmqctl a second or two) land mid-stream."""
+__all__ = ["vhost_fixture"]
 POLICY = ReconnectPolicy(initial_delay=0.1, max_delay=1.0)
 """Short pauses, so a test does not wait out the production default's longer ones."""
-
-
-def _ctl(*args: str, check: bool = True) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=check, capture_output=True, timeout=120)
-
-
-async def ctl(*args: str) -> None:
-    """rabbitmqctl, off the event loop (it takes a second or two; the clients must keep running)."""
-    await asyncio.to_thread(_ctl, *args)
-
-
-def _broker_running() -> None:
-    """Start the broker application if a test left it stopped, and wait until it serves."""
-    _ctl("start_app", check=False)
-    _ctl("await_startup", check=False)
 
 
 @pytest.fixture(autouse=True)
@@ -59,19 +45,7 @@ def _broker_restored() -> Iterator[None]:
     try:
         yield
     finally:
-        _broker_running()
-
-
-@pytest.fixture
-async def vhost() -> AsyncIterator[str]:
-    name = f"mmate-faults-{uuid.uuid4().hex[:8]}"
-    await ctl("add_vhost", name)
-    try:
-        await ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        yield name
-    finally:
-        await asyncio.to_thread(_broker_running)
-        await ctl("delete_vhost", name)
+        broker_running()
 
 
 @dataclass
@@ -201,7 +175,7 @@ async def finish(c: Clients, runner: asyncio.Task[None]) -> None:
 async def test_close_all_connections_several_times(
     vhost: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    url = vhost_url(vhost)
     figures = []
     async with clients(url) as c:
         runner = asyncio.create_task(c.stream.run())
@@ -228,7 +202,7 @@ async def test_close_all_connections_several_times(
 async def test_broker_stop_app_and_start_app(
     vhost: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    url = vhost_url(vhost)
     async with clients(url) as c:
         runner = asyncio.create_task(c.stream.run())
         await _until(lambda: len(c.stream.confirmed) >= TOTAL // 5, 60)
@@ -256,7 +230,7 @@ async def test_broker_stop_app_and_start_app(
 async def test_consumer_channel_killed_by_a_broker_error(
     vhost: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    url = vhost_url(vhost)
     figures = []
     async with clients(url) as c:
         consumer = c.serving.consumers[0]

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
+import uuid
 
+import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL, wait_until
-from mmate import MessageContext
-from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, OrderReply
+from broker_ctl import ctl, vhost_fixture, vhost_url
+from conftest import BROKER_URL, message_count, wait_until
+from mmate import ConnectionEvent, MessageContext, ReconnectPolicy, codec
+from mmate.publishing import Outgoing
+from mmate.url import mask
+from sample_app import (
+    MESSAGES,
+    App,
+    CreateOrderCommand,
+    GetOrderQuery,
+    OrderCreatedEvent,
+    OrderReply,
+    make_app,
+)
 
 pytestmark = pytest.mark.broker
+__all__ = ["vhost_fixture"]
 
 
 def _kill_connections(name_part: str) -> int:
@@ -75,19 +90,198 @@ async def test_client_recovers_from_a_lost_connection(app: App) -> None:
         await wait_until(lambda: handlers.events == [1])
 
         assert await asyncio.to_thread(_kill_connections, service) == 1
-        # the consumers notice first and reconnect (redeclaring the topology)
-        await wait_until(lambda: client.connection.reconnects == 1, timeout=15)
 
-        # the next publish may fail (it is the one that notices); a later one goes through
-        for _ in range(50):
-            try:
-                await publisher.publish_order_created_event(
-                    OrderCreatedEvent(sequence=2, order_id="o", customer_id="c", amount=1)
-                )
-                break
-            except mmate.MmateError:
-                await asyncio.sleep(0.1)
+        # no publish fails: one started during the recovery waits for it
+        await publisher.publish_order_created_event(
+            OrderCreatedEvent(sequence=2, order_id="o", customer_id="c", amount=1)
+        )
         await wait_until(lambda: 2 in handlers.events, timeout=15)  # consumers are back
         reply = await publisher.request_get_order_query(GetOrderQuery(order_id="b"), timeout=10)
         assert reply.order_id == "b"  # a new reply queue
         assert client.connection.reconnects == 1
+
+
+# -- the reconnect policy --------------------------------------------------------------------
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    policy = ReconnectPolicy(initial_delay=0.5, max_delay=4.0, multiplier=2.0, jitter=0.5)
+    assert policy.pause_before(1) == 0.0  # the first attempt at once
+    no_jitter = [policy.pause_before(n, rand=lambda: 0.0) for n in range(2, 7)]
+    assert no_jitter == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert policy.pause_before(4, rand=lambda: 1.0) == 1.0  # 2.0 less half of it
+    with pytest.raises(ValueError, match="max_delay"):
+        ReconnectPolicy(initial_delay=2.0, max_delay=1.0)
+    with pytest.raises(ValueError, match="jitter"):
+        ReconnectPolicy(jitter=1.5)
+    with pytest.raises(ValueError, match="max_attempts"):
+        ReconnectPolicy(max_attempts=0)
+
+
+# -- several URLs, outages, giving up ------------------------------------------------------------
+
+FAST = ReconnectPolicy(initial_delay=0.05, max_delay=0.2)
+DEAD_URL = "amqp://guest:secret@127.0.0.1:1/"
+
+
+class Events:
+    def __init__(self, client: mmate.Client) -> None:
+        self.seen: list[ConnectionEvent] = []
+        client.on_state(self.seen.append)
+
+    def states(self) -> list[str]:
+        return [e.state for e in self.seen]
+
+
+async def test_the_first_url_that_answers_is_used() -> None:
+    client = mmate.Client([DEAD_URL, BROKER_URL], service="several-urls", connect_timeout=5)
+    events = Events(client)
+    async with client:
+        assert client.connection.url == mask(BROKER_URL)
+        assert client.connection.urls == (mask(DEAD_URL), mask(BROKER_URL))
+    assert events.states() == ["connecting", "connected", "closed"]
+
+
+async def test_no_url_answers_names_every_failure_without_passwords() -> None:
+    client = mmate.Client([DEAD_URL, "amqp://guest:secret@127.0.0.1:2/"], service="no-broker")
+    with pytest.raises(mmate.BrokerConnectionError) as info:
+        await client.connect()
+    text = str(info.value)
+    assert "127.0.0.1:1" in text and "127.0.0.1:2" in text and "secret" not in text
+
+
+async def test_recovery_moves_on_to_the_next_url(vhost: str) -> None:
+    # The first URL's vhost is deleted under the client: recovery finds it gone and moves on.
+    client = mmate.Client([vhost_url(vhost), BROKER_URL], service="next-url", reconnect=FAST)
+    events = Events(client)
+    async with client:
+        assert client.connection.url == mask(vhost_url(vhost))
+        await ctl("delete_vhost", vhost)
+        await wait_until(lambda: "recovered" in events.states(), timeout=30)
+        assert client.connection.url == mask(BROKER_URL)
+        recovered = events.seen[-1]
+        assert recovered.attempt >= 2 and recovered.downtime is not None
+        reconnecting = [e for e in events.seen if e.state == "reconnecting"]
+        assert [e.url for e in reconnecting[:2]] == [mask(vhost_url(vhost)), mask(BROKER_URL)]
+        # and it works: a publish to the default exchange with no queue is unroutable, not stuck
+        with pytest.raises(mmate.UnroutableError):
+            await client._publisher.send(_outgoing(f"nobody-{uuid.uuid4().hex}"))
+
+
+async def test_a_publish_waits_for_the_outage_then_goes_through(vhost: str) -> None:
+    app = make_app()
+    client = mmate.Client(vhost_url(vhost), service="outage", reconnect=FAST)
+    events = Events(client)
+    async with client:
+        await client.declare(app.order_service)
+        await ctl("delete_vhost", vhost)  # the connection is lost and cannot come back yet
+        await wait_until(lambda: events.states().count("reconnecting") >= 2, timeout=30)
+        publisher = app.publisher(client)
+        event = OrderCreatedEvent(sequence=1, order_id="o", customer_id="c", amount=1)
+
+        started = time.monotonic()
+        with pytest.raises(mmate.PublishTimeout) as info:
+            await publisher.publish_order_created_event(event, timeout=1.0)
+        assert time.monotonic() - started >= 1.0
+        text = str(info.value)
+        assert "connection is down" in text and "reconnecting" in text
+        assert "nothing was published" in text
+
+        waiting = asyncio.create_task(publisher.publish_order_created_event(event, timeout=60))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        await ctl("add_vhost", vhost)
+        await ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        await asyncio.wait_for(waiting, 30)  # confirmed after the recovery redeclared the queue
+        assert events.states()[-1] == "recovered"
+        channel = await client.connection.channel(confirms=False)
+        assert await message_count(channel, app.audit_queue) == 1
+        await channel.close()
+
+
+async def test_giving_up_after_max_attempts(vhost: str) -> None:
+    policy = ReconnectPolicy(initial_delay=0.05, max_delay=0.1, max_attempts=2)
+    client = mmate.Client(vhost_url(vhost), service="give-up", reconnect=policy)
+    events = Events(client)
+    async with client:
+        await ctl("delete_vhost", vhost)
+        await wait_until(lambda: "failed" in events.states(), timeout=30)
+        assert events.states()[2:] == ["lost", "reconnecting", "reconnecting", "failed"]
+        assert events.seen[-1].attempt == 2
+        with pytest.raises(mmate.PublishError, match="gave up reconnecting after 2 attempts"):
+            await client._publisher.send(_outgoing("anything"))
+
+
+def _outgoing(queue: str) -> Outgoing:
+    payload = {"orderId": "o", "customerId": "c", "amount": 1}
+    encoded = codec.encode(MESSAGES["OrderCreatedEvent"], payload, app_id="test")
+    return Outgoing(encoded, "", queue)
+
+
+# -- requests in flight, deleted queues ----------------------------------------------------------
+
+
+async def test_a_request_in_flight_fails_fast_when_the_connection_is_lost(app: App) -> None:
+    class Slow(app.handlers):  # type: ignore[name-defined, misc]
+        async def handle_order_created_event(self, message: object, ctx: MessageContext) -> None:
+            return None
+
+        async def handle_create_order_command(self, message: object, ctx: MessageContext) -> None:
+            return None
+
+        async def handle_get_order_query(
+            self, message: GetOrderQuery, ctx: MessageContext
+        ) -> OrderReply:
+            await asyncio.sleep(float(message.order_id))
+            return OrderReply(order_id=message.order_id)
+
+    requester_name = f"requester-{app.suffix}"
+    async with (
+        mmate.Client(BROKER_URL, service=f"responder-{app.suffix}") as responder,
+        mmate.Client(BROKER_URL, service=requester_name, reconnect=FAST) as requester,
+    ):
+        await responder.declare(app.order_service)
+        await responder.serve(Slow())
+        publisher = app.publisher(requester)
+        asking = asyncio.create_task(
+            publisher.request_get_order_query(GetOrderQuery(order_id="5"), timeout=30)
+        )
+        await asyncio.sleep(0.5)  # the query is confirmed and being handled
+        started = time.monotonic()
+        assert await asyncio.to_thread(_kill_connections, requester_name) == 1
+        with pytest.raises(mmate.BrokerConnectionError, match="may have been handled"):
+            await asking
+        assert time.monotonic() - started < 4  # not the 5 s of the handler, nor the timeout
+        await wait_until(lambda: requester.connection.state == "recovered", timeout=15)
+        reply = await publisher.request_get_order_query(GetOrderQuery(order_id="0"), timeout=10)
+        assert reply.order_id == "0"  # the reply queue is back
+
+
+async def test_a_deleted_queue_is_declared_again_and_consumed(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    seen: list[int] = []
+
+    class Handlers(app.handlers):  # type: ignore[name-defined, misc]
+        async def handle_order_created_event(
+            self, message: OrderCreatedEvent, ctx: MessageContext
+        ) -> None:
+            seen.append(message.sequence)
+
+        async def handle_create_order_command(self, message: object, ctx: MessageContext) -> None:
+            return None
+
+        async def handle_get_order_query(self, message: object, ctx: MessageContext) -> None:
+            return None
+
+    async with mmate.Client(BROKER_URL, service=f"deleted-{app.suffix}") as client:
+        await client.declare(app.order_service)
+        serving = await client.serve(Handlers(), queues=[app.audit_queue])
+        consumer = serving.consumers[0]
+        before = consumer._channel
+        await raw.queue_delete(app.audit_queue)  # the broker cancels our consumer
+        await wait_until(lambda: consumer._channel is not before, timeout=15)
+        await wait_until(lambda: consumer._consumer_tag is not None, timeout=15)
+        event = OrderCreatedEvent(sequence=7, order_id="o", customer_id="c", amount=1)
+        await app.publisher(client).publish_order_created_event(event)  # routable again
+        await wait_until(lambda: seen == [7], timeout=15)
