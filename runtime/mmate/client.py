@@ -189,6 +189,16 @@ class Client:
         await declare_topology(self._connection, topology, passive=passive)
         self._declared[topology.name] = (topology, passive)
 
+    @property
+    def declared(self) -> list[ServiceTopology]:
+        """The topologies declared (or verified) through this client, redeclared on recovery."""
+        return [topology for topology, _passive in self._declared.values()]
+
+    @property
+    def servings(self) -> list[Serving]:
+        """The running ``serve`` calls (their ``consumers``), in start order."""
+        return list(self._servings)
+
     async def _redeclare(self) -> None:
         for topology, passive in list(self._declared.values()):
             await declare_topology(self._connection, topology, passive=passive)

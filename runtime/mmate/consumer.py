@@ -179,6 +179,23 @@ class QueueConsumer:
         )
 
     @property
+    def consuming(self) -> bool:
+        """Receiving deliveries now: a consumer on an open channel (not paused by the breaker,
+        not waiting for a recovery)."""
+        channel = self._channel
+        return (
+            channel is not None
+            and not channel.is_closed
+            and self._consumer_tag is not None
+            and not self._stopping
+        )
+
+    @property
+    def paused(self) -> bool:
+        """Stopped receiving by the circuit breaker."""
+        return self._paused
+
+    @property
     def breaker(self) -> HandlerBreaker | None:
         """The queue's circuit breaker (``.state``), or None when disabled."""
         return self._breaker

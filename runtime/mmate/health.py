@@ -3,13 +3,16 @@
 ``check_health(client)`` runs these checks, each bounded by ``timeout`` seconds, and returns a
 ``HealthReport``:
 
-* ``connection``: the client's connection is open (``unhealthy`` when not; the other checks are then
-  reported ``unhealthy`` with detail "not connected" without touching the broker).
+* ``connection``: the client's connection is up (``unhealthy`` when not, with its state: lost,
+  reconnecting with the attempt and last error, failed, closed; the other checks are then reported
+  ``unhealthy`` with detail "not connected" without touching the broker).
 * ``channel``: a short-lived channel opens (and is closed again).
 * ``exchange:<name>`` / ``queue:<name>``: every exchange and queue of every topology the client
   declared exists (passive declare; ``unhealthy`` when missing).
-* ``consumers:<queue>``: each queue the client serves has at least one consumer on the broker
-  (``degraded`` when it has none); its depth and consumer count go into ``queues``.
+* ``consumers:<queue>``: each queue the client serves is being consumed by this client (``degraded``
+  while its consumer is paused by the circuit breaker or re-consuming after a channel loss) and
+  has at least one consumer on the broker (``degraded`` when it has none); its depth and consumer
+  count go into ``queues``.
 
 A check that times out is ``degraded``. The overall status is the worst of all checks. Nothing in a
 report carries a password (the URL is masked). Never raises for broker trouble; it reports it.
@@ -108,13 +111,16 @@ async def check_health(client: Client, *, timeout: float = 5.0) -> HealthReport:
     """Run every check (each within ``timeout`` seconds) and report; see the module docstring."""
     checker = _Checker(client, timeout)
     conn = client.connection
-    topologies = [t for t, _passive in client._declared.values()]
+    topologies = client.declared
     exchanges = sorted({e.name for t in topologies for e in t.exchanges})
     queues = sorted({q.name for t in topologies for q in t.queues})
-    served = sorted({c.queue for s in client._servings for c in s.consumers})
+    ours = {c.queue: c for s in client.servings for c in s.consumers}
+    served = sorted(ours)
 
     async def connection() -> tuple[Status, str]:
-        return ("healthy", "open") if conn.is_open else ("unhealthy", "not connected")
+        if conn.is_up:
+            return "healthy", f"{conn.state}, {conn.reconnects} reconnects so far"
+        return "unhealthy", f"not connected: {conn.describe_outage()}"
 
     await checker.run("connection", connection)
     names = (
@@ -123,7 +129,7 @@ async def check_health(client: Client, *, timeout: float = 5.0) -> HealthReport:
         + [f"queue:{q}" for q in queues]
         + [f"consumers:{q}" for q in served]
     )
-    if not conn.is_open:
+    if not conn.is_up:
         for name in names:
             checker.checks.append(CheckResult(name, "unhealthy", "not connected", 0.0))
         return _report(client, checker)
@@ -165,6 +171,11 @@ async def check_health(client: Client, *, timeout: float = 5.0) -> HealthReport:
             stats = QueueStats(name, int(ok.message_count or 0), int(ok.consumer_count or 0))
             checker.queues.append(stats)
             detail = f"{stats.messages} messages, {stats.consumers} consumers"
+            consumer = ours[name]
+            if consumer.paused:
+                return "degraded", f"{detail}; ours is paused by its circuit breaker"
+            if not consumer.consuming:
+                return "degraded", f"{detail}; ours is consuming again after a channel loss"
             return ("healthy" if stats.consumers else "degraded"), detail
 
         return check

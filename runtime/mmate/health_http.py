@@ -5,7 +5,9 @@ read it from ``server.port``; ``await server.close()`` or ``async with``). GET o
 one request per connection (``Connection: close``), JSON bodies:
 
 * ``/live``: 200 ``{"status": "alive"}`` while the event loop runs.
-* ``/ready``: 200 when the report is healthy or degraded, else 503; body ``{"status": ...}``.
+* ``/ready``: 200 when the report is healthy or degraded, else 503; body ``{"status": ...}``. With
+  ``ready_requires_serving=True`` (a service whose job is to handle messages) it is also 503,
+  ``{"status": "not serving"}``, until ``Client.serve`` has started consuming.
 * ``/health``: the full ``HealthReport`` as JSON; 200 when healthy or degraded, else 503.
 * anything else: 404.
 """
@@ -31,10 +33,13 @@ _REASONS[503] = "Service Unavailable"
 class HealthServer:
     """A running health endpoint; ``port`` is the bound port."""
 
-    def __init__(self, client: Client, server: asyncio.Server, timeout: float) -> None:
+    def __init__(
+        self, client: Client, server: asyncio.Server, timeout: float, requires_serving: bool
+    ) -> None:
         self._client = client
         self._server = server
         self._timeout = timeout
+        self._requires_serving = requires_serving
         self.port: int = server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -58,6 +63,8 @@ class HealthServer:
         report = await check_health(self._client, timeout=self._timeout)
         code = 200 if report.ok else 503
         if path == "/ready":
+            if self._requires_serving and not self._client.servings:
+                return 503, {"status": "not serving"}
             return code, {"status": report.status}
         return code, report.to_dict()
 
@@ -87,7 +94,12 @@ class HealthServer:
 
 
 async def serve_health(
-    client: Client, *, host: str = "127.0.0.1", port: int = 8080, timeout: float = 5.0
+    client: Client,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    timeout: float = 5.0,
+    ready_requires_serving: bool = False,
 ) -> HealthServer:
     """Start serving ``/live``, ``/ready`` and ``/health`` for ``client``; see the module doc."""
     holder: list[HealthServer] = []
@@ -96,5 +108,5 @@ async def serve_health(
         await holder[0]._handle(reader, writer)
 
     server = await asyncio.start_server(handle, host, port)
-    holder.append(HealthServer(client, server, timeout))
+    holder.append(HealthServer(client, server, timeout, ready_requires_serving))
     return holder[0]

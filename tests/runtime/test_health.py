@@ -8,9 +8,12 @@ import json
 
 import aiormq.abc
 import mmate
-from conftest import BROKER_URL
+from broker_ctl import ctl, vhost_fixture, vhost_url
+from conftest import BROKER_URL, wait_until
 from sample_app import App
 from test_consume import event, recording_handlers
+
+__all__ = ["vhost_fixture"]
 
 
 def by_name(report: mmate.HealthReport) -> dict[str, mmate.CheckResult]:
@@ -134,3 +137,42 @@ async def test_a_check_that_times_out_is_degraded(app: App) -> None:
         assert report.status == "degraded", report.checks
         assert by_name(report)["connection"].status == "healthy"
         assert "timed out" in by_name(report)["channel"].detail
+
+
+async def test_reconnecting_is_unhealthy_and_says_why(vhost: str) -> None:
+    policy = mmate.ReconnectPolicy(initial_delay=0.05, max_delay=0.2)
+    async with mmate.Client(vhost_url(vhost), service="health-down", reconnect=policy) as client:
+        await ctl("delete_vhost", vhost)
+        await wait_until(lambda: client.connection.state == "reconnecting", timeout=15)
+        report = await mmate.check_health(client)
+        assert report.status == "unhealthy"
+        detail = by_name(report)["connection"].detail
+        assert "reconnecting" in detail and "attempt" in detail, detail
+        await ctl("add_vhost", vhost)
+        await ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        await wait_until(lambda: client.connection.state == "recovered", timeout=15)
+        report = await mmate.check_health(client)
+        assert report.status == "healthy", report.checks
+        assert "1 reconnects" in by_name(report)["connection"].detail
+
+
+async def test_ready_can_require_serving(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="health-serving") as client:
+        await client.declare(app.order_service)
+        server = await mmate.serve_health(client, port=0, ready_requires_serving=True)
+        async with server:
+            assert await http(server.port, "/ready") == (503, {"status": "not serving"})
+            serving = await client.serve(recording_handlers(app))
+            assert await http(server.port, "/ready") == (200, {"status": "healthy"})
+            await serving.stop()
+            assert await http(server.port, "/ready") == (503, {"status": "not serving"})
+
+
+async def test_a_served_queue_whose_consumer_is_paused_is_degraded(app: App) -> None:
+    async with mmate.Client(BROKER_URL, service="health-paused") as client:
+        await client.declare(app.order_service)
+        serving = await client.serve(recording_handlers(app), queues=[app.audit_queue])
+        consumer = serving.consumers[0]
+        await consumer._pause()  # what an opened circuit breaker does
+        check = by_name(await mmate.check_health(client))[f"consumers:{app.audit_queue}"]
+        assert check.status == "degraded" and "paused" in check.detail, check
