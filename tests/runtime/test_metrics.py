@@ -145,7 +145,7 @@ def test_without_prometheus_client_it_raises_feature_not_available(
 
 def test_import_mmate_imports_neither_prometheus_nor_opentelemetry() -> None:
     code = (
-        "import sys, mmate, mmate.metrics\n"
+        "import sys, mmate, mmate.metrics, mmate.tracing\n"
         "optional = ('prometheus_client', 'opentelemetry')\n"
         "loaded = [m for m in sys.modules if m.startswith(optional)]\n"
         "assert not loaded, loaded\n"
