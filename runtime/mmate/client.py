@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -396,7 +396,24 @@ class Client:
             # Like a batch: plugin-mode delays (never mandatory) cannot be in a transaction.
             await self._prepare_delays(items, single=False)
 
-        return Transaction(self._connection, self._outgoing, timeout=limit, prepare=prepare)
+        chain = self._publish_chain
+        if chain is None:
+            return Transaction(self._connection, self._outgoing, timeout=limit, prepare=prepare)
+
+        async def intercept(
+            out: Outgoing,
+            route: PublishRoute,
+            message: Model,
+            routing_key: str,
+            options: PublishOptions,
+            write: Callable[[Outgoing], Awaitable[None]],
+        ) -> None:
+            draft = self._draft("transaction", out, route, message, routing_key, options)
+            await chain.publish_one(draft, write)
+
+        return Transaction(
+            self._connection, self._outgoing, timeout=limit, prepare=prepare, intercept=intercept
+        )
 
     @property
     def publish_breaker(self) -> CircuitBreaker | None:

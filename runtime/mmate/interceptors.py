@@ -21,9 +21,10 @@ Contract:
 * The first interceptor of the list is the outermost: its code before ``await call_next()`` runs
   first, its code after runs last. Each method has a pass-through default; the chains are built
   once per client from the interceptors that override it, and skipped when none does (no cost).
-* **Publishing** (``on_publish``), for every confirmed publish of the client: generated publish
-  and send methods, ``publish_many`` and batches (each message its own chain), ``request`` (the
-  query; ``kind="request"``) and the replies its query handlers send (``kind="reply"``). The
+* **Publishing** (``on_publish``), for every publish of the client: generated publish and send
+  methods, ``publish_many`` and batches (each message its own chain), ``request`` (the query;
+  ``kind="request"``), the replies its query handlers send (``kind="reply"``) and transactions.
+  Not for the runtime's own moves (retries, dead letters, the delay relay, replays). The
   message is encoded before the chain (so bad options raise before any interceptor runs, as
   without interceptors); the interceptors run; then, inside the innermost ``call_next``: if
   ``info.headers`` was changed the message is encoded again with them (same message id), then
@@ -32,7 +33,9 @@ Contract:
   resend after a connection recovery (one ``call_next``). ``call_next`` returns once the broker
   confirmed the message (for a delayed one: once the delay infrastructure has it) and raises the
   ``PublishError`` otherwise. Interceptors run once per publish call, never per resend.
-  Transactions (``begin_tx``) are not intercepted.
+* **Transactions** (``begin_tx``, ``kind="transaction"``): the chain runs around writing the
+  message into the transaction; ``call_next`` returns once it is written, before the commit
+  (which is what publishes it, and whose failure ``commit`` raises).
 * **Batches** (``publish_many``, ``client.batch()``): on send, every message's chain runs at once;
   each innermost ``call_next`` waits until every chain of the batch has reached it (or ended
   without calling it: that message is not sent), then the reached messages go out together in
@@ -79,9 +82,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mmate.interceptors")
 
-PublishKind = Literal["publish", "batch", "request", "reply"]
+PublishKind = Literal["publish", "batch", "request", "reply", "transaction"]
 """What published the message: a single publish or send, a message of ``publish_many`` or a
-batch, a query sent by ``request``, a reply sent for a query handler."""
+batch, a query sent by ``request``, a reply sent for a query handler, a message published in a
+transaction."""
 
 OutcomeResult = Literal["handled", "retried", "dead_lettered", "rejected"]
 

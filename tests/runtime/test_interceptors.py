@@ -386,3 +386,41 @@ async def test_an_outcome_hook_that_raises_is_logged_and_ignored(
         await asyncio.sleep(0.05)
     assert log == ["handler OrderCreatedEvent"] * 2
     assert "broken hook" in caplog.text
+
+
+async def test_a_transaction_runs_the_chain_around_each_write_before_the_commit(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    log: list[str] = []
+    recorder = Recorder("rec", log)
+    async with mmate.Client(
+        BROKER_URL, service="order-service", interceptors=[recorder, Stamping()]
+    ) as client:
+        await client.declare(app.order_service)
+        async with client.begin_tx() as tx:
+            await app.publisher(tx).publish_order_created_event(event(1))
+            assert log == [
+                "rec>publish transaction OrderCreatedEvent",
+                "rec<publish transaction OrderCreatedEvent",
+            ]
+            assert await message_count(raw, app.audit_queue) == 0  # not committed yet
+        got = await drain(raw, app.audit_queue)
+    assert len(got) == 1
+    mid = recorder.infos[0].message_id
+    assert (got[0].header.properties.headers or {})["x-stamp"] == f"stamped {mid}"
+    assert json.loads(got[0].body)["headers"]["x-stamp"] == f"stamped {mid}"
+
+
+def test_a_delayed_message_shows_its_destination_not_the_cascade() -> None:
+    from mmate import codec, delay
+    from mmate.interceptors import publish_info
+    from mmate.publishing import Outgoing
+    from sample_app import MESSAGES
+
+    encoded = codec.encode(MESSAGES["OrderCreatedEvent"], event(1), app_id="t", correlation_id="c")
+    out = delay.delayed(Outgoing(encoded, "orders", "order.eu.created"), 30, delay.DelayTopology())
+    assert out.exchange.startswith("mmate.delay.")
+    info = publish_info(out, "publish", {"tenant": "t"})
+    assert (info.exchange, info.routing_key) == ("orders", "order.eu.created")
+    assert (info.message_id, info.correlation_id) == (encoded.message_id, "c")
+    assert info.headers == {"tenant": "t"}
