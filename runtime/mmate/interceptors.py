@@ -40,8 +40,10 @@ Contract:
   each innermost ``call_next`` waits until every chain of the batch has reached it (or ended
   without calling it: that message is not sent), then the reached messages go out together in
   list order, and each ``call_next`` returns or raises with its own message's outcome. The batch
-  raises ``BatchPublishError`` naming whatever each failed chain raised. An interceptor must
-  therefore never wait for another message of the same batch before calling ``call_next``.
+  raises ``BatchPublishError`` naming whatever each failed chain raised; an error of the batch as
+  a whole (the publish breaker open, delays refused) that every chain let through is raised as
+  itself, as without interceptors. An interceptor must therefore never wait for another message
+  of the same batch before calling ``call_next``.
 * ``info.headers`` starts as a copy of the ``headers`` publish option; what it holds when the
   innermost ``call_next`` runs is published as if given as that option: into the envelope's
   ``headers`` (which Go forwards) and the AMQP header table. It cannot overwrite the envelope's

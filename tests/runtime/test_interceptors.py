@@ -424,3 +424,30 @@ def test_a_delayed_message_shows_its_destination_not_the_cascade() -> None:
     assert (info.exchange, info.routing_key) == ("orders", "order.eu.created")
     assert (info.message_id, info.correlation_id) == (encoded.message_id, "c")
     assert info.headers == {"tenant": "t"}
+
+
+async def test_a_whole_batch_error_is_raised_as_itself_after_every_chain_saw_it() -> None:
+    from mmate import codec
+    from mmate.interceptors import Draft, Interceptors, publish_info
+    from mmate.publishing import Outgoing
+    from sample_app import MESSAGES
+
+    log: list[str] = []
+    chain = Interceptors([Recorder("rec", log)])
+    drafts = []
+    for n in range(3):
+        encoded = codec.encode(MESSAGES["OrderCreatedEvent"], event(n), app_id="t")
+        out = Outgoing(encoded, "orders", "order.eu.created")
+        drafts.append(Draft(publish_info(out, "batch", None), out, lambda _h, o=out: o))
+    refused = mmate.CircuitOpenError("open", state="open", retry_in=5.0)
+
+    async def send_many(items: list[Outgoing]) -> None:
+        assert len(items) == 3
+        raise refused
+
+    with pytest.raises(mmate.CircuitOpenError) as caught:
+        await chain.publish_batch(drafts, send_many)
+    assert caught.value is refused
+    assert sorted(log) == sorted(
+        ["rec>publish batch OrderCreatedEvent", "rec<publish batch OrderCreatedEvent"] * 3
+    )
