@@ -34,6 +34,7 @@ from .handler import HandlerBase
 from .handler_breaker import HandlerBreakerOptions
 from .health import CheckResult, HealthReport, QueueStats, check_health
 from .health_http import HealthServer, serve_health
+from .interceptors import HandleNext, Interceptor, Outcome, PublishInfo, PublishNext
 from .model import Model
 from .options import PublishOptions
 from .publish_breaker import PublishBreakerOptions
@@ -82,6 +83,11 @@ __all__ = [
     "HandlerBase",
     "HandlerBreakerOptions",
     "HandlerRoute",
+    "HandleNext",
+    "Interceptor",
+    "Outcome",
+    "PublishInfo",
+    "PublishNext",
     "HeaderValue",
     "JsonDecimal",
     "MessageContext",

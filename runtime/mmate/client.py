@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -40,6 +40,7 @@ from .delay_relay import DelayService
 from .errors import DecodeError, FeatureNotAvailable, MmateError, RemoteError, RequestTimeout
 from .handler import HandlerBase
 from .handler_breaker import DEFAULT_HANDLER_BREAKER, HandlerBreakerOptions
+from .interceptors import Draft, Interceptor, Interceptors, PublishKind, publish_info
 from .model import Model
 from .options import PublishOptions
 from .publish_breaker import GuardedPublisher, PublishBreakerOptions
@@ -48,7 +49,7 @@ from .publisher import PublishTransport
 from .publishing import ConfirmedPublisher, Outgoing
 from .recovery import ReconnectPolicy, StateCallback
 from .reply import ReplyQueue
-from .topology import MessageDef, PublishRoute, ServiceTopology
+from .topology import HeaderValue, MessageDef, PublishRoute, ServiceTopology
 from .tx import Transaction
 
 log = logging.getLogger("mmate.client")
@@ -83,7 +84,8 @@ class Client:
     ``on_state``). ``publish_timeout`` and ``request_timeout`` are the
     defaults of the ``timeout`` publish option; ``max_in_flight`` bounds unconfirmed publishes.
     ``publish_breaker`` puts a circuit breaker around publishing (``mmate.publish_breaker``; off
-    when None).
+    when None). ``interceptors`` run around every publish and handled message, the first
+    outermost (``mmate.interceptors``).
     """
 
     def __init__(
@@ -103,9 +105,14 @@ class Client:
         delay_mode: DelayMode = "cascade",
         delay_relay: bool = True,
         delay_prefix: str = DEFAULT_PREFIX,
+        interceptors: Sequence[Interceptor] = (),
     ) -> None:
         if not service:
             raise MmateError("Client needs a service name")
+        self._interceptors = Interceptors.of(interceptors)
+        chain = self._interceptors
+        self._publish_chain = chain if chain is not None and chain.publishes else None
+        """None when no interceptor wraps publishing: the publish paths skip it entirely."""
         self.service = service
         self._connection = Connection(
             url,
@@ -134,6 +141,8 @@ class Client:
         )
         self._delay_relay = delay_relay
         self._connection.on_reconnect(self._delays.redeclare)
+        for interceptor in interceptors:
+            interceptor.bind(self)
 
     def __repr__(self) -> str:
         return f"<mmate.Client service={self.service!r} {self._connection.url}>"
@@ -273,7 +282,37 @@ class Client:
         """Publish and return once the broker confirmed it (``PublishError`` subclasses
         otherwise)."""
         out = self._outgoing(route, message, routing_key, options)
-        await self._send_one(out, options.get("timeout"))
+        chain = self._publish_chain
+        if chain is None:
+            await self._send_one(out, options.get("timeout"))
+        else:
+            timeout = options.get("timeout")
+            draft = self._draft("publish", out, route, message, routing_key, options)
+            await chain.publish_one(draft, lambda final: self._send_one(final, timeout))
+
+    def _draft(
+        self,
+        kind: PublishKind,
+        out: Outgoing,
+        route: PublishRoute,
+        message: Model,
+        routing_key: str,
+        options: PublishOptions,
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> Draft:
+        """What the interceptors see of ``out``, and how to encode it again with their headers."""
+
+        def reencode(headers: Mapping[str, HeaderValue]) -> Outgoing:
+            again = options.copy()
+            again["headers"] = headers
+            again["message_id"] = out.encoded.message_id
+            return self._outgoing(
+                route, message, routing_key, again, correlation_id=correlation_id, reply_to=reply_to
+            )
+
+        return Draft(publish_info(out, kind, options.get("headers")), out, reencode)
 
     async def _send_one(self, out: Outgoing, timeout: float | None) -> None:
         """Send one message: into the delay infrastructure (declared first) or straight."""
@@ -337,7 +376,19 @@ class Client:
         failed message; every other message was confirmed. Encoding errors raise before anything is
         sent.
         """
-        items = [self._outgoing(p.route, p.message, p.routing_key, p.options) for p in publications]
+        wanted = list(publications)
+        items = [self._outgoing(p.route, p.message, p.routing_key, p.options) for p in wanted]
+        chain = self._publish_chain
+        if chain is None:
+            await self._send_many(items, timeout)
+            return
+        drafts = [
+            self._draft("batch", out, p.route, p.message, p.routing_key, p.options)
+            for p, out in zip(wanted, items, strict=True)
+        ]
+        await chain.publish_batch(drafts, lambda finals: self._send_many(finals, timeout))
+
+    async def _send_many(self, items: Sequence[Outgoing], timeout: float | None) -> None:
         await self._prepare_delays(items, single=False)
         await self._publisher.send_many(items, timeout=timeout)
 
@@ -355,7 +406,24 @@ class Client:
             # Like a batch: plugin-mode delays (never mandatory) cannot be in a transaction.
             await self._prepare_delays(items, single=False)
 
-        return Transaction(self._connection, self._outgoing, timeout=limit, prepare=prepare)
+        chain = self._publish_chain
+        if chain is None:
+            return Transaction(self._connection, self._outgoing, timeout=limit, prepare=prepare)
+
+        async def intercept(
+            out: Outgoing,
+            route: PublishRoute,
+            message: Model,
+            routing_key: str,
+            options: PublishOptions,
+            write: Callable[[Outgoing], Awaitable[None]],
+        ) -> None:
+            draft = self._draft("transaction", out, route, message, routing_key, options)
+            await chain.publish_one(draft, write)
+
+        return Transaction(
+            self._connection, self._outgoing, timeout=limit, prepare=prepare, intercept=intercept
+        )
 
     @property
     def resent(self) -> int:
@@ -396,7 +464,21 @@ class Client:
         waiter = self._replies.expect(correlation_id)
         try:
             async with asyncio.timeout(timeout):
-                await self._send_one(out, None)  # a delayed query waits for its delay too
+                chain = self._publish_chain
+                if chain is None:
+                    await self._send_one(out, None)  # a delayed query waits for its delay too
+                else:
+                    draft = self._draft(
+                        "request",
+                        out,
+                        route,
+                        query,
+                        routing_key,
+                        options,
+                        correlation_id=correlation_id,
+                        reply_to=queue,
+                    )
+                    await chain.publish_one(draft, lambda final: self._send_one(final, None))
                 self._replies.sent(correlation_id)
                 envelope = await waiter
         except TimeoutError:
@@ -415,13 +497,27 @@ class Client:
         address = codec.reply_address(request, property_reply_to)
         if not address:
             raise MmateError(f"{request.type} {request.id} names no reply address")
-        encoded = codec.encode(
-            reply,
-            payload,
-            app_id=self.service,
-            correlation_id=request.correlation_id or request.id,
-        )
-        await self._publisher.send(Outgoing(encoded, "", address))
+        correlation_id = request.correlation_id or request.id
+        encoded = codec.encode(reply, payload, app_id=self.service, correlation_id=correlation_id)
+        out = Outgoing(encoded, "", address)
+        chain = self._publish_chain
+        if chain is None:
+            await self._publisher.send(out)
+            return
+
+        def reencode(headers: Mapping[str, HeaderValue]) -> Outgoing:
+            again = codec.encode(
+                reply,
+                payload,
+                app_id=self.service,
+                correlation_id=correlation_id,
+                headers=headers,
+                message_id=encoded.message_id,
+            )
+            return Outgoing(again, "", address)
+
+        draft = Draft(publish_info(out, "reply", None), out, reencode)
+        await chain.publish_one(draft, self._publisher.send)
 
     # -- consuming --------------------------------------------------------------------------------
 
@@ -463,6 +559,7 @@ class Client:
                     breaker=self._handler_breaker,
                     move_timeout=self._publish_timeout,
                     delays=self._delays if self._delay_relay else None,
+                    interceptors=self._interceptors,
                 )
                 consumer = QueueConsumer(
                     self._connection,
@@ -585,6 +682,8 @@ class Batch:
         self._client = client
         self._timeout = timeout
         self._items: list[Outgoing] = []
+        self._drafts: list[Draft] = []
+        """With publish interceptors: what they see of each item."""
 
     def __len__(self) -> int:
         return len(self._items)
@@ -592,7 +691,11 @@ class Batch:
     async def publish(
         self, route: PublishRoute, message: Model, routing_key: str, options: PublishOptions
     ) -> None:
-        self._items.append(self._client._outgoing(route, message, routing_key, options))
+        client = self._client
+        out = client._outgoing(route, message, routing_key, options)
+        self._items.append(out)
+        if client._publish_chain is not None:
+            self._drafts.append(client._draft("batch", out, route, message, routing_key, options))
 
     async def request(
         self,
@@ -606,8 +709,15 @@ class Batch:
 
     async def send(self) -> None:
         items, self._items = self._items, []
-        await self._client._prepare_delays(items, single=False)
-        await self._client._publisher.send_many(items, timeout=self._timeout)
+        drafts, self._drafts = self._drafts, []
+        chain = self._client._publish_chain
+        if chain is None:
+            await self._client._send_many(items, self._timeout)
+        else:
+            timeout = self._timeout
+            await chain.publish_batch(
+                drafts, lambda finals: self._client._send_many(finals, timeout)
+            )
 
     async def __aenter__(self) -> Self:
         return self
@@ -622,6 +732,7 @@ class Batch:
             await self.send()
         else:
             self._items.clear()
+            self._drafts.clear()
 
 
 def _implements_publish_transport(client: Client, batch: Batch) -> tuple[PublishTransport, ...]:

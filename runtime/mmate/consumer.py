@@ -12,8 +12,10 @@ Contract:
   (``deadletter.verify_routes``); a missing one is an error, not a silent drop later.
 * Layers, in this order for every delivery: poison checks (``poison.check_body``, envelope parse,
   handler lookup, payload validation) -> the per-queue circuit breaker (``handler_breaker``, waits
-  while open) -> the handler, with immediate retries -> ``failure.decide`` -> carrying the decision
-  out. A failure never crashes the consumer.
+  while open) -> the client's interceptors (``interceptors``, outermost first) -> the handler
+  (and a query's reply), with immediate retries through the interceptors again ->
+  ``failure.decide`` -> carrying the decision out -> the interceptors' ``on_outcome``. A failure
+  never crashes the consumer.
 * Carrying out a decision: the original body, byte for byte, with its properties and the retry
   headers (``retry``) goes to the chosen wait queue, or with the dead-letter headers
   (``deadletter``) to the queue's dead-letter route, through ``republish.Republisher``
@@ -39,6 +41,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 import aiormq.abc
@@ -54,6 +57,7 @@ from .delay_relay import DelayService
 from .errors import DecodeError, MmateError, PublishError, translate
 from .failure import DeadLetter, Decision, Failure, RetryLater, RetryNow, decide
 from .handler_breaker import HandlerBreaker, HandlerBreakerOptions
+from .interceptors import Interceptors, Outcome, OutcomeResult
 from .model import Model
 from .publisher import PublishTransport
 from .publishing import Outgoing
@@ -109,6 +113,8 @@ class ConsumerSettings:
     delays: DelayService | None = None
     """The client's delay cascade, for a ``RetryAfter`` longer than every wait queue (None: such
     a retry uses the longest wait queue)."""
+    interceptors: Interceptors | None = None
+    """The client's interceptors (``mmate.interceptors``; None: none)."""
 
 
 def handler_name(method: HandlerMethod) -> str:
@@ -149,6 +155,9 @@ class QueueConsumer:
             self._breaker = HandlerBreaker(
                 queue, settings.breaker, pause=self._pause, resume=self._resume
             )
+        chain = settings.interceptors
+        self._handle_chain = chain if chain is not None and chain.handles else None
+        self._observers = chain if chain is not None and chain.observes else None
         self._buffer: asyncio.Queue[aiormq.abc.DeliveredMessage] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._channel: aiormq.abc.AbstractChannel | None = None
@@ -408,6 +417,29 @@ class QueueConsumer:
             )
         return result
 
+    async def _call_replying(
+        self,
+        route: Route,
+        model: Model,
+        ctx: MessageContext,
+        envelope: Envelope,
+        reply_to: str | None,
+    ) -> Any:
+        """The innermost step of the interceptors: the handler, then a query's reply (so that the
+        reply is published inside them, e.g. as a child of the handler's trace span)."""
+        result = await self._call(route, model, ctx)
+        if route.reply is not None:
+            await self._reply(envelope, reply_to, route.reply, result)
+        return result
+
+    async def _reply(
+        self, envelope: Envelope, reply_to: str | None, reply: MessageDef, result: Any
+    ) -> None:
+        try:
+            await self._send_reply(envelope, reply_to, reply, result)
+        except Exception as exc:  # the query was handled; its requester may be gone
+            log.error("could not send the reply to %s %s: %s", envelope.type, envelope.id, exc)
+
     async def _handle(
         self,
         message: aiormq.abc.DeliveredMessage,
@@ -417,10 +449,15 @@ class QueueConsumer:
         ctx: MessageContext,
     ) -> None:
         props = message.header.properties
+        chain = self._handle_chain
         immediate = 0
         while True:
             try:
-                result = await self._call(route, model, ctx)
+                if chain is None:
+                    result = await self._call(route, model, ctx)
+                else:
+                    call = partial(self._call_replying, route, model, ctx, envelope, props.reply_to)
+                    result = await chain.handle(model, ctx, call)
                 break
             except Exception as exc:
                 failure = Failure(
@@ -446,17 +483,28 @@ class QueueConsumer:
                     self._breaker.record("failure" if transient else "success")
                 if isinstance(decision, DeadLetter) and route.reply is not None:
                     await self._reply_error(envelope, props.reply_to, route.reply, exc)
-                await self._carry_out(message, failure, decision, handler_name(route.method))
+                await self._carry_out(message, failure, decision, handler_name(route.method), ctx)
                 return
         if self._breaker is not None:
             self._breaker.record("success")
-        if route.reply is not None:
-            try:
-                await self._send_reply(envelope, props.reply_to, route.reply, result)
-            except Exception as exc:  # the query was handled; its requester may be gone
-                log.error("could not send the reply to %s %s: %s", envelope.type, envelope.id, exc)
+        if route.reply is not None and chain is None:  # with interceptors: sent inside them
+            await self._reply(envelope, props.reply_to, route.reply, result)
         self.handled += 1
         await self._settle(message, "ack")
+        if self._observers is not None:
+            self._observers.outcome(
+                Outcome(
+                    result="handled",
+                    queue=self.queue,
+                    message_type=envelope.type,
+                    message_id=envelope.id,
+                    attempt=ctx.attempt,
+                    stage=None,
+                    reason="",
+                    error=None,
+                    context=ctx,
+                )
+            )
 
     async def _fail(self, message: aiormq.abc.DeliveredMessage, failure: Failure) -> None:
         """A delivery that never reached a handler (poison)."""
@@ -468,8 +516,10 @@ class QueueConsumer:
         failure: Failure,
         decision: Decision,
         handler: str,
+        ctx: MessageContext | None = None,
     ) -> None:
-        """Move the message where ``decision`` says; ack only once the move was confirmed."""
+        """Move the message where ``decision`` says; ack only once the move was confirmed; then
+        tell the interceptors (``ctx``: the handler's context, None for poison)."""
         self.failed += 1
         if self._gone(message):
             return
@@ -500,6 +550,7 @@ class QueueConsumer:
                 )
                 self.rejected += 1
                 await self._settle(message, "reject")
+                self._observe("rejected", failure, "no-dead-letter-route", ctx)
                 return
             headers = deadletter.dead_letter_headers(
                 props.headers,
@@ -534,12 +585,36 @@ class QueueConsumer:
             )
             self.rejected += 1
             await self._settle(message, "reject")
+            self._observe("rejected", failure, "move-failed", ctx)
             return
         if isinstance(decision, RetryLater):
             self.retried += 1
         else:
             self.dead_lettered += 1
         await self._settle(message, "ack")
+        if isinstance(decision, RetryLater):
+            self._observe("retried", failure, "", ctx)
+        else:
+            self._observe("dead_lettered", failure, decision.reason, ctx)
+
+    def _observe(
+        self, result: OutcomeResult, failure: Failure, reason: str, ctx: MessageContext | None
+    ) -> None:
+        observers = self._observers
+        if observers is not None:
+            observers.outcome(
+                Outcome(
+                    result=result,
+                    queue=self.queue,
+                    message_type=failure.message_type,
+                    message_id=failure.message_id,
+                    attempt=failure.attempt,
+                    stage=failure.stage,
+                    reason=reason,
+                    error=failure.error,
+                    context=ctx,
+                )
+            )
 
     async def _through_cascade(
         self,

@@ -35,6 +35,8 @@ Contract:
   were published, and AMQP gives no way to find out which.
 * ``request`` raises ``MmateError``: a query's reply cannot arrive before the query is
   committed.
+* The client's interceptors run around each ``publish`` (``mmate.interceptors``: their
+  ``call_next`` returns once the message is written, before the commit).
 * Not guarded by the publish circuit breaker; not pipelined with confirms: each commit is one
   round trip in which the broker routes (and, for persistent messages in durable queues, writes)
   everything at once (the README has the measured cost).
@@ -79,6 +81,13 @@ Encoder = Callable[[PublishRoute, Model, str, PublishOptions], Outgoing]
 """Turns a publish call into an ``Outgoing`` (``Client._outgoing``)."""
 Preparer = Callable[[Sequence[Outgoing]], Awaitable[None]]
 """Runs before messages are sent (e.g. declares the delay infrastructure a message needs)."""
+Writer = Callable[[Outgoing], Awaitable[None]]
+Interceptor = Callable[
+    [Outgoing, PublishRoute, Model, str, PublishOptions, Writer], Awaitable[None]
+]
+"""Runs the client's publish interceptors around writing one message into the transaction
+(``Client.begin_tx``): called with the encoded message, the publish call's arguments and the
+writer, which it calls with the (possibly re-encoded) message."""
 
 State = Literal["new", "open", "broken", "closed"]
 
@@ -100,10 +109,12 @@ class Transaction:
         *,
         timeout: float,
         prepare: Preparer | None = None,
+        intercept: Interceptor | None = None,
     ) -> None:
         self._connection = connection
         self._encode = encode
         self._prepare = prepare
+        self._intercept = intercept
         self._timeout = timeout
         self._channel: aiormq.Channel | None = None
         self._state: State = "new"
@@ -134,6 +145,14 @@ class Transaction:
     ) -> None:
         """Add the message to the transaction (see the module docstring)."""
         out = self._encode(route, message, routing_key, options)
+        if self._intercept is None:
+            await self._write(out, options)
+        else:
+            await self._intercept(
+                out, route, message, routing_key, options, lambda final: self._write(final, options)
+            )
+
+    async def _write(self, out: Outgoing, options: PublishOptions) -> None:
         if self._prepare is not None:
             await self._prepare((out,))
         async with self._lock:

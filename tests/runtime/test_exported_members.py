@@ -31,6 +31,12 @@ EXPECTED = {
     "QueueDef",
     "RetryPolicy",
     "ServiceTopology",
+    # interceptors (mmate.metrics and mmate.tracing are built on them)
+    "Interceptor",
+    "PublishInfo",
+    "PublishNext",
+    "HandleNext",
+    "Outcome",
     # health
     "CheckResult",
     "HealthReport",
@@ -77,7 +83,7 @@ EXPECTED = {
 }
 
 
-ALIASES = {"Base64Bytes", "JsonDecimal", "HeaderValue"}
+ALIASES = {"Base64Bytes", "JsonDecimal", "HeaderValue", "PublishNext", "HandleNext"}
 
 
 def test_all_is_exactly_the_curated_surface() -> None:
