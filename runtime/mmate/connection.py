@@ -121,6 +121,11 @@ class Connection:
         return self.is_open and self._up.is_set()
 
     @property
+    def recovering(self) -> bool:
+        """A recovery task is running (lost, reconnecting, or running the hooks)."""
+        return self._recovery is not None and not self._recovery.done()
+
+    @property
     def wanted(self) -> bool:
         """Opened and not closed (nor given up): a lost connection is being recovered."""
         return self._wanted
@@ -171,9 +176,15 @@ class Connection:
                 log.exception("an on_state callback failed on %s", event.state)
 
     async def open(self) -> None:
-        """Connect to the first URL that answers (each tried once); raise naming every failure."""
-        if self.is_open and self._wanted:
+        """Connect to the first URL that answers (each tried once); raise naming every failure.
+
+        While a lost connection is being recovered, waits for the recovery instead (up to
+        ``connect_timeout``). After ``failed``, connects anew and runs the ``on_reconnect`` hooks.
+        """
+        if self._wanted and (self.is_open or self.recovering):
+            await self._require(None)
             return
+        again = self._state == "failed"
         self._emit(ConnectionEvent("connecting", self.url))
         errors: list[str] = []
         for step in range(len(self._urls)):
@@ -185,10 +196,13 @@ class Connection:
                 continue
             self._wanted = True
             self._adopt(conn, index)
+            if again:
+                await self._run_hooks()
+            self._attempt = 0
             self._up.set()
             self._emit(ConnectionEvent("connected", self.url))
             return
-        self._state = "closed"
+        self._state = "failed" if again else "closed"
         raise BrokerConnectionError("; ".join(errors))
 
     async def _connect_to(self, index: int) -> aiormq.abc.AbstractConnection:
@@ -224,9 +238,9 @@ class Connection:
 
     def _lost(self, reason: str) -> None:
         """The connection died under us: stop handing it out and start the one recovery task."""
-        if self._recovery is not None and not self._recovery.done():
-            return  # lost again while recovering: the running task goes on
         self._up.clear()
+        if self.recovering:
+            return  # lost again while recovering: the running task goes on
         self._lost_at = asyncio.get_running_loop().time()
         self._last_error = reason
         self._emit(ConnectionEvent("lost", self.url, error=reason))
@@ -252,22 +266,14 @@ class Connection:
             )
             try:
                 conn = await self._connect_to(index)
-            except BrokerConnectionError as exc:
+            except Exception as exc:  # the loop must survive anything but its cancellation
                 self._last_error = str(exc)
                 continue
             if not self._wanted:  # closed meanwhile
                 await conn.close()
                 return
             self._adopt(conn, index)
-            token = _recovering.set(True)
-            try:
-                for hook in self._on_reconnect:
-                    try:
-                        await hook()
-                    except Exception as exc:
-                        log.error("after reconnecting to %s: %s", self.url, exc)
-            finally:
-                _recovering.reset(token)
+            await self._run_hooks()
             if conn.is_closed:
                 self._last_error = "lost again while recovering"
                 continue
@@ -276,6 +282,18 @@ class Connection:
             downtime = loop.time() - (self._lost_at or loop.time())
             self._emit(ConnectionEvent("recovered", self.url, attempt=attempt, downtime=downtime))
             return
+
+    async def _run_hooks(self) -> None:
+        """The ``on_reconnect`` hooks, which may use the connection before it is handed out."""
+        token = _recovering.set(True)
+        try:
+            for hook in self._on_reconnect:
+                try:
+                    await hook()
+                except Exception as exc:
+                    log.error("after reconnecting to %s: %s", self.url, exc)
+        finally:
+            _recovering.reset(token)
 
     def _give_up(self, attempts: int) -> None:
         self._wanted = False
@@ -326,23 +344,34 @@ class Connection:
             else self._state
         )
 
+    async def ready(self, wait: float | None = None) -> None:
+        """Return once the connection is up (see ``channel`` for ``wait``)."""
+        await self._require(wait)
+
     async def _require(self, wait: float | None) -> aiormq.abc.AbstractConnection:
         """The connection, once it is up; waits up to ``wait`` seconds (``inf``: no limit) while
         it is being recovered."""
-        while True:
-            conn = self._conn
-            if conn is not None and not conn.is_closed and (self._up.is_set() or _recovering.get()):
-                return conn
-            if not self._wanted:
-                raise self._down_error(wait)
-            if conn is not None and conn.is_closed and self._up.is_set():
-                self._lost("closed")  # noticed before the closing callback ran
-            limit = self._connect_timeout if wait is None else wait
-            try:
-                async with asyncio.timeout(None if math.isinf(limit) else limit):
+        limit = self._connect_timeout if wait is None else wait
+        try:
+            async with asyncio.timeout(None if math.isinf(limit) else limit):
+                while True:
+                    conn = self._conn
+                    usable_conn = conn is not None and not conn.is_closed
+                    if _recovering.get():  # a hook: this connection or nothing, never wait
+                        if conn is not None and usable_conn:
+                            return conn
+                        raise BrokerConnectionError(
+                            f"the connection to {self.url} was lost again while recovering"
+                        )
+                    if conn is not None and usable_conn and self._up.is_set():
+                        return conn
+                    if not self._wanted:
+                        raise self._down_error(wait)
+                    if self._up.is_set():  # closed, and the closing callback has not run yet
+                        self._lost(self._last_error or "closed")
                     await self._up.wait()
-            except TimeoutError:
-                raise self._down_error(limit) from None
+        except TimeoutError:
+            raise self._down_error(limit) from None
 
     async def channel(
         self, *, confirms: bool, wait: float | None = None
@@ -360,6 +389,16 @@ class Connection:
         self, purpose: str, *, confirms: bool, on_open: ChannelHook | None = None
     ) -> ManagedChannel:
         return ManagedChannel(self, purpose, confirms=confirms, on_open=on_open)
+
+
+def stray_cancel(exc: BaseException) -> bool:
+    """``exc`` is a ``CancelledError`` that nobody asked for: aiormq rejects the pending futures of
+    a connection it dropped for missed heartbeats (a silent network cut) with a ``CancelledError``
+    instance. The current task was not cancelled, so it is a lost connection, not a cancellation."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() == 0
 
 
 def usable(channel: aiormq.abc.AbstractChannel | None) -> TypeGuard[aiormq.abc.AbstractChannel]:
@@ -423,6 +462,9 @@ class ManagedChannel:
             return channel
         self._queued += 1
         try:
+            # Wait for a connection being recovered outside the lock: a recovery hook may need
+            # this very channel (the reply queue's) before the connection is handed out.
+            await self._connection.ready(wait)
             async with self._lock:
                 channel = self._channel
                 if usable(channel):

@@ -36,6 +36,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -51,7 +52,7 @@ from . import codec, deadletter, delay, poison, retry
 from .acks import Acker
 from .breaker import BreakerState
 from .codec import Encoded, Envelope
-from .connection import Connection
+from .connection import Connection, stray_cancel
 from .context import MessageContext
 from .delay_relay import DelayService
 from .errors import DecodeError, MmateError, PublishError, translate
@@ -245,7 +246,7 @@ class QueueConsumer:
                     self.queue, self._on_delivery, no_ack=self._settings.auto_ack
                 )
                 tag = ok.consumer_tag
-        except Exception:
+        except BaseException:  # cancelled (stop) included: no consumer left behind
             if not channel.is_closed:
                 await channel.close()
             raise
@@ -315,7 +316,9 @@ class QueueConsumer:
             message = await self._buffer.get()
             try:
                 await self._process(message)
-            except Exception:  # the worker must survive anything
+            except (Exception, asyncio.CancelledError) as exc:  # the worker survives anything
+                if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
+                    raise  # stop() cancels the workers
                 log.exception("unexpected error processing a message from %s", self.queue)
             finally:
                 self._buffer.task_done()
@@ -694,14 +697,18 @@ class QueueConsumer:
         """Stop consuming; finish and ack in-flight messages within ``timeout``; close the
         channel."""
         self._stopping = True
-        if self._restart is not None:
-            self._restart.cancel()
+        restart, self._restart = self._restart, None
+        if restart is not None and restart is not asyncio.current_task():
+            restart.cancel()
+            with contextlib.suppress(BaseException):
+                await restart
         if self._breaker is not None:
             await self._breaker.stop()
         channel = self._channel
         if channel is not None and not channel.is_closed and self._consumer_tag is not None:
             try:
-                await channel.basic_cancel(self._consumer_tag)
+                # Bounded: on a connection silently cut, nothing answers until heartbeats fail.
+                await asyncio.wait_for(channel.basic_cancel(self._consumer_tag), 5)
             except Exception as exc:
                 log.debug("cancelling the consumer of %s: %r", self.queue, exc)
         try:

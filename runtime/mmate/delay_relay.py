@@ -243,7 +243,11 @@ class DelayService:
         if self._relay is not None:
             return
         relay = RawConsumer(
-            self._connection, self.topology.ready, self._relay_one, prefetch=self._prefetch
+            self._connection,
+            self.topology.ready,
+            self._relay_one,
+            prefetch=self._prefetch,
+            redeclare=self._declare,  # the cascade, should its ready queue be deleted
         )
         await relay.start()
         self._relay = relay

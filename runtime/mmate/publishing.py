@@ -29,7 +29,7 @@ import aiormq.exceptions
 from pamqp.commands import Basic
 
 from .codec import Encoded
-from .connection import Connection, ManagedChannel, usable
+from .connection import Connection, ManagedChannel, stray_cancel, usable
 from .errors import (
     BatchFailure,
     BatchPublishError,
@@ -78,13 +78,15 @@ def publish_error(
 
 def _lost_in_transit(exc: BaseException, out: Outgoing) -> bool:
     """The publish failed because its channel or the connection went away, not because of the
-    message: a closed channel (``ChannelInvalidStateError``), a lost connection, or the broker
-    closing the shared channel over another message (a 404 naming another exchange: the innocent
-    messages in flight on that channel get the same error). A broker error about the message
-    itself (404 on its exchange, unroutable, nack) is not."""
+    message: a closed channel (``ChannelInvalidStateError``), a lost connection (also aiormq's
+    stray ``CancelledError`` after missed heartbeats), or the broker closing the shared channel
+    over another message (an error naming another exchange: the innocent messages in flight on
+    that channel get the same error). A broker error about the message itself (naming its
+    exchange, or none, such as a size limit; unroutable; nack) is not."""
     if isinstance(exc, aiormq.exceptions.ChannelClosed):
-        return f"exchange '{out.exchange}'" not in str(exc)
-    return isinstance(
+        text = str(exc)
+        return "exchange '" in text and f"exchange '{out.exchange or 'amq.default'}'" not in text
+    return stray_cancel(exc) or isinstance(
         exc, (aiormq.exceptions.ChannelInvalidStateError, ConnectionError, BrokerConnectionError)
     )
 
@@ -155,10 +157,12 @@ class ConfirmedPublisher:
                     window.release()
         except TimeoutError:
             raise self._timeout_error(out, limit, sent=sent) from None
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
+                raise  # a real cancellation of the caller
             if not _lost_in_transit(exc, out) or not self._connection.wanted:
                 raise self._error(out, exc) from exc
-            # Started before the loss was noticed: the whole timeout again, not what is left.
+            # The hot path keeps no start time: the resend gets the whole timeout again.
             result = await self._resend(out, limit)
         if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
             raise NackError(
@@ -176,6 +180,7 @@ class ConfirmedPublisher:
             out.encoded.type,
             out.encoded.message_id,
         )
+        pause = 0.01
         try:
             async with asyncio.timeout(limit):
                 while True:
@@ -183,9 +188,14 @@ class ConfirmedPublisher:
                         async with self._window:
                             channel = await self._reopened()
                             return await self._publish(channel, out, None)
-                    except Exception as exc:
+                    except (Exception, asyncio.CancelledError) as exc:
+                        if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
+                            raise
                         if not _lost_in_transit(exc, out) or not self._connection.wanted:
                             raise self._error(out, exc) from exc
+                    # Channel killed again by other messages' errors: do not spin on it.
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 1.0)
         except TimeoutError:
             raise self._timeout_error(out, limit, sent=True) from None
 
@@ -203,7 +213,9 @@ class ConfirmedPublisher:
         return PublishTimeout(text, exchange=out.exchange, routing_key=out.routing_key)
 
     @staticmethod
-    def _error(out: Outgoing, exc: Exception) -> PublishError:
+    def _error(out: Outgoing, exc: BaseException) -> PublishError:
+        if not isinstance(exc, Exception):  # aiormq's stray CancelledError (stray_cancel)
+            exc = BrokerConnectionError("the connection was lost (missed heartbeats)")
         return publish_error(
             exc,
             action="publishing",

@@ -23,7 +23,7 @@ from typing import Any
 import aiormq.abc
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from .connection import Connection
+from .connection import Connection, stray_cancel
 
 log = logging.getLogger("mmate.raw_consumer")
 
@@ -53,7 +53,9 @@ async def consume_again(
             await consume()
             log.info("consuming %s again", queue)
             return
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
+                raise  # stop() cancels this loop
             missing = isinstance(exc, ChannelNotFoundEntity)
             if missing and redeclare is not None and not redeclared:
                 redeclared = True
@@ -86,8 +88,10 @@ class RawConsumer:
         *,
         prefetch: int = 100,
         arguments: dict[str, Any] | None = None,
+        redeclare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.queue = queue
+        self._redeclare = redeclare
         self._connection = connection
         self._handle = handle
         self._prefetch = prefetch
@@ -111,7 +115,7 @@ class RawConsumer:
             await channel.basic_qos(prefetch_count=self._prefetch)
             channel.on_consumer_cancel_callbacks.add(self._on_cancel)
             await channel.basic_consume(self.queue, self._on_delivery, arguments=self._arguments)
-        except Exception:
+        except BaseException:  # cancelled (stop) included: no consumer left behind
             if not channel.is_closed:
                 await channel.close()
             raise
@@ -150,7 +154,9 @@ class RawConsumer:
         await self._restart_loop()
 
     async def _restart_loop(self) -> None:
-        await consume_again(self.queue, self._consume, lambda: self._stopping)
+        await consume_again(
+            self.queue, self._consume, lambda: self._stopping, redeclare=self._redeclare
+        )
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True

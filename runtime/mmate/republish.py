@@ -20,8 +20,9 @@ from typing import Any
 
 from pamqp.commands import Basic
 
-from .connection import Connection, ManagedChannel
+from .connection import Connection, ManagedChannel, stray_cancel
 from .errors import (
+    BrokerConnectionError,
     NackError,
     PublishTimeout,
 )
@@ -95,7 +96,11 @@ class Republisher:
                 exchange=exchange,
                 routing_key=routing_key,
             ) from None
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                if not stray_cancel(exc):
+                    raise
+                exc = BrokerConnectionError("the connection was lost (missed heartbeats)")
             raise publish_error(
                 exc,
                 action="moving",

@@ -24,6 +24,7 @@ import pytest
 from broker_ctl import broker_running, ctl, vhost_fixture, vhost_url
 from mmate import ConnectionEvent, MessageContext, ReconnectPolicy
 from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, make_app
+from tcp_proxy import SilentCutProxy
 
 pytestmark = [
     pytest.mark.broker,
@@ -60,12 +61,20 @@ class Stream:
     handled: Counter[int] = field(default_factory=Counter)
     handled_at: list[float] = field(default_factory=list)
 
+    faults_done: asyncio.Event = field(default_factory=asyncio.Event)
+    published: int = 0
+
     async def run(self) -> None:
+        """At least ``TOTAL`` messages, and on until the test's faults are done (so a fault never
+        lands after the stream ended on a slow box)."""
         tasks = []
-        for n in range(TOTAL):
+        n = 0
+        while n < TOTAL or not self.faults_done.is_set():
             tasks.append(asyncio.create_task(self._publish(n)))
-            if n % PACE == PACE - 1:
+            n += 1
+            if n % PACE == 0:
                 await asyncio.sleep(0.01)
+        self.published = n
         await asyncio.gather(*tasks)
 
     async def _publish(self, n: int) -> None:
@@ -136,7 +145,7 @@ class Clients:
 
 
 @contextlib.asynccontextmanager
-async def clients(url: str) -> AsyncIterator[Clients]:
+async def clients(url: str, heartbeat: int = 30) -> AsyncIterator[Clients]:
     app = make_app()
     events: list[tuple[float, str, ConnectionEvent]] = []
 
@@ -145,8 +154,14 @@ async def clients(url: str) -> AsyncIterator[Clients]:
 
     timeout = 60.0  # longer than any outage here: a publish waits for the recovery
     async with (
-        mmate.Client(url, service="faults-pub", reconnect=POLICY, publish_timeout=timeout) as pub,
-        mmate.Client(url, service="faults-sub", reconnect=POLICY) as sub,
+        mmate.Client(
+            url,
+            service="faults-pub",
+            reconnect=POLICY,
+            publish_timeout=timeout,
+            heartbeat=heartbeat,
+        ) as pub,
+        mmate.Client(url, service="faults-sub", reconnect=POLICY, heartbeat=heartbeat) as sub,
     ):
         pub.on_state(watch("publisher"))
         sub.on_state(watch("consumer"))
@@ -162,12 +177,13 @@ def report(what: str, figures: list[str]) -> None:
 
 async def finish(c: Clients, runner: asyncio.Task[None]) -> None:
     """Wait for the stream to be confirmed and handled, then check the counts."""
+    c.stream.faults_done.set()
     await asyncio.wait_for(runner, 180)
     deadline = time.monotonic() + 60
     while c.stream.lost() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     stream = c.stream
-    assert len(stream.confirmed) == TOTAL
+    assert len(stream.confirmed) == stream.published >= TOTAL
     assert not stream.lost(), f"{len(stream.lost())} confirmed messages never handled"
     assert not stream.publish_failures, stream.publish_failures[:3]
 
@@ -259,7 +275,8 @@ async def test_consumer_channel_killed_by_a_broker_error(
 def _totals(stream: Stream, publisher: mmate.Client) -> str:
     duplicates = sum(count - 1 for count in stream.handled.values())
     return (
-        f"{len(stream.confirmed)} confirmed, {len(stream.handled)} handled "
+        f"{stream.published} published, {len(stream.confirmed)} confirmed, "
+        f"{len(stream.handled)} handled "
         f"({duplicates} redelivered twice or more), {len(stream.publish_failures)} publish "
         f"failures, {publisher.resent} publishes re-sent after a lost confirm"
     )
@@ -271,3 +288,32 @@ async def _until(predicate: Callable[[], bool], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s: {predicate}")
         await asyncio.sleep(0.01)
+
+
+async def test_a_silent_network_cut(vhost: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing is closed, nothing arrives: only missed heartbeats tell (aiormq then fails what was
+    pending with a stray ``CancelledError``). Both clients go through a proxy that is frozen."""
+    proxy = SilentCutProxy()
+    await proxy.start()
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}"
+    try:
+        async with clients(url, heartbeat=1) as c:
+            runner = asyncio.create_task(c.stream.run())
+            await _until(lambda: len(c.stream.confirmed) >= TOTAL // 5, 60)
+            cut = time.monotonic()
+            assert proxy.freeze() == 2
+            await _until(lambda: c.recovered_count() >= 2, 60)
+            await _until(lambda: c.stream.handled_since(cut + 0.5) is not None, 60)
+            downtime = c.downtimes(0)
+            figures = [
+                f"noticed after missed heartbeats (heartbeat 1 s): publisher down "
+                f"{downtime['publisher']:.2f} s, consumer down {downtime['consumer']:.2f} s "
+                f"after that; first message handled {c.stream.handled_since(cut + 0.5):.2f} s "
+                "after the cut",
+            ]
+            await finish(c, runner)
+            figures.append(_totals(c.stream, c.publisher))
+    finally:
+        await proxy.close()
+    with capsys.disabled():
+        report("silent network cut", figures)

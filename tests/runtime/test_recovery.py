@@ -222,6 +222,9 @@ def _outgoing(queue: str) -> Outgoing:
 
 
 async def test_a_request_in_flight_fails_fast_when_the_connection_is_lost(app: App) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
     class Slow(app.handlers):  # type: ignore[name-defined, misc]
         async def handle_order_created_event(self, message: object, ctx: MessageContext) -> None:
             return None
@@ -232,7 +235,9 @@ async def test_a_request_in_flight_fails_fast_when_the_connection_is_lost(app: A
         async def handle_get_order_query(
             self, message: GetOrderQuery, ctx: MessageContext
         ) -> OrderReply:
-            await asyncio.sleep(float(message.order_id))
+            if message.order_id == "slow":
+                started.set()
+                await release.wait()
             return OrderReply(order_id=message.order_id)
 
     requester_name = f"requester-{app.suffix}"
@@ -243,15 +248,18 @@ async def test_a_request_in_flight_fails_fast_when_the_connection_is_lost(app: A
         await responder.declare(app.order_service)
         await responder.serve(Slow())
         publisher = app.publisher(requester)
+        lost = asyncio.Event()
+        requester.on_state(lambda e: lost.set() if e.state == "lost" else None)
         asking = asyncio.create_task(
-            publisher.request_get_order_query(GetOrderQuery(order_id="5"), timeout=30)
+            publisher.request_get_order_query(GetOrderQuery(order_id="slow"), timeout=60)
         )
-        await asyncio.sleep(0.5)  # the query is confirmed and being handled
-        started = time.monotonic()
+        await asyncio.wait_for(started.wait(), 15)  # the query was confirmed and is handled
         assert await asyncio.to_thread(_kill_connections, requester_name) == 1
+        await asyncio.wait_for(lost.wait(), 15)
+        # fails at once, not when the handler answers (never, here) or at the 60 s timeout
         with pytest.raises(mmate.BrokerConnectionError, match="may have been handled"):
-            await asking
-        assert time.monotonic() - started < 4  # not the 5 s of the handler, nor the timeout
+            await asyncio.wait_for(asking, 2)
+        release.set()
         await wait_until(lambda: requester.connection.state == "recovered", timeout=15)
         reply = await publisher.request_get_order_query(GetOrderQuery(order_id="0"), timeout=10)
         assert reply.order_id == "0"  # the reply queue is back
@@ -280,8 +288,7 @@ async def test_a_deleted_queue_is_declared_again_and_consumed(
         consumer = serving.consumers[0]
         before = consumer._channel
         await raw.queue_delete(app.audit_queue)  # the broker cancels our consumer
-        await wait_until(lambda: consumer._channel is not before, timeout=15)
-        await wait_until(lambda: consumer._consumer_tag is not None, timeout=15)
+        await wait_until(lambda: consumer._channel is not before and consumer.consuming, 15)
         event = OrderCreatedEvent(sequence=7, order_id="o", customer_id="c", amount=1)
         await app.publisher(client).publish_order_created_event(event)  # routable again
         await wait_until(lambda: seen == [7], timeout=15)
