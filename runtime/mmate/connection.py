@@ -474,7 +474,13 @@ class ManagedChannel:
                     log.info("reopening the %s channel", self._purpose)
                 channel = await self._connection.channel(confirms=self._confirms, wait=wait)
                 if self._on_open is not None:
-                    await self._on_open(channel)
+                    try:
+                        await self._on_open(channel)
+                    except BaseException:
+                        if not channel.is_closed:
+                            with contextlib.suppress(Exception):
+                                await channel.close()
+                        raise
                 self._channel = channel
                 return channel
         finally:
