@@ -79,8 +79,9 @@ class Client:
 
     ``url``: ``amqp://`` or ``amqps://`` (vhost as path; aiormq's query parameters such as
     ``cafile``, ``certfile``, ``keyfile`` work; or pass ``ssl_context``), or several (a cluster's
-    nodes, tried in turn). The connection is named after ``service`` in the management UI; a lost
-    one is recovered as ``reconnect`` says (``ReconnectPolicy``; state changes through
+    nodes, tried in turn; for ``connect_retry`` seconds with backoff when none answers at first).
+    The connection is named after ``service`` in the management UI; a lost one is recovered as
+    ``reconnect`` says (``ReconnectPolicy``; state changes through
     ``on_state``). ``publish_timeout`` and ``request_timeout`` are the
     defaults of the ``timeout`` publish option; ``max_in_flight`` bounds unconfirmed publishes.
     ``publish_breaker`` puts a circuit breaker around publishing (``mmate.publish_breaker``; off
@@ -96,6 +97,7 @@ class Client:
         heartbeat: int = 30,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 15.0,
+        connect_retry: float = 0.0,
         reconnect: ReconnectPolicy | None = None,
         publish_timeout: float = 10.0,
         request_timeout: float = 30.0,
@@ -114,6 +116,7 @@ class Client:
         self._publish_chain = chain if chain is not None and chain.publishes else None
         """None when no interceptor wraps publishing: the publish paths skip it entirely."""
         self.service = service
+        self._connect_retry = connect_retry
         self._connection = Connection(
             url,
             service=service,
@@ -162,7 +165,9 @@ class Client:
         return self._replies.name
 
     async def connect(self) -> None:
-        await self._connection.open()
+        """Connect (``connect_retry`` seconds of retrying with the reconnect backoff when the
+        broker is not there yet; 0: each URL once)."""
+        await self._connection.open(retry_for=self._connect_retry)
         if self._delays.mode == "plugin":
             await self._delays.ensure()  # FeatureNotAvailable now, not at the first delay
 

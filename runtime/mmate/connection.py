@@ -175,24 +175,38 @@ class Connection:
             except Exception:
                 log.exception("an on_state callback failed on %s", event.state)
 
-    async def open(self) -> None:
-        """Connect to the first URL that answers (each tried once); raise naming every failure.
+    async def open(self, *, retry_for: float = 0.0) -> None:
+        """Connect to the first URL that answers; raise naming every failure.
 
-        While a lost connection is being recovered, waits for the recovery instead (up to
-        ``connect_timeout``). After ``failed``, connects anew and runs the ``on_reconnect`` hooks.
+        ``retry_for=0``: each URL is tried once. Otherwise the URLs are tried in turn with the
+        reconnect policy's backoff until one answers or ``retry_for`` seconds have passed (for a
+        service that may start before its broker). While a lost connection is being recovered,
+        waits for the recovery instead (up to ``connect_timeout``). After ``failed``, connects
+        anew and runs the ``on_reconnect`` hooks.
         """
         if self._wanted and (self.is_open or self.recovering):
             await self._require(None)
             return
         again = self._state == "failed"
         self._emit(ConnectionEvent("connecting", self.url))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + retry_for
         errors: list[str] = []
-        for step in range(len(self._urls)):
-            index = (self._current + step) % len(self._urls)
+        attempt = 0
+        while True:
+            attempt += 1
+            index = (self._current + attempt - 1) % len(self._urls)
             try:
                 conn = await self._connect_to(index)
             except BrokerConnectionError as exc:
                 errors.append(str(exc))
+                if attempt < len(self._urls):
+                    continue  # one pass over the URLs always
+                pause = self.policy.pause_before(attempt - len(self._urls) + 2)
+                if loop.time() + pause >= deadline:
+                    break
+                log.warning("connecting to %s failed (%s); trying again", self.url, exc)
+                await asyncio.sleep(pause)
                 continue
             self._wanted = True
             self._adopt(conn, index)
@@ -203,7 +217,9 @@ class Connection:
             self._emit(ConnectionEvent("connected", self.url))
             return
         self._state = "failed" if again else "closed"
-        raise BrokerConnectionError("; ".join(errors))
+        last = errors[-len(self._urls) :]
+        tried = f" ({attempt} attempts in {retry_for:g} s)" if retry_for else ""
+        raise BrokerConnectionError("; ".join(last) + tried)
 
     async def _connect_to(self, index: int) -> aiormq.abc.AbstractConnection:
         url, masked = self._urls[index], self._masked[index]

@@ -292,3 +292,28 @@ async def test_a_deleted_queue_is_declared_again_and_consumed(
         event = OrderCreatedEvent(sequence=7, order_id="o", customer_id="c", amount=1)
         await app.publisher(client).publish_order_created_event(event)  # routable again
         await wait_until(lambda: seen == [7], timeout=15)
+
+
+async def test_connect_retry_waits_for_a_broker_that_is_not_there_yet() -> None:
+    name = f"mmate-test-{uuid.uuid4().hex[:8]}"  # the vhost appears only after the client starts
+    client = mmate.Client(vhost_url(name), service="early-bird", connect_retry=30, reconnect=FAST)
+    try:
+        connecting = asyncio.create_task(client.connect())
+        await asyncio.sleep(1.0)
+        assert not connecting.done()
+        await ctl("add_vhost", name)
+        await ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        await asyncio.wait_for(connecting, 30)
+        assert client.connection.state == "connected"
+        await client.close()
+    finally:
+        await ctl("delete_vhost", name)
+
+
+async def test_connect_retry_gives_up_after_its_time() -> None:
+    client = mmate.Client(DEAD_URL, service="never", connect_retry=1.0, reconnect=FAST)
+    started = time.monotonic()
+    with pytest.raises(mmate.BrokerConnectionError, match=r"attempts in 1 s") as info:
+        await client.connect()
+    assert 0.8 < time.monotonic() - started < 5
+    assert "secret" not in str(info.value)
