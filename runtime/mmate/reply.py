@@ -25,6 +25,7 @@ import logging
 import secrets
 
 import aiormq.abc
+from aiormq.exceptions import ChannelLockedResource
 
 from . import codec
 from .codec import Envelope
@@ -39,6 +40,7 @@ class ReplyQueue:
     """The reply queue of one client and the requests waiting on it."""
 
     def __init__(self, connection: Connection, service: str) -> None:
+        self._service = service
         self.name = f"{service}.reply.{secrets.token_hex(4)}"
         self._pending: dict[str, asyncio.Future[Envelope]] = {}
         self._sent: set[str] = set()
@@ -65,8 +67,23 @@ class ReplyQueue:
         self._sent.clear()
 
     async def recover(self) -> None:
-        """Declare and consume the reply queue again after a reconnect (if it was in use)."""
-        if self._used:
+        """Declare and consume the reply queue again after a reconnect (if it was in use).
+
+        When the broker still holds the old connection (after a silent cut it notices later than
+        we do), the old exclusive queue is locked (405): the client moves to a new name. Replies
+        to requests sent before then go to the old queue and are lost; those requests time out.
+        """
+        if not self._used:
+            return
+        try:
+            await self.ensure()
+        except MmateError as exc:
+            if not isinstance(exc.__cause__, ChannelLockedResource):
+                raise
+            old, self.name = self.name, f"{self._service}.reply.{secrets.token_hex(4)}"
+            log.warning(
+                "reply queue %s is still locked by the old connection; using %s", old, self.name
+            )
             await self.ensure()
 
     async def _setup(self, channel: aiormq.abc.AbstractChannel) -> None:

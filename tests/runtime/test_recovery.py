@@ -7,6 +7,7 @@ import subprocess
 import time
 import uuid
 
+import aiormq
 import aiormq.abc
 import mmate
 import pytest
@@ -317,3 +318,39 @@ async def test_connect_retry_gives_up_after_its_time() -> None:
         await client.connect()
     assert 0.8 < time.monotonic() - started < 5
     assert "secret" not in str(info.value)
+
+
+async def test_a_reply_queue_still_locked_by_the_old_connection_gets_a_new_name(app: App) -> None:
+    class Answers(app.handlers):  # type: ignore[name-defined, misc]
+        async def handle_order_created_event(self, message: object, ctx: MessageContext) -> None:
+            return None
+
+        async def handle_create_order_command(self, message: object, ctx: MessageContext) -> None:
+            return None
+
+        async def handle_get_order_query(
+            self, message: GetOrderQuery, ctx: MessageContext
+        ) -> OrderReply:
+            return OrderReply(order_id=message.order_id)
+
+    holder = await aiormq.connect(BROKER_URL)  # plays the broker's stale old connection
+    try:
+        async with (
+            mmate.Client(BROKER_URL, service=f"responder-{app.suffix}") as responder,
+            mmate.Client(BROKER_URL, service=f"locked-{app.suffix}") as requester,
+        ):
+            await responder.declare(app.order_service)
+            await responder.serve(Answers())
+            replies = requester._replies
+            stale = replies.name
+            channel = await holder.channel()
+            await channel.queue_declare(stale, exclusive=True, auto_delete=True)
+            replies._used = True  # as after requests before the loss
+            await replies.recover()  # what the recovery hook runs
+            assert requester.reply_queue != stale
+            reply = await app.publisher(requester).request_get_order_query(
+                GetOrderQuery(order_id="x"), timeout=10
+            )
+            assert reply.order_id == "x"
+    finally:
+        await holder.close()
