@@ -287,13 +287,39 @@ class Client:
         """Publish and return once the broker confirmed it (``PublishError`` subclasses
         otherwise)."""
         out = self._outgoing(route, message, routing_key, options)
+        await self._send_intercepted(
+            "publish", out, route, message, routing_key, options, options.get("timeout")
+        )
+
+    async def _send_intercepted(
+        self,
+        kind: PublishKind,
+        out: Outgoing,
+        route: PublishRoute,
+        message: Model,
+        routing_key: str,
+        options: PublishOptions,
+        timeout: float | None,
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> None:
+        """``_send_one``, through the publish interceptors when there are any."""
         chain = self._publish_chain
         if chain is None:
-            await self._send_one(out, options.get("timeout"))
-        else:
-            timeout = options.get("timeout")
-            draft = self._draft("publish", out, route, message, routing_key, options)
-            await chain.publish_one(draft, lambda final: self._send_one(final, timeout))
+            await self._send_one(out, timeout)
+            return
+        draft = self._draft(
+            kind,
+            out,
+            route,
+            message,
+            routing_key,
+            options,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+        )
+        await chain.publish_one(draft, lambda final: self._send_one(final, timeout))
 
     def _draft(
         self,
@@ -469,21 +495,18 @@ class Client:
         waiter = self._replies.expect(correlation_id)
         try:
             async with asyncio.timeout(timeout):
-                chain = self._publish_chain
-                if chain is None:
-                    await self._send_one(out, None)  # a delayed query waits for its delay too
-                else:
-                    draft = self._draft(
-                        "request",
-                        out,
-                        route,
-                        query,
-                        routing_key,
-                        options,
-                        correlation_id=correlation_id,
-                        reply_to=queue,
-                    )
-                    await chain.publish_one(draft, lambda final: self._send_one(final, None))
+                # The request's own timeout bounds the send: a delayed query waits for its delay.
+                await self._send_intercepted(
+                    "request",
+                    out,
+                    route,
+                    query,
+                    routing_key,
+                    options,
+                    None,
+                    correlation_id=correlation_id,
+                    reply_to=queue,
+                )
                 self._replies.sent(correlation_id)
                 envelope = await waiter
         except TimeoutError:
@@ -503,23 +526,28 @@ class Client:
         if not address:
             raise MmateError(f"{request.type} {request.id} names no reply address")
         correlation_id = request.correlation_id or request.id
-        encoded = codec.encode(reply, payload, app_id=self.service, correlation_id=correlation_id)
-        out = Outgoing(encoded, "", address)
+
+        def encode(
+            headers: Mapping[str, HeaderValue] | None = None, message_id: str | None = None
+        ) -> Outgoing:
+            encoded = codec.encode(
+                reply,
+                payload,
+                app_id=self.service,
+                correlation_id=correlation_id,
+                headers=headers,
+                message_id=message_id,
+            )
+            return Outgoing(encoded, "", address)
+
+        out = encode()
         chain = self._publish_chain
         if chain is None:
             await self._publisher.send(out)
             return
 
         def reencode(headers: Mapping[str, HeaderValue]) -> Outgoing:
-            again = codec.encode(
-                reply,
-                payload,
-                app_id=self.service,
-                correlation_id=correlation_id,
-                headers=headers,
-                message_id=encoded.message_id,
-            )
-            return Outgoing(again, "", address)
+            return encode(headers, out.encoded.message_id)
 
         draft = Draft(publish_info(out, "reply", None), out, reencode)
         await chain.publish_one(draft, self._publisher.send)

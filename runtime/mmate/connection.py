@@ -134,11 +134,6 @@ class Connection:
     def state(self) -> ConnectionState:
         return self._state
 
-    @property
-    def last_error(self) -> str | None:
-        """Why the connection was last lost, or the last reconnect attempt failed."""
-        return self._last_error
-
     def on_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` after the connection was re-established, before anyone else gets a
         channel (e.g. to declare the topology). Its errors are logged; recovery goes on."""
@@ -263,7 +258,6 @@ class Connection:
         self._recovery = asyncio.create_task(self._recover(), name=f"mmate:recovery:{self.service}")
 
     async def _recover(self) -> None:
-        loop = asyncio.get_running_loop()
         policy = self.policy
         attempt = 0
         while self._wanted:
@@ -295,8 +289,9 @@ class Connection:
                 continue
             self.reconnects += 1
             self._up.set()
-            downtime = loop.time() - (self._lost_at or loop.time())
-            self._emit(ConnectionEvent("recovered", self.url, attempt=attempt, downtime=downtime))
+            self._emit(
+                ConnectionEvent("recovered", self.url, attempt=attempt, downtime=self._downtime())
+            )
             return
 
     async def _run_hooks(self) -> None:
@@ -311,13 +306,19 @@ class Connection:
         finally:
             _recovering.reset(token)
 
+    def _downtime(self) -> float:
+        now = asyncio.get_running_loop().time()
+        return now - (self._lost_at or now)
+
     def _give_up(self, attempts: int) -> None:
         self._wanted = False
-        loop = asyncio.get_running_loop()
-        downtime = loop.time() - (self._lost_at or loop.time())
         self._emit(
             ConnectionEvent(
-                "failed", self.url, attempt=attempts, error=self._last_error, downtime=downtime
+                "failed",
+                self.url,
+                attempt=attempts,
+                error=self._last_error,
+                downtime=self._downtime(),
             )
         )
         self._up.set()  # wakes the waiters, who now find the connection given up
@@ -348,8 +349,7 @@ class Connection:
         if not self._wanted:
             return BrokerConnectionError(f"not connected to {self.url}")
         return BrokerConnectionError(
-            f"no connection to {self.url} within {waited or 0:g} s ({self._state}, attempt "
-            f"{self._attempt}; last error: {self._last_error})"
+            f"no connection to {self.url} within {waited or 0:g} s ({self.describe_outage()})"
         )
 
     def describe_outage(self) -> str:
@@ -372,14 +372,13 @@ class Connection:
             async with asyncio.timeout(None if math.isinf(limit) else limit):
                 while True:
                     conn = self._conn
-                    usable_conn = conn is not None and not conn.is_closed
                     if _recovering.get():  # a hook: this connection or nothing, never wait
-                        if conn is not None and usable_conn:
+                        if conn is not None and not conn.is_closed:
                             return conn
                         raise BrokerConnectionError(
                             f"the connection to {self.url} was lost again while recovering"
                         )
-                    if conn is not None and usable_conn and self._up.is_set():
+                    if conn is not None and not conn.is_closed and self._up.is_set():
                         return conn
                     if not self._wanted:
                         raise self._down_error(wait)
@@ -463,10 +462,6 @@ class ManagedChannel:
 
     def __repr__(self) -> str:
         return f"<mmate.ManagedChannel {self._purpose}>"
-
-    @property
-    def is_open(self) -> bool:
-        return self._channel is not None and not self._channel.is_closed
 
     async def get(self, *, wait: float | None = None) -> aiormq.abc.AbstractChannel:
         """The open channel, opening a new one if there is none or the broker closed it (waiting

@@ -73,10 +73,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import delay
 from .context import MessageContext
-from .errors import BatchFailure, BatchPublishError, MmateError, PublishError
+from .errors import BatchFailure, BatchPublishError, MmateError
 from .failure import Stage
 from .model import Model
-from .publishing import Outgoing
+from .publishing import Outgoing, as_publish_error
 from .topology import HeaderValue
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class Interceptors:
         original = dict(info.headers)
 
         async def last() -> None:
-            await send(draft.out if info.headers == original else draft.reencode(info.headers))
+            await send(draft.final(original))
 
         await self.publish(info, last)
 
@@ -231,8 +231,7 @@ class Interceptors:
             async def last() -> None:
                 if index in reached:
                     raise MmateError("call_next was called twice for one message")
-                info = draft.info
-                out = draft.out if info.headers == original else draft.reencode(info.headers)
+                out = draft.final(original)
                 reached[index] = out
                 arrived()
                 await results[index]
@@ -277,7 +276,7 @@ class Interceptors:
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome
-                error = outcome if isinstance(outcome, MmateError) else _wrapped(outcome)
+                error = outcome if isinstance(outcome, MmateError) else as_publish_error(outcome)
                 failures.append(BatchFailure(index, drafts[index].info.message_id, error))
         if whole is not None and all(outcome is whole for outcome in outcomes):
             raise whole  # as without interceptors: nothing was sent
@@ -320,6 +319,12 @@ class Draft:
     out: Outgoing
     reencode: Reencode
 
+    def final(self, original: Mapping[str, HeaderValue]) -> Outgoing:
+        """What to send once the chain ran: re-encoded if it changed the headers from
+        ``original`` (their value before the chain)."""
+        headers = self.info.headers
+        return self.out if headers == original else self.reencode(headers)
+
 
 def publish_info(
     out: Outgoing, kind: PublishKind, headers: Mapping[str, HeaderValue] | None
@@ -349,9 +354,3 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
-
-
-def _wrapped(error: Exception) -> PublishError:
-    wrapped = PublishError(f"{type(error).__name__}: {error}")
-    wrapped.__cause__ = error
-    return wrapped

@@ -56,13 +56,16 @@ class Outgoing:
 
 
 def publish_error(
-    exc: Exception, *, action: str, what: str, exchange: str, routing_key: str, where: str
+    exc: BaseException, *, action: str, what: str, exchange: str, routing_key: str, where: str
 ) -> PublishError:
     """The ``PublishError`` for a failed publish, by the one aiormq -> mmate table (``errors``).
 
     ``action`` says what was being done (``publishing``, ``moving``), ``what`` names the message and
     ``where`` its destination; every publish path of the runtime words its errors through here.
+    ``exc`` may be aiormq's stray ``CancelledError`` (``stray_cancel``): a lost connection.
     """
+    if not isinstance(exc, Exception):
+        exc = BrokerConnectionError("the connection was lost (missed heartbeats)")
     kind = classify(exc)
     if kind is UnroutableError:
         text = f"{action} {what}: unroutable, no queue is bound to {where} ({broker_reply(exc)})"
@@ -74,6 +77,13 @@ def publish_error(
         # 404 on a missing exchange closes the channel; it is reopened on the next publish.
         text = f"{action} {what} to {where} failed: {detail}"
     return kind(text, exchange=exchange, routing_key=routing_key)
+
+
+def as_publish_error(error: Exception) -> PublishError:
+    """A non-mmate exception from a batch member, as the ``PublishError`` a batch reports."""
+    wrapped = PublishError(f"{type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def _lost_in_transit(exc: BaseException, out: Outgoing) -> bool:
@@ -214,8 +224,6 @@ class ConfirmedPublisher:
 
     @staticmethod
     def _error(out: Outgoing, exc: BaseException) -> PublishError:
-        if not isinstance(exc, Exception):  # aiormq's stray CancelledError (stray_cancel)
-            exc = BrokerConnectionError("the connection was lost (missed heartbeats)")
         return publish_error(
             exc,
             action="publishing",
@@ -254,7 +262,7 @@ class ConfirmedPublisher:
                 if not isinstance(result, MmateError):
                     if not isinstance(result, Exception):
                         raise result
-                    result = PublishError(f"{type(result).__name__}: {result}")
+                    result = as_publish_error(result)
                 failures.append(BatchFailure(index, item.encoded.message_id, result))
         if failures:
             raise BatchPublishError(failures, len(items))

@@ -8,7 +8,8 @@ waiting requests by the envelope's ``correlationId`` (else the AMQP ``correlatio
 nobody waits for (late, after a timeout) are logged and dropped.
 
 After a lost connection (the queue, exclusive, went with it): the queue is declared and consumed
-again during the recovery, before publishing resumes, under the same name. Requests whose query had
+again during the recovery, before publishing resumes, under the same name (a new one while the
+broker still holds the old connection and so the old queue, ``recover``). Requests whose query had
 been confirmed before the loss fail at once with ``BrokerConnectionError`` (their reply may have
 been lost with the old queue; the query may have been handled; send again if that is safe); a
 request whose query was not yet confirmed is re-sent by the publisher and keeps waiting.

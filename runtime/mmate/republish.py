@@ -22,7 +22,6 @@ from pamqp.commands import Basic
 
 from .connection import Connection, ManagedChannel, stray_cancel
 from .errors import (
-    BrokerConnectionError,
     NackError,
     PublishTimeout,
 )
@@ -97,10 +96,8 @@ class Republisher:
                 routing_key=routing_key,
             ) from None
         except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                if not stray_cancel(exc):
-                    raise
-                exc = BrokerConnectionError("the connection was lost (missed heartbeats)")
+            if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
+                raise
             raise publish_error(
                 exc,
                 action="moving",

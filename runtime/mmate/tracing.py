@@ -78,19 +78,15 @@ class OpenTelemetryTracing(Interceptor):
         return self._given or self._propagate.get_global_textmap()
 
     async def on_publish(self, info: PublishInfo, call_next: PublishNext) -> None:
-        attributes: dict[str, str] = {
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "send",
-            "messaging.operation.name": "publish",
-            "messaging.destination.name": info.exchange,
-            "messaging.message.id": info.message_id,
-            "mmate.message.type": info.message_type,
-            "mmate.publish.kind": info.kind,
-        }
-        if info.routing_key:
-            attributes["messaging.rabbitmq.destination.routing_key"] = info.routing_key
-        if info.correlation_id:
-            attributes["messaging.message.conversation_id"] = info.correlation_id
+        attributes = _attributes(
+            ("send", "publish"),
+            info.exchange,
+            info.message_id,
+            info.message_type,
+            info.routing_key,
+            info.correlation_id,
+        )
+        attributes["mmate.publish.kind"] = info.kind
         name = f"publish {info.exchange or '(default)'}"
         with self._tracer.start_as_current_span(
             name, kind=self._trace.SpanKind.PRODUCER, attributes=attributes
@@ -107,20 +103,16 @@ class OpenTelemetryTracing(Interceptor):
 
     async def on_handle(self, message: Model, ctx: MessageContext, call_next: HandleNext) -> Any:
         parent = self._propagator().extract(ctx.headers, getter=self._getter)
-        attributes: dict[str, str | int] = {
-            "messaging.system": "rabbitmq",
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": ctx.exchange,
-            "messaging.destination.subscription.name": ctx.queue,
-            "messaging.message.id": ctx.message_id,
-            "mmate.message.type": ctx.message_type,
-            "mmate.attempt": ctx.attempt,
-        }
-        if ctx.routing_key:
-            attributes["messaging.rabbitmq.destination.routing_key"] = ctx.routing_key
-        if ctx.correlation_id:
-            attributes["messaging.message.conversation_id"] = ctx.correlation_id
+        attributes = _attributes(
+            ("process", "process"),
+            ctx.exchange,
+            ctx.message_id,
+            ctx.message_type,
+            ctx.routing_key,
+            ctx.correlation_id,
+        )
+        attributes["messaging.destination.subscription.name"] = ctx.queue
+        attributes["mmate.attempt"] = ctx.attempt
         if ctx.delivery_tag:
             attributes["messaging.rabbitmq.message.delivery_tag"] = ctx.delivery_tag
         with self._tracer.start_as_current_span(
@@ -134,6 +126,30 @@ class OpenTelemetryTracing(Interceptor):
             except Exception as exc:
                 span.set_attribute("error.type", type(exc).__name__)
                 raise
+
+
+def _attributes(
+    operation: tuple[str, str],
+    destination: str,
+    message_id: str,
+    message_type: str,
+    routing_key: str,
+    correlation_id: str | None,
+) -> dict[str, str | int]:
+    """The messaging attributes a publish span and a process span share."""
+    attributes: dict[str, str | int] = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": operation[0],
+        "messaging.operation.name": operation[1],
+        "messaging.destination.name": destination,
+        "messaging.message.id": message_id,
+        "mmate.message.type": message_type,
+    }
+    if routing_key:
+        attributes["messaging.rabbitmq.destination.routing_key"] = routing_key
+    if correlation_id:
+        attributes["messaging.message.conversation_id"] = correlation_id
+    return attributes
 
 
 def _header_getter() -> Getter[Mapping[str, Any]]:
