@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import aiormq
 import aiormq.abc
@@ -222,11 +223,12 @@ def _outgoing(queue: str) -> Outgoing:
 # -- requests in flight, deleted queues ----------------------------------------------------------
 
 
-async def test_a_request_in_flight_fails_fast_when_the_connection_is_lost(app: App) -> None:
-    started = asyncio.Event()
-    release = asyncio.Event()
+def answering(
+    app: App, answer: Callable[[GetOrderQuery], Awaitable[OrderReply]]
+) -> mmate.HandlerBase:
+    """Handlers of the sample app that answer queries with ``answer`` and ignore the rest."""
 
-    class Slow(app.handlers):  # type: ignore[name-defined, misc]
+    class Answering(app.handlers):  # type: ignore[name-defined, misc]
         async def handle_order_created_event(self, message: object, ctx: MessageContext) -> None:
             return None
 
@@ -236,10 +238,21 @@ async def test_a_request_in_flight_fails_fast_when_the_connection_is_lost(app: A
         async def handle_get_order_query(
             self, message: GetOrderQuery, ctx: MessageContext
         ) -> OrderReply:
-            if message.order_id == "slow":
-                started.set()
-                await release.wait()
-            return OrderReply(order_id=message.order_id)
+            return await answer(message)
+
+    handlers: mmate.HandlerBase = Answering()
+    return handlers
+
+
+async def test_a_request_in_flight_fails_fast_when_the_connection_is_lost(app: App) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(query: GetOrderQuery) -> OrderReply:
+        if query.order_id == "slow":
+            started.set()
+            await release.wait()
+        return OrderReply(order_id=query.order_id)
 
     requester_name = f"requester-{app.suffix}"
     async with (
@@ -247,7 +260,7 @@ async def test_a_request_in_flight_fails_fast_when_the_connection_is_lost(app: A
         mmate.Client(BROKER_URL, service=requester_name, reconnect=FAST) as requester,
     ):
         await responder.declare(app.order_service)
-        await responder.serve(Slow())
+        await responder.serve(answering(app, slow))
         publisher = app.publisher(requester)
         lost = asyncio.Event()
         requester.on_state(lambda e: lost.set() if e.state == "lost" else None)
@@ -321,17 +334,8 @@ async def test_connect_retry_gives_up_after_its_time() -> None:
 
 
 async def test_a_reply_queue_still_locked_by_the_old_connection_gets_a_new_name(app: App) -> None:
-    class Answers(app.handlers):  # type: ignore[name-defined, misc]
-        async def handle_order_created_event(self, message: object, ctx: MessageContext) -> None:
-            return None
-
-        async def handle_create_order_command(self, message: object, ctx: MessageContext) -> None:
-            return None
-
-        async def handle_get_order_query(
-            self, message: GetOrderQuery, ctx: MessageContext
-        ) -> OrderReply:
-            return OrderReply(order_id=message.order_id)
+    async def echo(query: GetOrderQuery) -> OrderReply:
+        return OrderReply(order_id=query.order_id)
 
     holder = await aiormq.connect(BROKER_URL)  # plays the broker's stale old connection
     try:
@@ -340,7 +344,7 @@ async def test_a_reply_queue_still_locked_by_the_old_connection_gets_a_new_name(
             mmate.Client(BROKER_URL, service=f"locked-{app.suffix}") as requester,
         ):
             await responder.declare(app.order_service)
-            await responder.serve(Answers())
+            await responder.serve(answering(app, echo))
             replies = requester._replies
             stale = replies.name
             channel = await holder.channel()
