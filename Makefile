@@ -45,3 +45,4 @@ test: check
 bench: setup
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/overhead.py

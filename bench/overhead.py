@@ -1,0 +1,192 @@
+"""Client CPU the runtime's own layers add per message, in process, without a broker.
+
+    python bench/overhead.py [--count 50000] [--rounds 3]
+
+Prints microseconds of process CPU per message (the best of ``--rounds``) for:
+
+* ``send``: ``ConfirmedPublisher.send`` on its hot path, with a channel whose ``basic_publish``
+  returns at once (what publishing costs around aiormq: window, channel checks, error handling);
+* the publish chain (``Interceptors.publish_one`` around a send that does nothing) with no
+  interceptor, one that only calls ``call_next``, one that changes a header (the message is encoded
+  again), ``PrometheusMetrics`` and ``OpenTelemetryTracing`` (with the SDK's tracer provider and no
+  exporter);
+* the handle chain (``Interceptors.handle`` around a handler that does nothing) with the same.
+
+The throughput benchmark (``throughput.py``) compares whole runs against raw aiormq through the
+broker; this one isolates what those runs cannot resolve on a shared box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mmate import codec
+from mmate.context import MessageContext
+from mmate.interceptors import (
+    Draft,
+    HandleNext,
+    Interceptor,
+    Interceptors,
+    PublishInfo,
+    PublishNext,
+    publish_info,
+)
+from mmate.publishing import ConfirmedPublisher, Outgoing
+
+from generated import topology
+from generated.models import OrderCreatedEvent, Region
+
+EVENT = topology.MESSAGES["OrderCreatedEvent"]
+MESSAGE = OrderCreatedEvent(
+    aggregate_id="ORDER-1", order_id="ORDER-1", customer_id="C-1", amount=12.5, region=Region.EU
+)
+
+
+class _Channel:
+    is_closed = False
+    _close_exception = None
+
+    async def basic_publish(self, body: bytes, **_: Any) -> None:
+        return None
+
+
+class _Managed:
+    def __init__(self) -> None:
+        self.channel = _Channel()
+
+    async def get(self, **_: Any) -> _Channel:
+        return self.channel
+
+    async def close(self) -> None:
+        return None
+
+
+class _Connection:
+    is_up = True
+    wanted = True
+
+    def managed(self, *_: Any, **__: Any) -> _Managed:
+        return _Managed()
+
+
+class PassThrough(Interceptor):
+    async def on_publish(self, info: PublishInfo, call_next: PublishNext) -> None:
+        await call_next()
+
+    async def on_handle(self, message: Any, ctx: MessageContext, call_next: HandleNext) -> Any:
+        return await call_next()
+
+
+class AddsHeader(Interceptor):
+    async def on_publish(self, info: PublishInfo, call_next: PublishNext) -> None:
+        info.headers["x-bench"] = "1"
+        await call_next()
+
+
+def _outgoing(headers: Any = None, message_id: str | None = None) -> Outgoing:
+    encoded = codec.encode(EVENT, MESSAGE, app_id="bench", headers=headers, message_id=message_id)
+    return Outgoing(encoded, "mmate.events", "order.eu.created")
+
+
+def _context() -> MessageContext:
+    return MessageContext(
+        message_id="m",
+        message_type="OrderCreatedEvent",
+        correlation_id=None,
+        headers={},
+        redelivered=False,
+        queue="order-audit-queue",
+        exchange="mmate.events",
+        routing_key="order.eu.created",
+        delivery_tag=1,
+        timestamp=None,
+        reply_to=None,
+        attempt=1,
+        transport=None,  # type: ignore[arg-type]
+    )
+
+
+async def _per_message(step: Callable[[], Awaitable[Any]], count: int, rounds: int) -> float:
+    for _ in range(1000):
+        await step()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(count):
+            await step()
+        best = min(best, (time.process_time() - start) / count * 1e6)
+    return best
+
+
+def _interceptors() -> dict[str, list[Interceptor]]:
+    found: dict[str, list[Interceptor]] = {
+        "none": [],
+        "pass-through": [PassThrough()],
+        "changes a header": [AddsHeader()],
+    }
+    try:
+        from mmate.metrics import PrometheusMetrics
+        from prometheus_client import CollectorRegistry
+
+        found["PrometheusMetrics"] = [PrometheusMetrics(registry=CollectorRegistry())]
+    except ImportError:
+        print("(prometheus-client not installed: no PrometheusMetrics figures)")
+    try:
+        from mmate.tracing import OpenTelemetryTracing
+        from opentelemetry.sdk.trace import TracerProvider
+
+        found["OpenTelemetryTracing"] = [OpenTelemetryTracing(tracer_provider=TracerProvider())]
+    except ImportError:
+        print("(opentelemetry-sdk not installed: no OpenTelemetryTracing figures)")
+    return found
+
+
+async def main(count: int, rounds: int) -> None:
+    publisher = ConfirmedPublisher(_Connection())  # type: ignore[arg-type]
+    out = _outgoing()
+    send_cost = await _per_message(lambda: publisher.send(out), count, rounds)
+    print(f"ConfirmedPublisher.send hot path: {send_cost:.2f} us per publish")
+
+    async def sent(_: Outgoing) -> None:
+        return None
+
+    async def handler() -> None:
+        return None
+
+    ctx = _context()
+    base_publish = base_handle = 0.0
+    print(
+        f"{'interceptors':<22} {'publish (us)':>13} {'added':>7} {'handle (us)':>12} {'added':>7}"
+    )
+    for name, items in _interceptors().items():
+        chain = Interceptors(items)
+
+        async def publish_one(chain: Interceptors = chain) -> None:
+            info = publish_info(out, "publish", None)
+            await chain.publish_one(
+                Draft(info, out, lambda h: _outgoing(h, out.encoded.message_id)), sent
+            )
+
+        async def handle_one(chain: Interceptors = chain) -> None:
+            await chain.handle(MESSAGE, ctx, handler)
+
+        publish = await _per_message(publish_one, count, rounds)
+        handle = await _per_message(handle_one, count, rounds)
+        if name == "none":
+            base_publish, base_handle = publish, handle
+        print(
+            f"{name:<22} {publish:>13.2f} {publish - base_publish:>+7.2f} "
+            f"{handle:>12.2f} {handle - base_handle:>+7.2f}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.count, args.rounds))
