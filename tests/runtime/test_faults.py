@@ -5,7 +5,7 @@ handled at least once, nothing needs help to resume, and the time recovery took 
 
 Each test runs in a vhost of its own (created and deleted here), so ``close_all_connections`` only
 hits this test's clients and deleting the vhost removes everything it declared. The restart test
-stops the whole broker application; the broker is started again even when a test fails.
+stops the whole broker application; the vhost fixture starts it again even when a test fails.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import mmate
 import pytest
-from broker_ctl import broker_running, ctl, vhost_fixture, vhost_url
+from broker_ctl import ctl, vhost_fixture, vhost_url
 from mmate import ConnectionEvent, MessageContext, ReconnectPolicy
 from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, make_app
 from tcp_proxy import SilentCutProxy
@@ -39,14 +39,6 @@ faults (each takes rabbitmqctl a second or two) land mid-stream."""
 __all__ = ["vhost_fixture"]
 POLICY = ReconnectPolicy(initial_delay=0.1, max_delay=1.0)
 """Short pauses, so a test does not wait out the production default's longer ones."""
-
-
-@pytest.fixture(autouse=True)
-def _broker_restored() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        broker_running()
 
 
 @dataclass
