@@ -1,18 +1,20 @@
-"""The Mmate envelope on the wire (wire-format.md §1-§3): encode a model, decode a body.
+"""The Mmate envelope on the wire: encode a model, decode a body.
 
 Hot path contract: encoding is one serializer pass (``pydantic_core.to_json`` over the envelope
-dict, the model serialized by its own compiled serializer, by alias); decoding is one ``json.loads``
-plus one ``model_validate`` of the payload dict. What depends only on the message contract (static
-headers and their encoded AMQP table entries, which base fields to copy into headers) is computed
-once per ``MessageDef`` and cached; nothing inspects the model class per message. The AMQP
-properties marshal themselves (``_Properties``) byte for byte as pamqp would, without re-encoding
-what is the same for every message. All functions are pure and safe to call from any task.
+dict, the model serialized by its own compiled serializer, by alias); decoding is one strict JSON
+parse (``load_json``) plus one ``model_validate`` of the payload dict. What depends only on the
+message contract (static headers and their encoded AMQP table entries, which base fields to copy
+into headers) is computed once per ``MessageDef`` and cached; nothing inspects the model class per
+message. The AMQP properties marshal themselves (``_Properties``) byte for byte as pamqp would,
+without re-encoding what is the same for every message. All functions are pure and safe to call
+from any task.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
+import re
 import struct
 import time
 from collections.abc import Mapping
@@ -27,6 +29,7 @@ from pydantic import ValidationError
 
 from .errors import DecodeError
 from .model import Model
+from .retry import DROPPED
 from .topology import HeaderValue, Kind, MessageDef
 
 SOURCE = "mmate-py"
@@ -346,6 +349,59 @@ def encode(
     return Encoded(body, props, mid, correlation_id, p.name)
 
 
+def _table_encodes(table: Mapping[str, Any]) -> bool:
+    try:
+        amqp_encode.field_table(table)  # type: ignore[arg-type]
+    except Exception:  # pamqp raises TypeError, ValueError, struct.error, UnicodeEncodeError...
+        return False
+    return True
+
+
+def encodable(properties: Basic.Properties) -> Basic.Properties:
+    """``properties`` as they can go back on the wire when republishing a received message:
+    headers pamqp cannot encode again (values read from the wire are untrusted: an attempt count
+    of 10**30, a key over 128 bytes...) are dropped and named in ``x-mmate-dropped-headers`` (a
+    string value that was not UTF-8 is kept, decoded with replacement characters), and
+    a message id over 255 bytes is left out, so recording why a message failed can never fail
+    on what it carried. Returns ``properties`` itself when everything encodes (the usual case)."""
+    headers = properties.headers or {}
+    message_id = properties.message_id
+    long_id = message_id is not None and len(str(message_id).encode("utf-8", "replace")) > 255
+    if not long_id and _table_encodes(headers):
+        return properties
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in headers.items():
+        if isinstance(value, bytes):  # a long string that was not UTF-8: keep it readable
+            value = value.decode("utf-8", "replace")
+        short = isinstance(key, str) and len(key.encode("utf-8", "replace")) <= 128
+        if short and _table_encodes({key: value}):
+            kept[key] = value
+            continue
+        dropped.append(repr(key)[:100])
+    if dropped:
+        before = kept.get(DROPPED)
+        names = ", ".join(dropped)
+        kept[DROPPED] = (f"{before}, {names}" if isinstance(before, str) else names)[:1000]
+    copy = Basic.Properties(
+        content_type=properties.content_type,
+        content_encoding=properties.content_encoding,
+        headers=kept,
+        delivery_mode=properties.delivery_mode,
+        priority=properties.priority,
+        correlation_id=properties.correlation_id,
+        reply_to=properties.reply_to,
+        expiration=properties.expiration,
+        message_id=None if long_id else message_id,
+        timestamp=properties.timestamp,
+        message_type=properties.message_type,
+        user_id=properties.user_id,
+        app_id=properties.app_id,
+        cluster_id=properties.cluster_id,
+    )
+    return copy
+
+
 def with_reply_to(message_def: MessageDef, message: Model, reply_to: str) -> Model:
     """The query with ``payload.replyTo`` set (a shallow copy), where a Go responder reads it."""
     if plan(message_def).reply_to_field:
@@ -376,12 +432,51 @@ def _timestamp(value: object) -> datetime | None:
         return None
 
 
-def parse(body: bytes) -> Envelope:
-    """Parse an envelope (any RFC 3339 timestamp, unknown keys ignored). Raises ``DecodeError``."""
+_HUGE_EXPONENT = re.compile(rb"[eE][+-]?[0-9]{3,}")
+"""A number whose exponent has three digits or more: it may not fit a float64."""
+
+
+def _no_infinite_numbers(body: bytes, data: Any) -> None:
+    """Reject a number too large for a float64 (``1e400``), which the parser reads as infinity:
+    Go's and .NET's readers refuse it, so it is not a value of the wire format. Only bodies with a
+    long exponent are walked, so ordinary messages pay one regex search."""
+    if _HUGE_EXPONENT.search(body) is None:
+        return
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, float) and math.isinf(value):
+            raise DecodeError("body is not JSON: a number is too large for a float64")
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def load_json(body: bytes) -> Any:
+    """Parse untrusted JSON strictly (RFC 8259): raises ``DecodeError`` ("body is not JSON: ...")
+    for anything else. The decisions, each deliberate:
+
+    * ``NaN``, ``Infinity``, ``-Infinity``: rejected (not JSON; Go rejects them too);
+    * a number beyond float64 (``1e400``) or an integer of more than 4300 digits: rejected;
+    * nesting deeper than about 200 levels: rejected (no Mmate message nests that deep; deeper
+      input is a denial-of-service attempt, and a recursive parser would crash on it);
+    * a byte-order mark, bytes that are not UTF-8, lone UTF-16 surrogates in ``\\u`` escapes,
+      control characters inside strings, trailing characters: rejected;
+    * duplicate keys in an object: accepted, the last one wins (as Go's ``encoding/json`` does).
+    """
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
         raise DecodeError(f"body is not JSON: {exc}") from None
+    _no_infinite_numbers(body, data)
+    return data
+
+
+def parse(body: bytes) -> Envelope:
+    """Parse an envelope (any RFC 3339 timestamp, unknown keys ignored). Raises ``DecodeError``
+    and nothing else, whatever the bytes (``load_json`` says what is JSON)."""
+    data = load_json(body)
     if not isinstance(data, dict):
         raise DecodeError(f"body is JSON {type(data).__name__}, not an envelope object")
     mid = data.get("id")

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TypeGuard
@@ -33,6 +34,7 @@ from typing import TypeGuard
 import aiormq
 import aiormq.abc
 
+from . import frames, open_refusal
 from .errors import BrokerConnectionError, MmateError, translate
 from .recovery import ConnectionEvent, ConnectionState, ReconnectPolicy, StateCallback
 from .url import connection_url, mask
@@ -46,6 +48,26 @@ ChannelHook = Callable[[aiormq.abc.AbstractChannel], Awaitable[None]]
 _recovering: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "mmate_recovering", default=False
 )
+
+
+class _BlockedReasons(logging.Filter):
+    """Remembers why the broker blocked a connection (``connection.blocked`` carries a reason such
+    as "low on memory"). aiormq keeps it to itself and only logs it, so its log record is read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if record.msg == "Connection %r was blocked by: %r" and isinstance(args, tuple):
+            with contextlib.suppress(TypeError, IndexError):
+                self.reasons[args[0]] = str(args[1])
+        return True
+
+
+_blocked = _BlockedReasons()
+logging.getLogger("aiormq.connection").addFilter(_blocked)
 
 
 def _reason(error: BaseException | None) -> str:
@@ -219,6 +241,7 @@ class Connection:
     async def _connect_to(self, index: int) -> aiormq.abc.AbstractConnection:
         url, masked = self._urls[index], self._masked[index]
         log.debug("connecting to %s as %s", masked, self.service)
+        frames.install()  # one hostile frame must not kill the connection (frames.py)
         try:
             return await asyncio.wait_for(
                 aiormq.connect(url, context=self._ssl_context), self._connect_timeout
@@ -228,6 +251,15 @@ class Connection:
                 f"connecting to {masked}: no answer within {self._connect_timeout:g} s"
             ) from None
         except Exception as exc:
+            refused = None
+            if "Connection.Close" in str(exc):  # aiormq lost the broker's words: ask again
+                refused = await open_refusal.ask(url, self._ssl_context, self._connect_timeout)
+            if refused is not None:
+                code, text = refused
+                raise BrokerConnectionError(
+                    f"connecting to {masked}: the broker refused to open the connection: "
+                    f"{code} {text}"
+                ) from None
             error = _without_url(translate(exc, f"connecting to {masked}"), url)
             if not isinstance(error, BrokerConnectionError):
                 hint = " (does the vhost exist, and may this user use it?)"
@@ -351,6 +383,18 @@ class Connection:
         return BrokerConnectionError(
             f"no connection to {self.url} within {waited or 0:g} s ({self.describe_outage()})"
         )
+
+    async def blocked(self) -> str | None:
+        """Why the broker blocks this connection's publishers (``connection.blocked``: a memory or
+        disk alarm), or None when it does not."""
+        conn = self._conn
+        if conn is None or conn.is_closed:
+            return None
+        try:
+            await asyncio.wait_for(conn.ready(), 0.05)  # returns at once unless blocked
+        except TimeoutError:
+            return _blocked.reasons.get(conn) or "a resource alarm (memory or disk)"
+        return None
 
     def describe_outage(self) -> str:
         """What the connection is doing, for an error of a caller that waited for it."""

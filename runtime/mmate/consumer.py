@@ -19,11 +19,16 @@ Contract:
 * Carrying out a decision: the original body, byte for byte, with its properties and the retry
   headers (``retry``) goes to the chosen wait queue, or with the dead-letter headers
   (``deadletter``) to the queue's dead-letter route, through ``republish.Republisher``
-  (confirmed, mandatory); only after the broker confirmed it is the original acked. If that publish
-  fails (unroutable, nacked, no confirm, channel or connection lost), the original is nacked
-  without requeue instead, so the broker's own dead-lettering keeps it (without our headers): a
-  message is never acked before it was safely moved. A failed query is answered with an error reply
-  only when it is dead-lettered (not while it is being retried).
+  (confirmed, mandatory); only after the broker confirmed it is the original acked. When the move's
+  target is missing (a deleted dead-letter or wait queue), the client's topologies are declared
+  again and the move is tried once more; if it still fails (unroutable, nacked, no confirm, channel
+  or connection lost), the original goes back to its queue after a pause that doubles with every
+  consecutive failure (0.5 s to 30 s): a message is never acked before it was safely moved, and
+  never rejected into a dead-letter route that may not exist. A failed query is answered with an
+  error reply only when it is dead-lettered (not while it is being retried).
+* Every delivery ends settled (``QueueConsumer._one``): whatever is raised on the way (decoder,
+  classifier, interceptor, move), an unsettled delivery is dead-lettered as ``internal-error``, or
+  requeued when even that fails.
 * The channel closed (with a lost connection, or by the broker on an error) or a consumer cancelled
   by the broker (queue deleted) is reopened and consumption resumes with the same settings
   (``raw_consumer.consume_again``): after a lost connection, once ``connection.py`` has recovered
@@ -55,11 +60,20 @@ from .codec import Encoded, Envelope
 from .connection import Connection, stray_cancel
 from .context import MessageContext
 from .delay_relay import DelayService
-from .errors import DecodeError, MmateError, PublishError, translate
+from .errors import (
+    DecodeError,
+    EntityNotFound,
+    MmateError,
+    PublishError,
+    UnroutableError,
+    classify,
+    translate,
+)
 from .failure import DeadLetter, Decision, Failure, RetryLater, RetryNow, decide
 from .handler_breaker import HandlerBreaker, HandlerBreakerOptions
 from .interceptors import Interceptors, Outcome, OutcomeResult
 from .model import Model
+from .poison import INTERNAL_ERROR
 from .publisher import PublishTransport
 from .publishing import Outgoing
 from .raw_consumer import consume_again
@@ -116,6 +130,36 @@ class ConsumerSettings:
     a retry uses the longest wait queue)."""
     interceptors: Interceptors | None = None
     """The client's interceptors (``mmate.interceptors``; None: none)."""
+
+
+class Held:
+    """One delivery on its way through the consumer, and whether it was settled: acked, nacked,
+    rejected, or left to the broker because its channel died (the broker requeues it). The worker
+    loop (``QueueConsumer._work``) checks ``settled`` after every delivery: nothing leaves the
+    consumer unsettled."""
+
+    __slots__ = ("message", "settled")
+
+    def __init__(self, message: aiormq.abc.DeliveredMessage) -> None:
+        self.message = message
+        self.settled = False
+
+    @property
+    def properties(self) -> Basic.Properties:
+        return self.message.header.properties
+
+    @property
+    def body(self) -> bytes:
+        return self.message.body
+
+
+def _target_missing(error: PublishError) -> bool:
+    """The move failed because its target does not exist: unroutable (no queue bound, e.g. a
+    deleted dead-letter queue) or a 404 for its exchange."""
+    cause = error.__cause__
+    return isinstance(error, UnroutableError) or (
+        cause is not None and classify(cause) is EntityNotFound
+    )
 
 
 def handler_name(method: HandlerMethod) -> str:
@@ -178,9 +222,14 @@ class QueueConsumer:
         self.dead_lettered = 0
         """Failed deliveries moved to the dead-letter route with stamped headers (confirmed)."""
         self.rejected = 0
-        """Failed deliveries nacked without requeue (no route, or the move failed)."""
+        """Failed deliveries nacked without requeue (the queue has no dead-letter route)."""
         self.immediate_retries = 0
         """In-process immediate retries of a handler."""
+        self.requeued = 0
+        """Failed deliveries returned to the queue because their move failed (delivered again
+        after a pause)."""
+        self._move_failures = 0
+        """Consecutive failed moves (the pause before a requeue grows with them)."""
 
     def __repr__(self) -> str:
         return (
@@ -308,24 +357,71 @@ class QueueConsumer:
 
     async def _restart_loop(self) -> None:
         await consume_again(
-            self.queue, self._consume, lambda: self._stopping, redeclare=self._redeclare
+            self._connection,
+            self.queue,
+            self._consume,
+            lambda: self._stopping,
+            redeclare=self._redeclare,
         )
 
     async def _work(self) -> None:
         while True:
             message = await self._buffer.get()
             try:
-                await self._process(message)
-            except (Exception, asyncio.CancelledError) as exc:  # the worker survives anything
-                if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
-                    raise  # stop() cancels the workers
-                log.exception("unexpected error processing a message from %s", self.queue)
+                await self._one(Held(message))
             finally:
                 self._buffer.task_done()
 
-    async def _settle(self, message: aiormq.abc.DeliveredMessage, how: Settle) -> None:
+    async def _one(self, held: Held) -> None:
+        """Process one delivery and make sure it ends settled, whatever was raised on the way
+        (the decoder, the classifier, an interceptor, a move): the one place that guarantees it."""
+        error: BaseException | None = None
+        try:
+            await self._process(held)
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
+                raise  # stop() cancels the workers; the broker requeues what is unsettled
+            error = exc
+        if held.settled or self._gone(held):
+            if error is not None:
+                log.error(
+                    "unexpected error after settling a message from %s: %r", self.queue, error
+                )
+            return
+        if error is None:
+            error = MmateError("the consumer left the message unsettled (a bug of mmate)")
+        log.error(
+            "unexpected error processing a message from %s, dead-lettering it: %s",
+            self.queue,
+            f"{type(error).__name__}: {error}",
+            exc_info=error,
+        )
+        props = held.properties
+        failure = Failure(
+            "internal",
+            error,
+            self.queue,
+            str(props.message_type or ""),
+            str(props.message_id or ""),
+            attempt=retry.attempt_of(props.headers, self.queue),
+        )
+        try:
+            await self._carry_out(held, failure, DeadLetter(INTERNAL_ERROR, "permanent"), "")
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
+                raise
+            log.error("dead-lettering a message from %s failed too: %r", self.queue, exc)
+        if not held.settled:
+            await self._settle(held, "requeue")  # the last resort: it stays in the queue
+
+    async def _settle(self, held: Held, how: Settle) -> None:
+        """Ack, reject or requeue ``held`` (nothing in auto-ack mode); it counts as settled from
+        here on, whatever the channel answers: a channel that failed the ack is closed, and the
+        broker requeues what it left unacked."""
+        held.settled = True
         if self._settings.auto_ack:
             return
+        message = held.message
         channel = message.channel
         tag = message.delivery_tag
         if tag is None or channel.is_closed:
@@ -343,26 +439,26 @@ class QueueConsumer:
         except Exception as exc:
             log.warning("could not %s message %s on %s: %r", how, tag, self.queue, exc)
 
-    def _gone(self, message: aiormq.abc.DeliveredMessage) -> bool:
+    def _gone(self, held: Held) -> bool:
         """Delivered on a channel that died: the broker has requeued it; do nothing more."""
-        return message.channel.is_closed and not self._settings.auto_ack
+        return held.message.channel.is_closed and not self._settings.auto_ack
 
-    async def _process(self, message: aiormq.abc.DeliveredMessage) -> None:
-        if self._gone(message):
+    async def _process(self, held: Held) -> None:
+        if self._gone(held):
             return
-        props = message.header.properties
+        props = held.properties
         attempt = retry.attempt_of(props.headers, self.queue)
         mtype, mid = props.message_type or "", props.message_id or ""
-        bad = poison.check_body(message.body, self._max_bytes, self.queue)
+        bad = poison.check_body(held.body, self._max_bytes, self.queue, props.headers)
         if bad is not None:
             reason, error = bad
             await self._fail(
-                message,
+                held,
                 Failure("poison", error, self.queue, mtype, mid, attempt=attempt, reason=reason),
             )
             return
         try:
-            envelope = codec.parse(message.body)
+            envelope = codec.parse(held.body)
         except DecodeError as exc:
             failure = Failure(
                 "decode",
@@ -372,7 +468,7 @@ class QueueConsumer:
                 exc.message_id or mid,
                 attempt=attempt,
             )
-            await self._fail(message, failure)
+            await self._fail(held, failure)
             return
         route = self._routes.get(envelope.type)
         if route is None:
@@ -382,7 +478,7 @@ class QueueConsumer:
                 message_id=envelope.id,
             )
             await self._fail(
-                message,
+                held,
                 Failure("dispatch", error, self.queue, envelope.type, envelope.id, attempt=attempt),
             )
             return
@@ -390,18 +486,18 @@ class QueueConsumer:
             model = codec.validate(envelope, route.message)
         except DecodeError as exc:
             await self._fail(
-                message,
+                held,
                 Failure("validate", exc, self.queue, envelope.type, envelope.id, attempt=attempt),
             )
             return
         breaker = self._breaker
         if breaker is not None and not await breaker.admit():
-            await self._settle(message, "requeue")  # stopping while the breaker held it
+            await self._settle(held, "requeue")  # stopping while the breaker held it
             return
         try:
-            if not self._gone(message):
+            if not self._gone(held):
                 await self._handle(
-                    message, envelope, route, model, self._context(message, envelope, attempt)
+                    held, envelope, route, model, self._context(held, envelope, attempt)
                 )
         finally:
             if breaker is not None:
@@ -445,13 +541,13 @@ class QueueConsumer:
 
     async def _handle(
         self,
-        message: aiormq.abc.DeliveredMessage,
+        held: Held,
         envelope: Envelope,
         route: Route,
         model: Model,
         ctx: MessageContext,
     ) -> None:
-        props = message.header.properties
+        props = held.properties
         chain = self._handle_chain
         immediate = 0
         while True:
@@ -486,14 +582,14 @@ class QueueConsumer:
                     self._breaker.record("failure" if transient else "success")
                 if isinstance(decision, DeadLetter) and route.reply is not None:
                     await self._reply_error(envelope, props.reply_to, route.reply, exc)
-                await self._carry_out(message, failure, decision, handler_name(route.method), ctx)
+                await self._carry_out(held, failure, decision, handler_name(route.method), ctx)
                 return
         if self._breaker is not None:
             self._breaker.record("success")
         if route.reply is not None and chain is None:  # with interceptors: sent inside them
             await self._reply(envelope, props.reply_to, route.reply, result)
         self.handled += 1
-        await self._settle(message, "ack")
+        await self._settle(held, "ack")
         if self._observers is not None:
             self._observers.outcome(
                 Outcome(
@@ -509,13 +605,13 @@ class QueueConsumer:
                 )
             )
 
-    async def _fail(self, message: aiormq.abc.DeliveredMessage, failure: Failure) -> None:
+    async def _fail(self, held: Held, failure: Failure) -> None:
         """A delivery that never reached a handler (poison)."""
-        await self._carry_out(message, failure, decide(failure, self._queue_def), "")
+        await self._carry_out(held, failure, decide(failure, self._queue_def), "")
 
     async def _carry_out(
         self,
-        message: aiormq.abc.DeliveredMessage,
+        held: Held,
         failure: Failure,
         decision: Decision,
         handler: str,
@@ -524,11 +620,11 @@ class QueueConsumer:
         """Move the message where ``decision`` says; ack only once the move was confirmed; then
         tell the interceptors (``ctx``: the handler's context, None for poison)."""
         self.failed += 1
-        if self._gone(message):
+        if self._gone(held):
             return
-        props = message.header.properties
+        props = held.properties
         now = datetime.now(UTC)
-        exchange, routing_key = message.exchange or "", message.routing_key or ""
+        exchange, routing_key = held.message.exchange or "", held.message.routing_key or ""
         what = f"{failure.message_type or 'message'} {failure.message_id or '?'} from {self.queue}"
         if isinstance(decision, RetryLater):
             headers = retry.retry_headers(
@@ -552,7 +648,7 @@ class QueueConsumer:
                     self.queue,
                 )
                 self.rejected += 1
-                await self._settle(message, "reject")
+                await self._settle(held, "reject")
                 self._observe("rejected", failure, "no-dead-letter-route", ctx)
                 return
             headers = deadletter.dead_letter_headers(
@@ -574,31 +670,71 @@ class QueueConsumer:
         properties = copied_properties(props, headers, message_id=failure.message_id)
         if isinstance(decision, RetryLater) and decision.cascade:
             to_exchange, to_key, properties = await self._through_cascade(
-                message, properties, decision, what
+                held, properties, decision, what
             )
+        properties = codec.encodable(properties)
         try:
-            await self._mover.move(
-                message.body, properties, exchange=to_exchange, routing_key=to_key, what=what
-            )
+            await self._move(held, properties, to_exchange, to_key, what)
         except PublishError as exc:
-            log.error(
-                "%s could not be moved (%s); rejecting it so the broker dead-letters it instead",
-                what,
-                exc,
-            )
-            self.rejected += 1
-            await self._settle(message, "reject")
-            self._observe("rejected", failure, "move-failed", ctx)
+            await self._requeue_later(held, what, exc)
+            self._observe("requeued", failure, "move-failed", ctx)
             return
+        self._move_failures = 0
         if isinstance(decision, RetryLater):
             self.retried += 1
         else:
             self.dead_lettered += 1
-        await self._settle(message, "ack")
+        await self._settle(held, "ack")
         if isinstance(decision, RetryLater):
             self._observe("retried", failure, "", ctx)
         else:
             self._observe("dead_lettered", failure, decision.reason, ctx)
+
+    async def _move(
+        self, held: Held, properties: Basic.Properties, exchange: str, routing_key: str, what: str
+    ) -> None:
+        """Move ``held`` (confirmed, mandatory). When its target is missing (unroutable, or a 404
+        for the exchange: a dead-letter or wait queue deleted under a running service), declare
+        the client's topologies again and move it once more. Raises ``PublishError``."""
+        try:
+            await self._mover.move(
+                held.body, properties, exchange=exchange, routing_key=routing_key, what=what
+            )
+            return
+        except PublishError as exc:
+            if self._redeclare is None or not _target_missing(exc):
+                raise
+            log.warning(
+                "moving %s failed because its target is missing (%s); declaring the topology "
+                "again and moving it once more",
+                what,
+                exc,
+            )
+        try:
+            await self._redeclare()
+        except Exception as exc:
+            log.error("declaring the topology of %s again failed: %s", self.queue, exc)
+        await self._mover.move(
+            held.body, properties, exchange=exchange, routing_key=routing_key, what=what
+        )
+
+    async def _requeue_later(self, held: Held, what: str, error: PublishError) -> None:
+        """The move failed: the message goes back to its queue (never rejected into nothing),
+        after a pause that doubles with every consecutive failed move (0.5 s to 30 s), so a
+        missing dead-letter queue does not turn into a busy loop. It is delivered again later,
+        and handled (or moved) then."""
+        self._move_failures += 1
+        pause = min(0.5 * 2 ** (self._move_failures - 1), 30.0)
+        log.error(
+            "%s could not be moved (%s); it stays in queue %s and is delivered again in %.1f s",
+            what,
+            error,
+            self.queue,
+            pause,
+        )
+        self.requeued += 1
+        await asyncio.sleep(pause)
+        await self._settle(held, "requeue")
 
     def _observe(
         self, result: OutcomeResult, failure: Failure, reason: str, ctx: MessageContext | None
@@ -621,7 +757,7 @@ class QueueConsumer:
 
     async def _through_cascade(
         self,
-        message: aiormq.abc.DeliveredMessage,
+        held: Held,
         properties: Basic.Properties,
         decision: RetryLater,
         what: str,
@@ -634,7 +770,7 @@ class QueueConsumer:
                 raise MmateError("no delay cascade")
             await delays.ensure()
             encoded = Encoded(
-                message.body,
+                held.body,
                 properties,
                 str(properties.message_id or ""),
                 properties.correlation_id,
@@ -670,10 +806,8 @@ class QueueConsumer:
                 "could not send the error reply to %s %s: %s", envelope.type, envelope.id, send_exc
             )
 
-    def _context(
-        self, message: aiormq.abc.DeliveredMessage, envelope: Envelope, attempt: int
-    ) -> MessageContext:
-        props = message.header.properties
+    def _context(self, held: Held, envelope: Envelope, attempt: int) -> MessageContext:
+        props = held.properties
         headers: dict[str, Any] = dict(envelope.headers)
         if props.headers:
             headers.update(props.headers)
@@ -682,11 +816,11 @@ class QueueConsumer:
             message_type=envelope.type,
             correlation_id=envelope.correlation_id or props.correlation_id,
             headers=headers,
-            redelivered=bool(getattr(message.delivery, "redelivered", False)),
+            redelivered=bool(getattr(held.message.delivery, "redelivered", False)),
             queue=self.queue,
-            exchange=message.exchange or "",
-            routing_key=message.routing_key or "",
-            delivery_tag=message.delivery_tag or 0,
+            exchange=held.message.exchange or "",
+            routing_key=held.message.routing_key or "",
+            delivery_tag=held.message.delivery_tag or 0,
             timestamp=envelope.timestamp or props.timestamp,
             reply_to=codec.reply_address(envelope, props.reply_to),
             attempt=attempt,

@@ -107,7 +107,7 @@ def dead_letter_headers(
     expiration: str | None = None,
 ) -> dict[str, Any]:
     """The AMQP headers of a dead-lettered message (see the module docstring)."""
-    headers: dict[str, Any] = dict(original) if original else {}
+    headers: dict[str, Any] = retry.without_forged_deaths(dict(original) if original else {})
     for name in _RETRY_ONLY:
         headers.pop(name, None)
     stamp = retry.iso(now)

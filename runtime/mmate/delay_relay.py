@@ -106,6 +106,8 @@ class DelayService:
         self._declared = False
         self._lock = asyncio.Lock()
         self._relay: RawConsumer | None = None
+        self._relay_lock = asyncio.Lock()
+        self._stopped = False
         self.relayed = 0
         """Messages this relay delivered to their destination."""
         self.dead_lettered = 0
@@ -228,33 +230,38 @@ class DelayService:
     # -- the relay --------------------------------------------------------------------------------
 
     async def start_relay(self, *, required: bool = True) -> None:
-        """Declare the infrastructure and consume the ready queue (idempotent).
+        """Declare the infrastructure and consume the ready queue: once per client, however many
+        tasks ask at the same time; never again after ``stop``.
 
         ``required=False`` (used by ``Client.serve``): when this user may not declare the
         infrastructure and it does not exist, log a warning and do not relay instead of raising.
         """
-        try:
-            await self.ensure()
-        except AccessRefused as exc:
-            if required:
-                raise
-            log.warning("this client does not relay delayed messages: %s", exc)
-            return
-        if self._relay is not None:
-            return
-        relay = RawConsumer(
-            self._connection,
-            self.topology.ready,
-            self._relay_one,
-            prefetch=self._prefetch,
-            redeclare=self._declare,  # the cascade, should its ready queue be deleted
-        )
-        await relay.start()
-        self._relay = relay
+        async with self._relay_lock:
+            if self._relay is not None or self._stopped:
+                return
+            try:
+                await self.ensure()
+            except AccessRefused as exc:
+                if required:
+                    raise
+                log.warning("this client does not relay delayed messages: %s", exc)
+                return
+            relay = RawConsumer(
+                self._connection,
+                self.topology.ready,
+                self._relay_one,
+                prefetch=self._prefetch,
+                redeclare=self._declare,  # the cascade, should its ready queue be deleted
+            )
+            await relay.start()
+            self._relay = relay
         log.info("relaying delayed messages from %s", self.topology.ready)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        relay, self._relay = self._relay, None
+        """Stop relaying for good (``Client.close``)."""
+        async with self._relay_lock:
+            self._stopped = True
+            relay, self._relay = self._relay, None
         if relay is not None:
             await relay.stop(timeout)
         await self._publisher.close()

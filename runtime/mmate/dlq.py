@@ -57,7 +57,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
@@ -68,10 +67,10 @@ from typing import Any, Literal
 import aiormq.abc
 from pamqp.commands import Basic
 
-from . import deadletter, retry
+from . import codec, deadletter, retry
 from .client import Client
 from .connection import Connection
-from .errors import EntityNotFound, UnroutableError, broker_reply, classify, translate
+from .errors import DecodeError, EntityNotFound, UnroutableError, broker_reply, classify, translate
 from .republish import copied_properties
 
 log = logging.getLogger("mmate.dlq")
@@ -204,17 +203,6 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _iso(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -223,8 +211,8 @@ def _iso(value: datetime) -> str:
 
 def _envelope_field(body: bytes, name: str) -> str | None:
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = codec.load_json(body)
+    except DecodeError:
         return None
     value = data.get(name) if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
@@ -262,10 +250,10 @@ def describe(message: aiormq.abc.DeliveredMessage, position: int) -> DeadLetter:
     source: Source = "mmate" if ours else "broker" if deaths else "unknown"
     if ours:
         reason = _text(headers.get(deadletter.REASON)) or "unknown"
-        attempts = _int(headers.get(deadletter.ATTEMPTS))
+        attempts = retry.count_of(headers.get(deadletter.ATTEMPTS))
     else:
         reason = _text(newest.get("reason")) or "unknown"
-        attempts = _int(newest.get("count"))
+        attempts = retry.count_of(newest.get("count"))
     return DeadLetter(
         position=position,
         message_id=message_id_of(properties, body),
@@ -402,7 +390,7 @@ def replay_properties(properties: Basic.Properties) -> Basic.Properties:
     headers = dict(properties.headers or {})
     for name in _REMOVED_ON_REPLAY:
         headers.pop(name, None)
-    headers[REPLAYS] = (_int(headers.get(REPLAYS)) or 0) + 1
+    headers[REPLAYS] = min((retry.count_of(headers.get(REPLAYS)) or 0) + 1, retry.MAX_ATTEMPT)
     return copied_properties(properties, headers)
 
 

@@ -19,7 +19,7 @@ fails validation, a handler that raised or timed out) is described as a ``Failur
 
 The consumer carries a decision out (``consumer.QueueConsumer``): it publishes the message to the
 wait queue or dead-letter queue and acks it only after the broker confirmed that publish; if the
-publish fails it nacks without requeue, so the broker's own dead-lettering takes over.
+publish fails it requeues the message after a pause, so it is never lost.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .topology import QueueDef
 
 log = logging.getLogger("mmate.failure")
 
-Stage = Literal["poison", "decode", "dispatch", "validate", "handler"]
+Stage = Literal["poison", "decode", "dispatch", "validate", "handler", "internal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,8 @@ def classify(failure: Failure, queue: QueueDef | None) -> tuple[FailureKind, str
         return "permanent", poison.UNKNOWN_TYPE
     if failure.stage == "validate":
         return "permanent", poison.VALIDATION_FAILED
+    if failure.stage == "internal":
+        return "permanent", poison.INTERNAL_ERROR
     kind = failure_kind(failure.error)
     if kind is None:
         policy = queue.retry if queue is not None else None

@@ -89,7 +89,7 @@ PublishKind = Literal["publish", "batch", "request", "reply", "transaction"]
 batch, a query sent by ``request``, a reply sent for a query handler, a message published in a
 transaction."""
 
-OutcomeResult = Literal["handled", "retried", "dead_lettered", "rejected"]
+OutcomeResult = Literal["handled", "retried", "dead_lettered", "rejected", "requeued"]
 
 PublishNext = Callable[[], Awaitable[None]]
 """``call_next`` of ``on_publish``: the rest of the chain, then the confirmed publish."""
@@ -119,7 +119,9 @@ class Outcome:
     result: OutcomeResult
     """``handled``: the handler returned (acked); ``retried``: moved to a wait queue (or the delay
     cascade); ``dead_lettered``: moved to the dead-letter route; ``rejected``: nacked without
-    requeue (no dead-letter route, or the move failed)."""
+    requeue (the queue has no dead-letter route: ``dead_letter: false`` in the spec);
+    ``requeued``: its move to a wait or dead-letter queue failed, so it went back to its queue
+    and is delivered again after a pause."""
     queue: str
     message_type: str
     """The envelope's type; for poison, whatever was known (may be empty)."""

@@ -129,7 +129,7 @@ class PrometheusMetrics(Interceptor):
         self.consumed = prom.Counter(
             "mmate_messages_consumed_total",
             "Deliveries finished, whatever the outcome (handled, retried, dead-lettered, "
-            "rejected).",
+            "rejected, requeued).",
             consume,
             registry=reg,
         )
@@ -160,7 +160,14 @@ class PrometheusMetrics(Interceptor):
         )
         self.rejected = prom.Counter(
             "mmate_messages_rejected_total",
-            "Failed deliveries nacked without requeue (no dead-letter route, or the move failed).",
+            "Failed deliveries nacked without requeue (the queue has no dead-letter route).",
+            consume,
+            registry=reg,
+        )
+        self.requeued = prom.Counter(
+            "mmate_messages_requeued_total",
+            "Failed deliveries returned to their queue because the move to their wait or "
+            "dead-letter queue failed (delivered again after a pause).",
             consume,
             registry=reg,
         )
@@ -226,3 +233,5 @@ class PrometheusMetrics(Interceptor):
             self.dead_lettered.labels(*labels, outcome.reason).inc()
         elif outcome.result == "rejected":
             self.rejected.labels(*labels).inc()
+        elif outcome.result == "requeued":
+            self.requeued.labels(*labels).inc()

@@ -10,7 +10,9 @@ class Model(BaseModel):
 
     Attributes are snake_case Python names; the JSON names on the wire (camelCase) are their
     aliases. Models accept either name when constructed, ignore unknown keys when read (tolerant
-    reader), and are serialized by alias.
+    reader), and are serialized by alias. Floats must be finite: ``NaN`` and infinities have no JSON
+    form (the wire decoder rejects them too), so they fail validation instead of going out as
+    ``null``.
     """
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", allow_inf_nan=False)

@@ -10,6 +10,9 @@ every poison message is permanent (dead-lettered at once, never retried, never r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from .errors import DecodeError
 
 OVERSIZED = "oversized"
@@ -21,6 +24,15 @@ UNKNOWN_TYPE = "unknown-type"
 VALIDATION_FAILED = "validation-failed"
 UNDECODABLE = "undecodable"
 """A ``DecodeError`` whose text no rule below recognises (still poison)."""
+INVALID_PROPERTIES = "invalid-properties"
+"""The AMQP properties (headers included) of the delivery could not be decoded; the transport
+delivered the body with the marker header ``UNDECODABLE_PROPERTIES`` instead of them."""
+INTERNAL_ERROR = "internal-error"
+"""Processing the delivery raised where nothing should (a bug, or an interceptor's error outside
+the handler); it is dead-lettered rather than left unsettled."""
+
+UNDECODABLE_PROPERTIES = "x-mmate-undecodable-properties"
+"""Set by the transport, in place of properties it could not decode, to say why."""
 
 POISON_REASONS = frozenset(
     {
@@ -32,12 +44,23 @@ POISON_REASONS = frozenset(
         UNKNOWN_TYPE,
         VALIDATION_FAILED,
         UNDECODABLE,
+        INVALID_PROPERTIES,
+        INTERNAL_ERROR,
     }
 )
 
 
-def check_body(body: bytes, max_bytes: int | None, queue: str) -> tuple[str, DecodeError] | None:
-    """``(reason, error)`` when ``body`` is oversized or not UTF-8, else None."""
+def check_body(
+    body: bytes, max_bytes: int | None, queue: str, headers: Mapping[str, Any] | None = None
+) -> tuple[str, DecodeError] | None:
+    """``(reason, error)`` when the delivery's properties could not be decoded (``headers`` holds
+    the transport's ``UNDECODABLE_PROPERTIES`` marker), or ``body`` is oversized or not UTF-8;
+    else None."""
+    if headers and UNDECODABLE_PROPERTIES in headers:
+        return INVALID_PROPERTIES, DecodeError(
+            f"the AMQP properties could not be decoded ({headers[UNDECODABLE_PROPERTIES]}); "
+            "they were dropped, the body is kept as it was"
+        )
     if max_bytes is not None and len(body) > max_bytes:
         return OVERSIZED, DecodeError(
             f"body of {len(body)} bytes exceeds the limit of {max_bytes} bytes of queue {queue!r}"

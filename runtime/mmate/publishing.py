@@ -166,7 +166,7 @@ class ConfirmedPublisher:
                 finally:
                     window.release()
         except TimeoutError:
-            raise self._timeout_error(out, limit, sent=sent) from None
+            raise await self._timeout_error(out, limit, sent=sent) from None
         except (Exception, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
                 raise  # a real cancellation of the caller
@@ -207,13 +207,19 @@ class ConfirmedPublisher:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 1.0)
         except TimeoutError:
-            raise self._timeout_error(out, limit, sent=True) from None
+            raise await self._timeout_error(out, limit, sent=True) from None
 
-    def _timeout_error(self, out: Outgoing, limit: float, *, sent: bool) -> PublishTimeout:
+    async def _timeout_error(self, out: Outgoing, limit: float, *, sent: bool) -> PublishTimeout:
         where = _where(out.exchange, out.routing_key)
         what = f"{out.encoded.type} {out.encoded.message_id} to {where}"
-        if not self._connection.is_up:
-            arrived = "it may have reached the broker" if sent else "nothing was published"
+        blocked = await self._connection.blocked()
+        arrived = "it may have reached the broker" if sent else "nothing was published"
+        if blocked is not None:
+            text = (
+                f"{what}: no confirm within {limit:g} s, the broker is blocking publishers "
+                f"({blocked}; see the alarms in `rabbitmqctl status`); {arrived}"
+            )
+        elif not self._connection.is_up:
             text = (
                 f"{what}: no confirm within {limit:g} s, the broker connection is down "
                 f"({self._connection.describe_outage()}); {arrived}"

@@ -31,6 +31,7 @@ Handle = Callable[[aiormq.abc.DeliveredMessage], Awaitable[None]]
 
 
 async def consume_again(
+    connection: Connection,
     queue: str,
     consume: Callable[[], Awaitable[None]],
     stopping: Callable[[], bool],
@@ -49,6 +50,9 @@ async def consume_again(
     delay = 0.2
     redeclared = False
     while not stopping():
+        if not connection.wanted:  # closed (or given up): nothing to consume again on
+            log.debug("not consuming %s again: the connection is closed", queue)
+            return
         try:
             await consume()
             log.info("consuming %s again", queue)
@@ -155,7 +159,11 @@ class RawConsumer:
 
     async def _restart_loop(self) -> None:
         await consume_again(
-            self.queue, self._consume, lambda: self._stopping, redeclare=self._redeclare
+            self._connection,
+            self.queue,
+            self._consume,
+            lambda: self._stopping,
+            redeclare=self._redeclare,
         )
 
     async def stop(self, timeout: float = 10.0) -> None:

@@ -30,6 +30,7 @@ Contract:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Collection, Mapping
 from datetime import datetime
@@ -49,41 +50,122 @@ MAX_ERROR_TEXT = 1000
 """Longest error text written into a header (characters)."""
 
 
+MAX_ATTEMPT = 1_000_000
+"""The largest attempt number read from a delivery's headers; anything above is clamped to it
+(far beyond any retry policy, and always encodable in an AMQP header)."""
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value) if value is not None else ""
 
 
+def count_of(value: Any) -> int | None:
+    """A non-negative count read from an untrusted header value, clamped to ``MAX_ATTEMPT``;
+    None when it is not a count. Integers (not booleans), integral finite floats, and decimal
+    strings or bytes are counts; anything else (``1.5``, ``"abc"``, ``NaN``, a table) is not."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            return None
+        number = MAX_ATTEMPT + 1 if abs(value) > MAX_ATTEMPT else int(value)
+    elif isinstance(value, str | bytes):
+        text = _text(value).strip()
+        if not text.isascii() or not text.isdigit():
+            return None
+        number = MAX_ATTEMPT + 1 if len(text) > 7 else int(text)
+    else:
+        return None
+    return min(max(number, 0), MAX_ATTEMPT)
+
+
 def _rejections(x_death: Any, queue: str) -> int:
-    """How often the broker dead-lettered this message from ``queue`` (``x-death`` entries)."""
+    """How often the broker dead-lettered this message from ``queue`` (``x-death`` entries),
+    clamped to ``MAX_ATTEMPT``."""
     if not isinstance(x_death, list | tuple):
         return 0
     total = 0
-    for entry in x_death:
+    for entry in x_death[:100]:  # RabbitMQ keeps one entry per queue and reason
         if not isinstance(entry, Mapping):
             continue
         if _text(entry.get("queue")) != queue:
             continue
         if _text(entry.get("reason")) not in ("rejected", "delivery_limit"):
             continue
-        count = entry.get("count", 1)
-        total += count if isinstance(count, int) and count > 0 else 1
-    return total
+        count = count_of(entry.get("count", 1))
+        total += count if count else 1
+    return min(total, MAX_ATTEMPT)
+
+
+_DEATH_REASONS = frozenset({"rejected", "expired", "maxlen", "delivery_limit"})
+_DEATH_TEXT_HEADERS = (
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+)
+DROPPED = "x-mmate-dropped-headers"
+
+
+def _sound_death(entry: Any) -> bool:
+    """An ``x-death`` entry shaped as RabbitMQ writes it."""
+    if not isinstance(entry, Mapping):
+        return False
+    count, keys = entry.get("count"), entry.get("routing-keys", [])
+    return (
+        isinstance(count, int)
+        and not isinstance(count, bool)
+        and 0 <= count < 2**63
+        and entry.get("reason") in _DEATH_REASONS
+        and isinstance(entry.get("queue"), str)
+        and isinstance(entry.get("exchange", ""), str)
+        and isinstance(keys, list | tuple)
+        and all(isinstance(k, str) for k in keys)
+        and isinstance(entry.get("time", datetime.now()), datetime)
+    )
+
+
+def without_forged_deaths(headers: dict[str, Any]) -> dict[str, Any]:
+    """``headers`` (changed in place) without broker dead-letter headers that RabbitMQ did not
+    write: an ``x-death`` that is not a list of entries shaped like RabbitMQ's, or an
+    ``x-first-death-*`` / ``x-last-death-*`` that is not a string. A message republished with a
+    forged ``x-death`` into a queue that dead-letters (a wait queue) is dropped by RabbitMQ when
+    it dead-letters it, so these never go back on the wire; their names are listed in
+    ``x-mmate-dropped-headers``."""
+    dropped: list[str] = []
+    deaths = headers.get("x-death")
+    if deaths is not None and not (
+        isinstance(deaths, list | tuple) and len(deaths) <= 100 and all(map(_sound_death, deaths))
+    ):
+        del headers["x-death"]
+        dropped.append("x-death")
+    for name in _DEATH_TEXT_HEADERS:
+        value = headers.get(name)
+        if value is not None and not isinstance(value, str):
+            del headers[name]
+            dropped.append(name)
+    if dropped:
+        before = headers.get(DROPPED)
+        text = (
+            ", ".join(dropped) if not isinstance(before, str) else f"{before}, {', '.join(dropped)}"
+        )
+        headers[DROPPED] = text[:1000]
+    return headers
 
 
 def attempt_of(headers: Mapping[str, Any] | None, queue: str) -> int:
-    """The attempt number of a delivery from ``queue`` (see the module docstring)."""
+    """The attempt number of a delivery from ``queue`` (see the module docstring), between 1 and
+    ``MAX_ATTEMPT`` whatever the headers hold."""
     if not headers:
         return 1
-    stamped = 1
-    value = headers.get(ATTEMPT)
-    if value is not None:
-        try:
-            stamped = max(1, int(_text(value) if isinstance(value, bytes) else value))
-        except (TypeError, ValueError):
-            stamped = 1
-    return max(stamped, 1 + _rejections(headers.get("x-death"), queue))
+    stamped = count_of(headers.get(ATTEMPT)) or 1
+    return min(max(stamped, 1 + _rejections(headers.get("x-death"), queue)), MAX_ATTEMPT)
 
 
 def nominal_delay_ms(policy: RetryPolicy, attempt: int) -> int:
@@ -144,7 +226,7 @@ def retry_headers(
     routing_key: str,
 ) -> dict[str, Any]:
     """The AMQP headers of a message retried through a wait queue (see the module docstring)."""
-    headers: dict[str, Any] = dict(original) if original else {}
+    headers: dict[str, Any] = without_forged_deaths(dict(original) if original else {})
     stamp = iso(now)
     headers.setdefault(FIRST_FAILURE, stamp)
     headers.setdefault(ORIGINAL_EXCHANGE, exchange)

@@ -56,10 +56,10 @@ from typing import Any, Generic, Self, TypeVar, Unpack
 import aiormq.abc
 from pamqp.commands import Basic
 
-from . import cron
+from . import codec, cron
 from .client import Client
 from .codec import Encoded
-from .errors import MmateError, translate
+from .errors import DecodeError, MmateError, translate
 from .model import Model
 from .options import PublishOptions
 from .publish_method import PublishMethod
@@ -259,9 +259,9 @@ class Scheduler:
             if not isinstance(got.delivery, Basic.GetOk) or got.delivery_tag is None:
                 return None
             await channel.basic_nack(got.delivery_tag, requeue=True)
-            tick = datetime.fromisoformat(json.loads(got.body)["tick"])
+            tick = datetime.fromisoformat(codec.load_json(got.body)["tick"])
             return tick if tick.tzinfo is not None else None
-        except (ValueError, KeyError, TypeError):
+        except (DecodeError, ValueError, KeyError, TypeError):
             return None
         finally:
             if not channel.is_closed:
@@ -296,10 +296,10 @@ class Scheduler:
         self, schedule: Schedule[Any], message: aiormq.abc.DeliveredMessage
     ) -> None:
         try:
-            tick = datetime.fromisoformat(json.loads(message.body)["tick"])
+            tick = datetime.fromisoformat(codec.load_json(message.body)["tick"])
             if tick.tzinfo is None:
                 raise ValueError("naive tick")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (DecodeError, ValueError, KeyError, TypeError) as exc:
             log.error("dropping a malformed claim on %s: %r", self.queue(schedule.name), exc)
             await ack(message)
             return

@@ -28,12 +28,17 @@ def mask(url: str) -> str:
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
+    port = _port_text(parts.netloc)
     netloc = f"{user}:****@{host}" + (f":{port}" if port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _port_text(netloc: str) -> str:
+    """The port of ``user:pass@host:port`` as written (kept even when it is not a number)."""
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        return hostport.partition("]:")[2]
+    return hostport.partition(":")[2]
 
 
 def vhost_of(url: str) -> str:
@@ -61,6 +66,15 @@ def connection_url(
         raise MmateError(f"broker URL {mask(url)} must start with amqp:// or amqps://")
     if not parts.hostname:
         raise MmateError(f"broker URL {mask(url)} names no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise MmateError(
+            f"broker URL {mask(url)} has an invalid port {_port_text(parts.netloc)!r}; write a "
+            "number from 1 to 65535 (amqp:// uses 5672, amqps:// 5671)"
+        ) from None
+    if port == 0:
+        raise MmateError(f"broker URL {mask(url)} has port 0; write a number from 1 to 65535")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     if heartbeat is not None and "heartbeat" not in query:
         query["heartbeat"] = str(int(heartbeat))

@@ -183,12 +183,13 @@ async def test_a_missing_dead_letter_queue_or_wait_queue_is_a_startup_error(
         await serving.stop()
 
 
-async def test_when_the_move_fails_the_message_is_nacked_to_the_broker_s_dead_lettering(
+async def test_when_the_move_fails_the_message_stays_in_its_queue_until_it_can_be_moved(
     failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
 ) -> None:
-    """The runtime believes the DLQ is reached through an exchange that has no binding; the broker's
-    own queue arguments still point to the DLQ. The move is returned as unroutable, so the message
-    is nacked (not acked) and the broker dead-letters it itself, without our headers."""
+    """The runtime believes the DLQ is reached through an exchange that has no binding, and the
+    topology declared again does not bind it either: the move is unroutable twice, so the message
+    is requeued (never acked, never rejected into the broker's dead-lettering) and delivered again
+    after a pause; once the route exists, it is moved with our headers."""
     app = failure_app(retry=False)
     lonely = f"t.{uuid.uuid4().hex[:10]}.lonely"
     app.extra_exchanges.append(lonely)
@@ -202,18 +203,23 @@ async def test_when_the_move_fails_the_message_is_nacked_to_the_broker_s_dead_le
         await client.declare(app.topology)  # the broker's queue: DLX "" -> app.dlq
         handlers = app.handlers(_invalid_order)
         serving = await client.serve(handlers)
-        serving.consumers[0]._queue_def = believed  # what this process thinks the route is
+        consumer = serving.consumers[0]
+        consumer._queue_def = believed  # what this process thinks the route is
         await app.publisher(client).send_create_order_command(
             CreateOrderCommand(customer_id="c", amount=1)
         )
-        await wait_until(lambda: serving.consumers[0].rejected == 1)
+        await wait_until(lambda: consumer.requeued >= 2)
+        assert consumer.dead_lettered == 0 and consumer.rejected == 0
+        assert await message_count(raw, app.dlq) == 0
+        await raw.queue_bind(app.dlq, lonely, routing_key="nowhere")  # the route is back
+        await wait_until(lambda: consumer.dead_lettered == 1, timeout=15)
         await serving.stop()
-        assert serving.consumers[0].dead_lettered == 0
+    assert len(handlers.calls) == consumer.requeued + 1  # handled again after each requeue
     (dead,) = await drain(raw, app.dlq)
     assert json.loads(dead.body)["payload"]["customerId"] == "c"
     headers = dead.header.properties.headers
-    assert headers["x-death"][0]["reason"] == "rejected"
-    assert "x-mmate-dead-letter-reason" not in headers
+    assert headers["x-mmate-dead-letter-reason"] == "permanent-error"
+    assert "x-death" not in headers
     assert await message_count(raw, app.queue) == 0
 
 
