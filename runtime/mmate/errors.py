@@ -5,10 +5,12 @@ aiormq's exceptions onto them.
 
     MmateError
     ├── BrokerConnectionError   cannot connect, or the connection is gone (also ConnectionError)
+    ├── ChannelClosed           a channel closed under the caller (``reply_code``, ``reply_text``)
     ├── TopologyError           declaring or verifying the topology failed
     │   ├── PreconditionFailed  406: the entity exists with other settings
     │   ├── EntityNotFound      404: no such exchange or queue
-    │   └── AccessRefused       403: the credentials may not declare / use it
+    │   ├── AccessRefused       403: the credentials may not declare / use it
+    │   └── ResourceLocked      405: an exclusive queue another connection holds
     ├── PublishError            a publish was not confirmed (names exchange and routing key)
     │   ├── UnroutableError     mandatory publish reached no queue
     │   ├── NackError           the broker nacked it
@@ -57,6 +59,17 @@ class BrokerConnectionError(MmateError, ConnectionError):
     """Could not connect to the broker, or the connection was lost."""
 
 
+class ChannelClosed(MmateError):
+    """The channel an operation needed is closed: by the broker (``reply_code`` and
+    ``reply_text`` say why, e.g. 404 after a publish to a missing exchange), or with its
+    connection (``reply_code`` 0)."""
+
+    def __init__(self, message: str, *, reply_code: int = 0, reply_text: str = "") -> None:
+        super().__init__(message)
+        self.reply_code = reply_code
+        self.reply_text = reply_text
+
+
 class TopologyError(MmateError):
     """Declaring or verifying an exchange, queue or binding failed."""
 
@@ -87,6 +100,10 @@ class EntityNotFound(TopologyError):
 
 class AccessRefused(TopologyError):
     """The user may not configure or access the entity (403)."""
+
+
+class ResourceLocked(TopologyError):
+    """An exclusive queue is in use by another connection (405 RESOURCE_LOCKED)."""
 
 
 class PublishError(MmateError):
