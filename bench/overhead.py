@@ -24,9 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mmate import codec
-from mmate.context import MessageContext
-from mmate.interceptors import (
+from mmate._contract.context import MessageContext
+from mmate._observation.interceptors import (
     Draft,
     HandleNext,
     Interceptor,
@@ -35,7 +34,8 @@ from mmate.interceptors import (
     PublishNext,
     publish_info,
 )
-from mmate.publishing import ConfirmedPublisher, Outgoing
+from mmate._publishing.confirmed import ConfirmedPublisher, Outgoing
+from mmate._wire import envelope as codec
 
 from generated import topology
 from generated.models import OrderCreatedEvent, Region
@@ -129,14 +129,14 @@ def _interceptors() -> dict[str, list[Interceptor]]:
         "changes a header": [AddsHeader()],
     }
     try:
-        from mmate.metrics import PrometheusMetrics
+        from mmate._observation.metrics import PrometheusMetrics
         from prometheus_client import CollectorRegistry
 
         found["PrometheusMetrics"] = [PrometheusMetrics(registry=CollectorRegistry())]
     except ImportError:
         print("(prometheus-client not installed: no PrometheusMetrics figures)")
     try:
-        from mmate.tracing import OpenTelemetryTracing
+        from mmate._observation.tracing import OpenTelemetryTracing
         from opentelemetry.sdk.trace import TracerProvider
 
         found["OpenTelemetryTracing"] = [OpenTelemetryTracing(tracer_provider=TracerProvider())]

@@ -48,7 +48,7 @@ sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "runtime")]  # this tree's runt
 
 import mmate  # noqa: E402
 import raw_aiormq  # noqa: E402
-from mmate import codec  # noqa: E402
+from mmate._wire import envelope as codec  # noqa: E402
 from workload import (  # noqa: E402
     CHUNK,
     PREFETCH,

@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable
 
 import aiormq
 import mmate
-from mmate import MessageDef, Model, PublishOptions, PublishRoute, dlq
+from mmate import MessageDef, Model, PublishOptions, PublishRoute
+from mmate._operations import dlq
 
 URL = os.environ.get("MMATE_URL", "amqp://guest:guest@127.0.0.1:5672/")
 

@@ -8,8 +8,7 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from mmate.model import Model
-from mmate.types import Base64Bytes, JsonDecimal
+from mmate import Base64Bytes, JsonDecimal, Model
 from pydantic import AwareDatetime, Field
 
 

@@ -28,7 +28,7 @@ _SCALARS: dict[str, Schema] = {
     "int": {"type": "integer"},
     "int64": {"type": "integer", "format": "int64"},
     "float": {"type": "number"},
-    "decimal": {"type": "number", "customTypePath": "mmate.types.JsonDecimal"},
+    "decimal": {"type": "number", "customTypePath": "mmate.JsonDecimal"},
     "bool": {"type": "boolean"},
     "datetime": {"type": "string", "format": "date-time"},
     "date": {"type": "string", "format": "date"},
@@ -36,7 +36,7 @@ _SCALARS: dict[str, Schema] = {
     "bytes": {
         "type": "string",
         "contentEncoding": "base64",
-        "customTypePath": "mmate.types.Base64Bytes",
+        "customTypePath": "mmate.Base64Bytes",
     },
 }
 

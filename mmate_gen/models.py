@@ -5,7 +5,7 @@ syntax tree, never by pattern over text:
 
 * drops DMCG's header and its root model (``class MmateSpecRoot(RootModel[Any])``), and the
   ``model_config = ConfigDict(arbitrary_types_allowed=True)`` it adds to classes using our custom
-  types (``mmate.model.Model`` already has the configuration they need);
+  types (``mmate.Model`` already has the configuration they need);
 * writes every field default itself, as a Python expression of the field's type (``Decimal("0.5")``,
   ``UUID("...")``, ``Region.EU``, ``Address.model_validate({...})``), so that defaults type-check;
 * rewrites every docstring from its value, one line where it fits.
@@ -29,7 +29,7 @@ from .jsonschema import COMBINED_TITLE, combined_schema
 from .pyliteral import docstring, python_literal
 
 _DMCG_OPTIONS: dict[str, Any] = {
-    "base_class": "mmate.model.Model",
+    "base_class": "mmate.Model",
     "snake_case_field": True,
     "disable_timestamp": True,
     "use_standard_collections": True,

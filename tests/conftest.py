@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import aiormq
 import pytest
-from mmate.delay import DelayTopology
+from mmate._delays.cascade import DelayTopology
 
 BROKER_URL = os.environ.get("MMATE_TEST_URL", "amqp://guest:guest@127.0.0.1:5672/")
 

@@ -1,9 +1,34 @@
 """mmate: contract-first messaging over RabbitMQ, wire-compatible with Mmate for Go and .NET."""
 
-from .breaker import BreakerState, CircuitBreaker
+from ._contract.context import MessageContext
+from ._contract.handler import HandlerBase
+from ._contract.model import Model
+from ._contract.options import PublishOptions
+from ._contract.publish_method import PublishMethod
+from ._contract.publisher import Publisher, PublishTransport
+from ._contract.topology import (
+    BindingDef,
+    ExchangeDef,
+    HandlerRoute,
+    HeaderValue,
+    MessageDef,
+    PublishRoute,
+    QueueDef,
+    RetryPolicy,
+    ServiceTopology,
+)
+from ._contract.types import Base64Bytes, JsonDecimal
+from ._delays.cron import CronError
+from ._delays.scheduler import Scheduler
+from ._failures.breaker import BreakerState, CircuitBreaker
+from ._failures.handler_breaker import HandlerBreakerOptions
+from ._observation.interceptors import HandleNext, Interceptor, Outcome, PublishInfo, PublishNext
+from ._operations.health import CheckResult, HealthReport, QueueStats, check_health
+from ._operations.health_http import HealthServer, serve_health
+from ._publishing.breaker import PublishBreakerOptions
+from ._publishing.transaction import Transaction
+from ._transport.recovery import ConnectionEvent, ReconnectPolicy
 from .client import Batch, Client, Publication, Serving
-from .context import MessageContext
-from .cron import CronError
 from .errors import (
     AccessRefused,
     BatchFailure,
@@ -30,31 +55,6 @@ from .errors import (
     new_permanent_error,
     new_transient_error,
 )
-from .handler import HandlerBase
-from .handler_breaker import HandlerBreakerOptions
-from .health import CheckResult, HealthReport, QueueStats, check_health
-from .health_http import HealthServer, serve_health
-from .interceptors import HandleNext, Interceptor, Outcome, PublishInfo, PublishNext
-from .model import Model
-from .options import PublishOptions
-from .publish_breaker import PublishBreakerOptions
-from .publish_method import PublishMethod
-from .publisher import Publisher, PublishTransport
-from .recovery import ConnectionEvent, ReconnectPolicy
-from .scheduler import Scheduler
-from .topology import (
-    BindingDef,
-    ExchangeDef,
-    HandlerRoute,
-    HeaderValue,
-    MessageDef,
-    PublishRoute,
-    QueueDef,
-    RetryPolicy,
-    ServiceTopology,
-)
-from .tx import Transaction
-from .types import Base64Bytes, JsonDecimal
 
 __all__ = [
     "serve_health",

@@ -29,28 +29,29 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
-from . import codec, routing
-from .breaker import CircuitBreaker
-from .codec import Envelope
-from .connection import Connection
-from .consumer import ConsumerSettings, QueueConsumer, Route
-from .declare import declare_topology
-from .delay import DEFAULT_PREFIX, DelayMode, delay_seconds, delayed
-from .delay_relay import DelayService
+from ._consuming.consumer import ConsumerSettings, QueueConsumer, Route
+from ._contract.handler import HandlerBase
+from ._contract.model import Model
+from ._contract.options import PublishOptions
+from ._contract.publish_method import PublishMethod
+from ._contract.publisher import PublishTransport
+from ._contract.topology import HeaderValue, MessageDef, PublishRoute, ServiceTopology
+from ._delays.cascade import DEFAULT_PREFIX, DelayMode, delay_seconds, delayed
+from ._delays.relay import DelayService
+from ._failures.breaker import CircuitBreaker
+from ._failures.handler_breaker import DEFAULT_HANDLER_BREAKER, HandlerBreakerOptions
+from ._observation.interceptors import Draft, Interceptor, Interceptors, PublishKind, publish_info
+from ._publishing import routing
+from ._publishing.breaker import GuardedPublisher, PublishBreakerOptions
+from ._publishing.confirmed import ConfirmedPublisher, Outgoing
+from ._publishing.requests import ReplyQueue
+from ._publishing.transaction import Transaction
+from ._topology.declare import declare_topology
+from ._transport.connection import Connection
+from ._transport.recovery import ReconnectPolicy, StateCallback
+from ._wire import envelope as codec
+from ._wire.envelope import Envelope
 from .errors import DecodeError, FeatureNotAvailable, MmateError, RemoteError, RequestTimeout
-from .handler import HandlerBase
-from .handler_breaker import DEFAULT_HANDLER_BREAKER, HandlerBreakerOptions
-from .interceptors import Draft, Interceptor, Interceptors, PublishKind, publish_info
-from .model import Model
-from .options import PublishOptions
-from .publish_breaker import GuardedPublisher, PublishBreakerOptions
-from .publish_method import PublishMethod
-from .publisher import PublishTransport
-from .publishing import ConfirmedPublisher, Outgoing
-from .recovery import ReconnectPolicy, StateCallback
-from .reply import ReplyQueue
-from .topology import HeaderValue, MessageDef, PublishRoute, ServiceTopology
-from .tx import Transaction
 
 log = logging.getLogger("mmate.client")
 

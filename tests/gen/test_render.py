@@ -144,7 +144,7 @@ def test_schema_types_of_every_scalar_and_container(files: dict[str, str]) -> No
     }
     assert props["price"] == {
         "type": "number",
-        "customTypePath": "mmate.types.JsonDecimal",
+        "customTypePath": "mmate.JsonDecimal",
         "minimum": 0,
         "maximum": 1000,
     }
@@ -155,7 +155,7 @@ def test_schema_types_of_every_scalar_and_container(files: dict[str, str]) -> No
     assert props["blob"] == {
         "type": "string",
         "contentEncoding": "base64",
-        "customTypePath": "mmate.types.Base64Bytes",
+        "customTypePath": "mmate.Base64Bytes",
     }
     assert props["tags"] == {"type": "array", "items": {"type": "string"}, "maxItems": 3}
     assert props["scores"] == {

@@ -14,7 +14,7 @@ import aiormq
 import aiormq.abc
 import pytest
 from conftest import BROKER_URL
-from mmate.delay import LEVELS, DelayTopology
+from mmate._delays.cascade import LEVELS, DelayTopology
 
 
 def unique_prefix() -> str:

@@ -7,7 +7,7 @@ import asyncio
 import random
 from typing import Any
 
-from mmate.acks import Acker
+from mmate._consuming.acks import Acker
 
 
 class FakeChannel:

@@ -10,9 +10,9 @@ import aiormq.exceptions as amqp_exc
 import mmate
 import pytest
 from mmate import QueueDef, RetryPolicy
+from mmate._failures.decide import DeadLetter, Failure, RetryLater, RetryNow, Stage, decide
+from mmate._failures.retry import attempt_of
 from mmate.errors import failure_kind
-from mmate.failure import DeadLetter, Failure, RetryLater, RetryNow, Stage, decide
-from mmate.retry import attempt_of
 
 
 def _queue(

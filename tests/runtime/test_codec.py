@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from conftest import go_body, go_fixture
-from mmate import Client, DecodeError, MmateError, codec
+from mmate import Client, DecodeError, MmateError
+from mmate._wire import envelope as codec
 from pamqp.base import BasicProperties
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader

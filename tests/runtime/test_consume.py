@@ -208,7 +208,7 @@ async def test_handler_exception_dead_letters_once_without_requeue_loop(
 async def test_auto_ack_is_opt_in_and_warns_once(
     app: App, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mmate import consumer
+    from mmate._consuming import consumer
 
     monkeypatch.setattr(consumer, "_auto_ack_warned", False)
     async with mmate.Client(BROKER_URL, service="order-service") as client:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmate.republish import copied_properties
+from mmate._publishing.republish import copied_properties
 from pamqp.commands import Basic
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from mmate.cron import CronError, parse
+from mmate._delays.cron import CronError, parse
 
 
 def at(text: str) -> datetime:

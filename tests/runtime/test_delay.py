@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from mmate import MmateError
-from mmate.delay import (
+from mmate._delays.cascade import (
     LEVELS,
     MAX_DELAY_SECONDS,
     DelayTopology,

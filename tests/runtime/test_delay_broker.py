@@ -19,7 +19,7 @@ import pytest
 from conftest import BROKER_URL
 from delay_support import Recorder, count, prefix_fixture, wait_for
 from mmate import Publication
-from mmate.delay import HEADER_FAILURE, LEVELS, DelayTopology
+from mmate._delays.cascade import HEADER_FAILURE, LEVELS, DelayTopology
 from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, OrderReply, Region
 
 pytestmark = pytest.mark.broker

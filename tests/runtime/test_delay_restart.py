@@ -17,7 +17,7 @@ import mmate
 import pytest
 from conftest import BROKER_URL
 from delay_support import Recorder, count, prefix_fixture, wait_for
-from mmate.delay import LEVELS, DelayTopology
+from mmate._delays.cascade import LEVELS, DelayTopology
 from sample_app import App, OrderCreatedEvent, Region
 
 pytestmark = [

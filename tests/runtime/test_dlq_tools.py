@@ -20,7 +20,7 @@ import pytest
 from conftest import BROKER_URL, _cleanup, message_count, wait_until
 from failure_app import AppFactory, failure_app
 from mmate import MessageContext, dlq
-from mmate.deadletter import dead_letter_headers
+from mmate._failures.deadletter import dead_letter_headers
 from pamqp.commands import Basic
 from sample_app import CreateOrderCommand
 

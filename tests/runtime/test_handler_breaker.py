@@ -234,7 +234,7 @@ async def test_stopping_while_open_requeues_the_held_message_and_loses_none(
 
 
 async def test_a_trial_that_ends_without_a_verdict_lets_the_next_message_try() -> None:
-    from mmate.handler_breaker import HandlerBreaker
+    from mmate._failures.handler_breaker import HandlerBreaker
 
     async def nothing() -> None:
         return None

@@ -19,7 +19,7 @@ import pytest
 from conftest import BROKER_URL, message_count, wait_until
 from delay_support import prefix_fixture
 from failure_app import AppFactory, drain, failure_app
-from mmate import retry
+from mmate._failures import retry
 from pamqp.commands import Basic
 from sample_app import App, CreateOrderCommand
 from test_delay_broker import event

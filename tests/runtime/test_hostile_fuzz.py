@@ -20,7 +20,9 @@ from conftest import BROKER_URL, message_count, wait_until
 from failure_app import AppFactory, drain, failure_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mmate import DecodeError, codec, deadletter, poison, retry
+from mmate import DecodeError
+from mmate._failures import deadletter, poison, retry
+from mmate._wire import envelope as codec
 from pamqp import encode
 from pamqp.commands import Basic
 from sample_app import MESSAGES, CreateOrderCommand

@@ -412,9 +412,10 @@ async def test_a_transaction_runs_the_chain_around_each_write_before_the_commit(
 
 
 def test_a_delayed_message_shows_its_destination_not_the_cascade() -> None:
-    from mmate import codec, delay
-    from mmate.interceptors import publish_info
-    from mmate.publishing import Outgoing
+    from mmate._delays import cascade as delay
+    from mmate._observation.interceptors import publish_info
+    from mmate._publishing.confirmed import Outgoing
+    from mmate._wire import envelope as codec
     from sample_app import MESSAGES
 
     encoded = codec.encode(MESSAGES["OrderCreatedEvent"], event(1), app_id="t", correlation_id="c")
@@ -427,9 +428,9 @@ def test_a_delayed_message_shows_its_destination_not_the_cascade() -> None:
 
 
 async def test_a_whole_batch_error_is_raised_as_itself_after_every_chain_saw_it() -> None:
-    from mmate import codec
-    from mmate.interceptors import Draft, Interceptors, publish_info
-    from mmate.publishing import Outgoing
+    from mmate._observation.interceptors import Draft, Interceptors, publish_info
+    from mmate._publishing.confirmed import Outgoing
+    from mmate._wire import envelope as codec
     from sample_app import MESSAGES
 
     log: list[str] = []

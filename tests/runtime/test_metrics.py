@@ -14,7 +14,7 @@ import pytest
 from conftest import BROKER_URL, wait_until
 from failure_app import AppFactory, failure_app
 from mmate import MessageContext
-from mmate.metrics import PrometheusMetrics
+from mmate._observation.metrics import PrometheusMetrics
 from pamqp.commands import Basic
 from prometheus_client import CollectorRegistry
 from sample_app import CreateOrderCommand

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import aiormq
 import pytest
 from conftest import BROKER_URL
-from mmate.cli import main
+from mmate._operations.cli import main
 from pamqp.commands import Basic
 
 pytestmark = pytest.mark.broker
@@ -183,7 +183,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_command_runs_as_a_program(dead: Dlq) -> None:
     env = {**os.environ, "MMATE_URL": BROKER_URL}
     done = subprocess.run(
-        [sys.executable, "-m", "mmate.cli", "dlq", "list", dead.dlq, "--json"],
+        [sys.executable, "-m", "mmate", "dlq", "list", dead.dlq, "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -193,7 +193,7 @@ def test_the_command_runs_as_a_program(dead: Dlq) -> None:
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["messages"]) == 5
     missing = subprocess.run(
-        [sys.executable, "-m", "mmate.cli", "dlq", "list", f"{dead.dlq}.nope"],
+        [sys.executable, "-m", "mmate", "dlq", "list", f"{dead.dlq}.nope"],
         capture_output=True,
         text=True,
         env=env,

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 
 import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL, message_count, wait_until
+from conftest import BROKER_URL, message_count
 from mmate import ExchangeDef, Publication, QueueDef, ServiceTopology
 from sample_app import App, CreateOrderCommand, OrderCreatedEvent, Region
 
@@ -127,18 +126,17 @@ async def test_ttl_and_priority_are_real_properties(
     assert await message_count(raw, app.audit_queue) == 0  # the 50 ms message expired on the broker
 
 
-async def test_concurrent_publishes_pipeline(app: App, raw: aiormq.abc.AbstractChannel) -> None:
+async def test_concurrent_publishes_are_all_confirmed(
+    app: App, raw: aiormq.abc.AbstractChannel
+) -> None:
+    """3000 publishes at once through a window of 500: every one confirmed and enqueued (how
+    fast pipelining is, is measured by bench/, not asserted here)."""
     n = 3000
     async with mmate.Client(BROKER_URL, service="order-service", max_in_flight=500) as client:
         await client.declare(app.order_service)
         publisher = app.publisher(client)
-        started = time.perf_counter()
         await asyncio.gather(*(publisher.publish_order_created_event(event(i)) for i in range(n)))
-        elapsed = time.perf_counter() - started
-    await wait_until(lambda: True)
     assert await message_count(raw, app.audit_queue) == n
-    # one round trip per message would be far slower than this on any machine
-    assert n / elapsed > 1000, f"{n / elapsed:.0f} msg/s"
 
 
 async def test_publish_many_reports_exactly_which_failed(

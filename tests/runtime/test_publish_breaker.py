@@ -16,7 +16,7 @@ import mmate
 import pytest
 from conftest import BROKER_URL, message_count
 from mmate import BreakerState, PublishBreakerOptions
-from mmate.publish_breaker import counts_as_failure
+from mmate._publishing.breaker import counts_as_failure
 from sample_app import App, OrderCreatedEvent
 
 pytestmark = pytest.mark.broker

@@ -14,9 +14,10 @@ import mmate
 import pytest
 from broker_ctl import ctl, vhost_fixture, vhost_url
 from conftest import BROKER_URL, message_count, wait_until
-from mmate import ConnectionEvent, MessageContext, ReconnectPolicy, codec
-from mmate.publishing import Outgoing
-from mmate.url import mask
+from mmate import ConnectionEvent, MessageContext, ReconnectPolicy
+from mmate._publishing.confirmed import Outgoing
+from mmate._transport.urls import mask
+from mmate._wire import envelope as codec
 from sample_app import (
     MESSAGES,
     App,

@@ -17,7 +17,7 @@ from conftest import BROKER_URL, message_count, wait_until
 from delay_support import prefix_fixture
 from failure_app import AppFactory, FailureApp, drain, failure_app
 from mmate import MessageContext, RetryPolicy
-from mmate.retry import backoff_tier, tier_at_least, tier_at_most
+from mmate._failures.retry import backoff_tier, tier_at_least, tier_at_most
 from sample_app import CreateOrderCommand
 
 pytestmark = pytest.mark.broker

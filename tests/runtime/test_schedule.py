@@ -17,7 +17,7 @@ import mmate
 import pytest
 from conftest import BROKER_URL
 from delay_support import Recorder, wait_for
-from mmate.scheduler import Scheduler, tick_id
+from mmate._delays.scheduler import Scheduler, tick_id
 from sample_app import App, OrderCreatedEvent, Region
 
 pytestmark = pytest.mark.broker

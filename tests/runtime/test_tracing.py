@@ -18,7 +18,7 @@ import mmate
 import pytest
 from conftest import BROKER_URL, go_body, go_fixture, wait_until
 from mmate import MessageContext
-from mmate.tracing import OpenTelemetryTracing
+from mmate._observation.tracing import OpenTelemetryTracing
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

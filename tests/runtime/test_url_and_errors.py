@@ -6,7 +6,7 @@ import aiormq.exceptions as amqp_exc
 import mmate
 import pytest
 from mmate import errors
-from mmate.url import connection_url, mask, vhost_of
+from mmate._transport.urls import connection_url, mask, vhost_of
 
 
 def test_mask_hides_the_password() -> None:

@@ -1,0 +1,362 @@
+"""``DelayService``: declare the delay infrastructure once per client and relay ready messages.
+
+After the last cascade level a message carries the routing key ``<28 bits>.<destination>`` and sits
+in ``<prefix>.ready``; the user asked for (exchange X, routing key K) and X's bindings expect K. The
+relay closes that gap: it consumes the ready queue (manual ack, competing consumers are fine) and
+republishes each message to the exchange and routing key kept in its ``x-mmate-delay-*`` headers,
+with publisher confirms and ``mandatory``, then acks it. At-least-once: a relay that dies between
+the confirm and the ack leaves the message to be relayed again, with the same message id.
+
+What the republished message looks like: body and properties unchanged (message id, correlation
+id, type, timestamp, persistence), the ``x-mmate-delay-*`` headers and the cascade's ``x-death`` /
+``x-first-death-*`` / ``x-last-death-*`` headers removed (the failure handling reads ``x-death``;
+waiting is not failing), and a parked ``ttl`` restored as the ``expiration`` property.
+
+A message that cannot be delivered is never dropped: unroutable (no queue bound for K), a
+destination exchange that does not exist, or missing/invalid delay headers put it in
+``<prefix>.dead`` with ``x-mmate-delay-failure`` saying why (and the original headers kept).
+A nack, a confirm timeout or a lost connection leave it in the ready queue for another try.
+
+Which clients relay: every ``Client`` whose ``delay_relay`` setting is on (the default) relays once
+it has published a delayed message or serves handlers, and ``Client.run_delay_relay()`` starts it
+explicitly (e.g. in a service that only exists to relay).
+
+A user without configure rights gets ``AccessRefused`` from declaring; the infrastructure is then
+verified passively and used if it exists. If it does not, a delayed publish raises
+``AccessRefused`` saying so, and ``serve`` logs a warning and serves without relaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiormq.abc
+from pamqp.commands import Basic
+
+from .._consuming.raw import RawConsumer, ack, nack
+from .._publishing.confirmed import ConfirmedPublisher, Outgoing
+from .._publishing.republish import copied_properties
+from .._transport.connection import Connection
+from .._wire.envelope import Encoded
+from ..errors import (
+    AccessRefused,
+    EntityNotFound,
+    FeatureNotAvailable,
+    MmateError,
+    NackError,
+    PublishError,
+    PublishTimeout,
+    UnroutableError,
+    broker_reply,
+    classify,
+    translate,
+)
+from . import cascade as delay
+
+log = logging.getLogger("mmate.delay")
+
+_STRIPPED = frozenset(
+    {
+        delay.HEADER_EXCHANGE,
+        delay.HEADER_ROUTING_KEY,
+        delay.HEADER_EXPIRATION,
+        delay.HEADER_DUE,
+        "x-delay",
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+    }
+)
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+class DelayService:
+    """The delay infrastructure of one client: declaration (once, again after a reconnect) and the
+    relay."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        mode: delay.DelayMode = "cascade",
+        prefix: str = delay.DEFAULT_PREFIX,
+        publish_timeout: float = 10.0,
+        prefetch: int = 100,
+    ) -> None:
+        if mode not in ("cascade", "plugin"):
+            raise MmateError(f"delay_mode must be 'cascade' or 'plugin', not {mode!r}")
+        self.mode: delay.DelayMode = mode
+        self.topology = delay.DelayTopology(prefix)
+        self._connection = connection
+        self._publisher = ConfirmedPublisher(connection, timeout=publish_timeout)
+        self._publish_timeout = publish_timeout
+        self._plugin_channel = connection.managed("delay-plugin", confirms=True)
+        self._prefetch = prefetch
+        self._declared = False
+        self._lock = asyncio.Lock()
+        self._relay: RawConsumer | None = None
+        self._relay_lock = asyncio.Lock()
+        self._stopped = False
+        self.relayed = 0
+        """Messages this relay delivered to their destination."""
+        self.dead_lettered = 0
+        """Messages this relay put in the dead queue."""
+
+    def is_delayed(self, out: Outgoing) -> bool:
+        """True for a message already rewritten into the delay infrastructure."""
+        return out.exchange in self.topology.entry_exchanges
+
+    @property
+    def relay_running(self) -> bool:
+        return self._relay is not None and self._relay.running
+
+    async def ensure(self) -> None:
+        """Declare the infrastructure (first call only; ``redeclare`` after a reconnect)."""
+        if self._declared:
+            return
+        async with self._lock:
+            if not self._declared:
+                await self._declare()
+                self._declared = True
+
+    async def redeclare(self) -> None:
+        if self._declared:
+            await self._declare()
+
+    async def _declare(self) -> None:
+        try:
+            await self._declare_all()
+        except AccessRefused as exc:
+            # A user without configure rights can still use an infrastructure that exists.
+            await self._verify(exc)
+
+    async def _verify(self, refused: AccessRefused) -> None:
+        topo = self.topology
+        names = [("exchange", name) for name, _, _ in topo.exchanges()]
+        names += [("queue", name) for name, _ in topo.queues()]
+        if self.mode == "plugin":
+            names.append(("exchange", topo.plugin))
+        channel = await self._connection.channel(confirms=False)
+        try:
+            for kind, name in names:
+                if kind == "exchange":
+                    await channel.exchange_declare(name, passive=True)
+                else:
+                    await channel.queue_declare(name, passive=True)
+        except Exception as exc:
+            raise AccessRefused(
+                f"the delay infrastructure under {topo.prefix!r} is incomplete ({kind} {name!r}: "
+                f"{broker_reply(exc)}) and this user may not declare it ({refused}). Declare it "
+                "once as a user with configure rights (any client that publishes a delayed "
+                "message or calls run_delay_relay() does)",
+                entity=name,
+                broker_reply=broker_reply(exc),
+            ) from exc
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        log.info("no configure rights: verified the existing delay infrastructure %s", topo.prefix)
+
+    async def _declare_all(self) -> None:
+        topo = self.topology
+        channel = await self._connection.channel(confirms=False)
+        try:
+            if self.mode == "plugin":
+                await self._declare_plugin(channel)
+            for name, kind, args in topo.exchanges():
+                await self._step(
+                    f"exchange {name!r}",
+                    channel.exchange_declare(
+                        name, exchange_type=kind, durable=True, arguments=args
+                    ),
+                )
+            for name, args in topo.queues():
+                await self._step(
+                    f"queue {name!r}", channel.queue_declare(name, durable=True, arguments=args)
+                )
+            for source, queue, pattern in topo.queue_bindings():
+                await self._step(
+                    f"binding {source!r} -> queue {queue!r}",
+                    channel.queue_bind(queue, source, routing_key=pattern),
+                )
+            for source, dest, pattern in topo.exchange_bindings():
+                await self._step(
+                    f"binding {source!r} -> exchange {dest!r}",
+                    channel.exchange_bind(dest, source, routing_key=pattern),
+                )
+            if self.mode == "plugin":
+                await self._step(
+                    f"binding {topo.plugin!r} -> queue {topo.ready!r}",
+                    channel.queue_bind(topo.ready, topo.plugin, routing_key="#"),
+                )
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        log.info("declared the delay infrastructure under %s (%s)", topo.prefix, self.mode)
+
+    async def _step(self, what: str, declaration: Any) -> None:
+        try:
+            await declaration
+        except Exception as exc:
+            raise translate(exc, f"declaring the delay infrastructure: {what}") from exc
+
+    async def _declare_plugin(self, channel: aiormq.abc.AbstractChannel) -> None:
+        name = self.topology.plugin
+        try:
+            await channel.exchange_declare(
+                name,
+                exchange_type="x-delayed-message",
+                durable=True,
+                arguments={"x-delayed-type": "topic"},
+            )
+        except Exception as exc:
+            raise FeatureNotAvailable(
+                f"delay_mode='plugin' needs the rabbitmq_delayed_message_exchange plugin, but the "
+                f"broker refused an x-delayed-message exchange ({broker_reply(exc)}). Enable the "
+                "plugin or use delay_mode='cascade' (the default, no plugin needed)"
+            ) from exc
+
+    # -- the relay --------------------------------------------------------------------------------
+
+    async def start_relay(self, *, required: bool = True) -> None:
+        """Declare the infrastructure and consume the ready queue: once per client, however many
+        tasks ask at the same time; never again after ``stop``.
+
+        ``required=False`` (used by ``Client.serve``): when this user may not declare the
+        infrastructure and it does not exist, log a warning and do not relay instead of raising.
+        """
+        async with self._relay_lock:
+            if self._relay is not None or self._stopped:
+                return
+            try:
+                await self.ensure()
+            except AccessRefused as exc:
+                if required:
+                    raise
+                log.warning("this client does not relay delayed messages: %s", exc)
+                return
+            relay = RawConsumer(
+                self._connection,
+                self.topology.ready,
+                self._relay_one,
+                prefetch=self._prefetch,
+                redeclare=self._declare,  # the cascade, should its ready queue be deleted
+            )
+            await relay.start()
+            self._relay = relay
+        log.info("relaying delayed messages from %s", self.topology.ready)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop relaying for good (``Client.close``)."""
+        async with self._relay_lock:
+            self._stopped = True
+            relay, self._relay = self._relay, None
+        if relay is not None:
+            await relay.stop(timeout)
+        await self._publisher.close()
+        await self._plugin_channel.close()
+
+    def needs_plugin_send(self, out: Outgoing) -> bool:
+        """True for a message bound for the plugin exchange (sent by ``send_to_plugin``)."""
+        return out.exchange == self.topology.plugin
+
+    async def send_to_plugin(self, out: Outgoing, *, timeout: float | None = None) -> None:
+        """Publish into the plugin's exchange, confirmed but NOT mandatory: the plugin routes only
+        when the delay is over, so the broker returns every mandatory message to it as unroutable
+        (rabbitmq-delayed-message-exchange issue #7). Its only binding is the ready queue."""
+        limit = self._publish_timeout if timeout is None else timeout
+        what = f"{out.encoded.type} {out.encoded.message_id} to {out.exchange!r}"
+        try:
+            async with asyncio.timeout(limit):
+                channel = await self._plugin_channel.get()
+                await channel.basic_publish(
+                    out.encoded.body,
+                    exchange=out.exchange,
+                    routing_key=out.routing_key,
+                    properties=out.encoded.properties,
+                    mandatory=False,
+                )
+        except TimeoutError:
+            raise PublishTimeout(
+                f"{what}: no confirm within {limit:g} s",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            ) from None
+        except Exception as exc:
+            kind = NackError if classify(exc) is NackError else PublishError
+            raise kind(
+                f"publishing {what} failed: {broker_reply(exc)}",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            ) from exc
+
+    async def _relay_one(self, message: aiormq.abc.DeliveredMessage) -> None:
+        props = message.header.properties
+        headers: dict[str, Any] = dict(props.headers or {})
+        exchange = _text(headers.get(delay.HEADER_EXCHANGE))
+        routing_key = _text(headers.get(delay.HEADER_ROUTING_KEY))
+        if exchange is None or routing_key is None:
+            await self._dead(message, headers, "no x-mmate-delay-exchange/-routing-key headers")
+            return
+        expiration = _text(headers.get(delay.HEADER_EXPIRATION))
+        clean = {k: v for k, v in headers.items() if k not in _STRIPPED}
+        out = Outgoing(
+            self._encoded(message, copied_properties(props, clean, expiration=expiration)),
+            exchange,
+            routing_key,
+        )
+        try:
+            await self._publisher.send(out)
+        except PublishError as exc:
+            cause = exc.__cause__
+            missing = cause is not None and classify(cause) is EntityNotFound
+            if isinstance(exc, UnroutableError) or missing:
+                await self._dead(message, headers, str(exc))
+                return
+            log.warning("relaying %s failed, will retry: %s", props.message_id, exc)
+            await asyncio.sleep(1.0)
+            await nack(message, requeue=True)
+            return
+        # Anything else (e.g. the dead queue cannot be reached) raises: RawConsumer requeues it.
+        self.relayed += 1
+        await ack(message)
+
+    @staticmethod
+    def _encoded(message: aiormq.abc.DeliveredMessage, props: Basic.Properties) -> Encoded:
+        return Encoded(
+            message.body,
+            props,
+            str(props.message_id or ""),
+            props.correlation_id,
+            str(props.message_type or "delayed message"),
+        )
+
+    async def _dead(
+        self, message: aiormq.abc.DeliveredMessage, headers: dict[str, Any], reason: str
+    ) -> None:
+        props = message.header.properties
+        log.error(
+            "delayed message %s could not be delivered; moved to %s: %s",
+            props.message_id,
+            self.topology.dead,
+            reason,
+        )
+        dead_headers = dict(headers)
+        dead_headers[delay.HEADER_FAILURE] = reason[:1000]
+        out = Outgoing(
+            self._encoded(message, copied_properties(props, dead_headers)), "", self.topology.dead
+        )
+        await self._publisher.send(out)  # raising here requeues the message (RawConsumer)
+        self.dead_lettered += 1
+        await ack(message)

@@ -1,0 +1,358 @@
+"""``Scheduler``: publish a message on a cron schedule, safe to run in several processes at once.
+
+::
+
+    scheduler = mmate.Scheduler(client)
+    scheduler.add(
+        "nightly-report",                       # unique per schedule, shared by all instances
+        "0 3 * * *",                            # or "@every 5m", "@hourly", ... (see mmate.cron)
+        ReportsPublisher(client).send_generate_report_command,
+        lambda tick: GenerateReportCommand(day=tick.date().isoformat()),
+    )
+    async with scheduler:                       # start(); stop() on exit
+        await serving.wait()
+
+How several instances publish each tick once:
+
+1. Every instance computes the same tick times (cron fields, or ``@every`` ticks aligned to the
+   Unix epoch) and, at each tick, publishes a *claim* (schedule name and tick time, persistent,
+   confirmed) to the coordination queue ``<prefix>.<name>`` (``mmate.schedule.<name>``, a durable
+   quorum queue with ``x-single-active-consumer``).
+2. Every instance consumes that queue, but the broker delivers to one consumer at a time: the
+   active one. It handles claims in order, one at a time: for a tick later than the last one
+   published, it builds the message with ``factory(tick)`` and publishes it through the generated
+   publisher method with a deterministic message id (a UUID derived from name and tick), records
+   the tick in ``<prefix>.<name>.last`` (a durable classic queue holding only the newest record,
+   ``x-max-length: 1``), then acks the claim. Claims for a tick already published (the other
+   instances' copies) are acked without publishing.
+3. When the active instance stops or dies, the broker makes another consumer active and hands it
+   the remaining claims; before publishing a tick it reads the last record, so the other
+   instances' claims for a tick its predecessor published are not published again.
+
+Guarantees: while instances run, each tick is published exactly once. A tick is published as long
+as at least one instance was running at its time. If the active instance dies after publishing a
+tick but before recording it, the next active instance publishes that tick again with the same
+message id (at-least-once; consumers that must not act twice drop duplicate ids). Ticks when no
+instance runs are not made up later. A claim whose publish keeps failing (e.g. unroutable) is
+retried every second for ``misfire_grace`` seconds after its tick (unless a later tick is published
+meanwhile, which supersedes it), then dropped with an error log;
+a claim older than that when it arrives (a backlog after an outage) is dropped with a warning.
+A ``factory`` that raises skips that tick (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar, Unpack
+
+import aiormq.abc
+from pamqp.commands import Basic
+
+from .._consuming.raw import RawConsumer, ack
+from .._contract.model import Model
+from .._contract.options import PublishOptions
+from .._contract.publish_method import PublishMethod
+from .._publishing.confirmed import ConfirmedPublisher, Outgoing
+from .._wire import envelope as codec
+from .._wire.envelope import Encoded
+from ..client import Client
+from ..errors import DecodeError, MmateError, translate
+from . import cron
+
+log = logging.getLogger("mmate.scheduler")
+
+M = TypeVar("M", bound=Model)
+
+DEFAULT_PREFIX = "mmate.schedule"
+CLAIM_TYPE = "mmate.schedule.claim"
+RECORD_TYPE = "mmate.schedule.published"
+
+
+def tick_id(name: str, tick: datetime) -> str:
+    """The deterministic message id of ``name``'s message for ``tick``: UUID-v4-shaped (the wire
+    format's id form), derived from a SHA-256 of name and tick."""
+    stamp = tick.astimezone(UTC).isoformat()
+    digest = hashlib.sha256(f"mmate.schedule\0{name}\0{stamp}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+@dataclass
+class Schedule(Generic[M]):
+    """One registered schedule (see ``Scheduler.add``)."""
+
+    name: str
+    cron: cron.Cron
+    publish: PublishMethod[M]
+    factory: Callable[[datetime], M]
+    options: PublishOptions
+    published: int = 0
+    """Ticks this instance published."""
+    skipped: int = 0
+    """Claims for a tick already published, or too old, or whose factory failed."""
+    last_published: datetime | None = None
+    _last_done: datetime | None = field(default=None, repr=False)
+
+
+class Scheduler:
+    """Runs schedules on a ``Client``'s connection (see the module docstring)."""
+
+    def __init__(
+        self, client: Client, *, prefix: str = DEFAULT_PREFIX, misfire_grace: float = 60.0
+    ) -> None:
+        if misfire_grace <= 0:
+            raise MmateError("misfire_grace must be positive")
+        self._client = client
+        self._prefix = prefix
+        self._grace = misfire_grace
+        self._schedules: dict[str, Schedule[Any]] = {}
+        self._publisher = ConfirmedPublisher(client.connection)
+        self._consumers: list[RawConsumer] = []
+        self._tickers: list[asyncio.Task[None]] = []
+        self._running = False
+
+    def queue(self, name: str) -> str:
+        """The coordination queue of schedule ``name``."""
+        return f"{self._prefix}.{name}"
+
+    def last_queue(self, name: str) -> str:
+        """The queue holding the record of the last tick of ``name`` that was published."""
+        return f"{self._prefix}.{name}.last"
+
+    @property
+    def schedules(self) -> dict[str, Schedule[Any]]:
+        return dict(self._schedules)
+
+    def add(
+        self,
+        name: str,
+        expression: str | cron.Cron,
+        publish: PublishMethod[M],
+        factory: Callable[[datetime], M],
+        *,
+        tz: tzinfo = UTC,
+        **options: Unpack[PublishOptions],
+    ) -> Schedule[M]:
+        """Publish ``factory(tick)`` through ``publish`` (a generated publisher method) at every
+        tick of ``expression``. ``name`` identifies the schedule across instances; ``options`` are
+        passed to every publish (``message_id`` is set per tick)."""
+        if self._running:
+            raise MmateError("add schedules before start()")
+        if not name or any(c.isspace() for c in name):
+            raise MmateError(f"schedule name {name!r} must be non-empty without spaces")
+        if name in self._schedules:
+            raise MmateError(f"schedule {name!r} is already added")
+        if "message_id" in options:
+            raise MmateError("a schedule sets message_id itself (one per tick)")
+        parsed = expression if isinstance(expression, cron.Cron) else cron.parse(expression, tz)
+        schedule = Schedule(name, parsed, publish, factory, options)
+        self._schedules[name] = schedule
+        return schedule
+
+    async def start(self) -> None:
+        """Declare the coordination queues, consume them, and start ticking."""
+        if self._running:
+            return
+        if not self._schedules:
+            raise MmateError("Scheduler has no schedules; add() some first")
+        self._running = True
+        try:
+            channel = await self._client.connection.channel(confirms=False)
+            try:
+                for name in self._schedules:
+                    # The record queue is classic: it is peeked (get + requeue) once per tick, and a
+                    # quorum queue would count those as deliveries (RabbitMQ 4 drops a message
+                    # after 20 by default).
+                    declarations: list[tuple[str, dict[str, Any]]] = [
+                        (
+                            self.queue(name),
+                            {"x-queue-type": "quorum", "x-single-active-consumer": True},
+                        ),
+                        (self.last_queue(name), {"x-queue-type": "classic", "x-max-length": 1}),
+                    ]
+                    for queue, arguments in declarations:
+                        try:
+                            await channel.queue_declare(queue, durable=True, arguments=arguments)
+                        except Exception as exc:
+                            raise translate(exc, f"declaring {queue!r}") from exc
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+            for schedule in self._schedules.values():
+                consumer = RawConsumer(
+                    self._client.connection,
+                    self.queue(schedule.name),
+                    self._claim_handler(schedule),
+                    prefetch=1,
+                )
+                await consumer.start()
+                self._consumers.append(consumer)
+                self._tickers.append(asyncio.create_task(self._tick_loop(schedule)))
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("scheduler running %s", ", ".join(self._schedules))
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop ticking and consuming (a claim being handled finishes first)."""
+        self._running = False
+        tickers, self._tickers = self._tickers, []
+        for task in tickers:
+            task.cancel()
+        await asyncio.gather(*tickers, return_exceptions=True)
+        consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            await consumer.stop(timeout)
+        await self._publisher.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- ticking: every instance claims every tick ------------------------------------------------
+
+    async def _tick_loop(self, schedule: Schedule[Any]) -> None:
+        tick = schedule.cron.next_after(datetime.now(UTC))
+        while True:
+            wait = (tick - datetime.now(UTC)).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue  # the event loop's clock and the wall clock may differ: check again
+            try:
+                await self._claim(schedule, tick)
+            except Exception as exc:  # another instance may still claim it
+                log.error("claiming tick %s of %s failed: %s", tick, schedule.name, exc)
+            tick = schedule.cron.next_after(max(tick, datetime.now(UTC)))
+
+    async def _claim(self, schedule: Schedule[Any], tick: datetime) -> None:
+        mid = tick_id(schedule.name, tick)
+        body = json.dumps({"schedule": schedule.name, "tick": tick.isoformat()}).encode()
+        props = Basic.Properties(
+            content_type="application/json",
+            delivery_mode=2,
+            message_id=mid,
+            message_type=CLAIM_TYPE,
+            app_id=self._client.service,
+        )
+        out = Outgoing(Encoded(body, props, mid, None, CLAIM_TYPE), "", self.queue(schedule.name))
+        await self._publisher.send(out)
+
+    async def _read_last(self, schedule: Schedule[Any]) -> datetime | None:
+        """The last tick any instance recorded as published (peeked: the record stays)."""
+        channel = await self._client.connection.channel(confirms=False)
+        try:
+            got = await channel.basic_get(self.last_queue(schedule.name), no_ack=False)
+            if not isinstance(got.delivery, Basic.GetOk) or got.delivery_tag is None:
+                return None
+            await channel.basic_nack(got.delivery_tag, requeue=True)
+            tick = datetime.fromisoformat(codec.load_json(got.body)["tick"])
+            return tick if tick.tzinfo is not None else None
+        except (DecodeError, ValueError, KeyError, TypeError):
+            return None
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def _record(self, schedule: Schedule[Any], tick: datetime) -> None:
+        mid = tick_id(schedule.name, tick)
+        body = json.dumps({"schedule": schedule.name, "tick": tick.isoformat()}).encode()
+        props = Basic.Properties(
+            content_type="application/json",
+            delivery_mode=2,
+            message_id=mid,
+            message_type=RECORD_TYPE,
+            app_id=self._client.service,
+        )
+        queue = self.last_queue(schedule.name)
+        await self._publisher.send(
+            Outgoing(Encoded(body, props, mid, None, RECORD_TYPE), "", queue)
+        )
+
+    # -- the active instance publishes ------------------------------------------------------------
+
+    def _claim_handler(
+        self, schedule: Schedule[Any]
+    ) -> Callable[[aiormq.abc.DeliveredMessage], Any]:
+        async def handle(message: aiormq.abc.DeliveredMessage) -> None:
+            await self._on_claim(schedule, message)
+
+        return handle
+
+    async def _on_claim(
+        self, schedule: Schedule[Any], message: aiormq.abc.DeliveredMessage
+    ) -> None:
+        try:
+            tick = datetime.fromisoformat(codec.load_json(message.body)["tick"])
+            if tick.tzinfo is None:
+                raise ValueError("naive tick")
+        except (DecodeError, ValueError, KeyError, TypeError) as exc:
+            log.error("dropping a malformed claim on %s: %r", self.queue(schedule.name), exc)
+            await ack(message)
+            return
+        if schedule._last_done is None or tick > schedule._last_done:
+            # Another instance may have published it before this one became active.
+            recorded = await self._read_last(schedule)
+            if recorded is not None and (
+                schedule._last_done is None or recorded > schedule._last_done
+            ):
+                schedule._last_done = recorded
+        if schedule._last_done is not None and tick <= schedule._last_done:
+            schedule.skipped += 1  # another instance's claim of a tick already published
+            await ack(message)
+            return
+        age = (datetime.now(UTC) - tick).total_seconds()
+        if age > self._grace:
+            log.warning(
+                "schedule %s: tick %s is %.0f s old (misfire_grace %g s); not published",
+                schedule.name,
+                tick.isoformat(),
+                age,
+                self._grace,
+            )
+            schedule.skipped += 1
+            schedule._last_done = tick
+            await ack(message)
+            return
+        try:
+            payload = schedule.factory(tick)
+        except Exception:
+            log.exception("schedule %s: the factory failed for tick %s", schedule.name, tick)
+            schedule.skipped += 1
+            schedule._last_done = tick
+            await ack(message)
+            return
+        options = PublishOptions(**schedule.options)
+        options["message_id"] = tick_id(schedule.name, tick)
+        try:
+            await schedule.publish(payload, **options)
+        except Exception as exc:
+            log.error(
+                "schedule %s: publishing tick %s failed (retry in 1 s): %s",
+                schedule.name,
+                tick.isoformat(),
+                exc,
+            )
+            raise  # RawConsumer requeues the claim after 1 s; it comes back to the active instance
+        schedule._last_done = tick
+        schedule.published += 1
+        schedule.last_published = tick
+        try:
+            await self._record(schedule, tick)
+        except Exception as exc:  # only widens the failover window for a duplicate
+            log.warning("schedule %s: recording tick %s failed: %s", schedule.name, tick, exc)
+        await ack(message)

@@ -1,0 +1,358 @@
+"""Interceptors: code that runs around every publish and every handled message of a ``Client``.
+Logging, metrics (``mmate.metrics``) and tracing (``mmate.tracing``) are built on them.
+
+::
+
+    class Timing(mmate.Interceptor):
+        async def on_publish(self, info: mmate.PublishInfo, call_next: mmate.PublishNext) -> None:
+            info.headers["x-sent-by"] = "checkout"   # goes on the wire (envelope and AMQP table)
+            await call_next()                        # returns once the broker confirmed it
+
+        async def on_handle(self, message, ctx: mmate.MessageContext, call_next) -> Any:
+            return await call_next()                 # exceptions propagate into classification
+
+        def on_outcome(self, outcome: mmate.Outcome) -> None:
+            print(outcome.queue, outcome.message_type, outcome.result)
+
+    client = mmate.Client(url, service="orders", interceptors=[Timing(), Other()])
+
+Contract:
+
+* The first interceptor of the list is the outermost: its code before ``await call_next()`` runs
+  first, its code after runs last. Each method has a pass-through default; the chains are built
+  once per client from the interceptors that override it, and skipped when none does (no cost).
+* **Publishing** (``on_publish``), for every publish of the client: generated publish and send
+  methods, ``publish_many`` and batches (each message its own chain), ``request`` (the query;
+  ``kind="request"``), the replies its query handlers send (``kind="reply"``) and transactions.
+  Not for the runtime's own moves (retries, dead letters, the delay relay, replays). The
+  message is encoded before the chain (so bad options raise before any interceptor runs, as
+  without interceptors); the interceptors run; then, inside the innermost ``call_next``: if
+  ``info.headers`` was changed the message is encoded again with them (same message id), then
+  it goes through the delay infrastructure's preparation, the publish circuit breaker
+  (``CircuitOpenError`` is raised by ``call_next``), and the confirmed publish, including a
+  resend after a connection recovery (one ``call_next``). ``call_next`` returns once the broker
+  confirmed the message (for a delayed one: once the delay infrastructure has it) and raises the
+  ``PublishError`` otherwise. Interceptors run once per publish call, never per resend.
+* **Transactions** (``begin_tx``, ``kind="transaction"``): the chain runs around writing the
+  message into the transaction; ``call_next`` returns once it is written, before the commit
+  (which is what publishes it, and whose failure ``commit`` raises).
+* **Batches** (``publish_many``, ``client.batch()``): on send, every message's chain runs at once;
+  each innermost ``call_next`` waits until every chain of the batch has reached it (or ended
+  without calling it: that message is not sent), then the reached messages go out together in
+  list order, and each ``call_next`` returns or raises with its own message's outcome. The batch
+  raises ``BatchPublishError`` naming whatever each failed chain raised; an error of the batch as
+  a whole (the publish breaker open, delays refused) that every chain let through is raised as
+  itself, as without interceptors. An interceptor must therefore never wait for another message
+  of the same batch before calling ``call_next``.
+* ``info.headers`` starts as a copy of the ``headers`` publish option; what it holds when the
+  innermost ``call_next`` runs is published as if given as that option: into the envelope's
+  ``headers`` (which Go forwards) and the AMQP header table. It cannot overwrite the envelope's
+  own ``x-message-*`` headers. Values: strings, integers, floats, booleans.
+* **Consuming** (``on_handle``), for every handler call, in this fixed order: poison checks,
+  decode and validation -> the queue's circuit breaker -> the interceptors (outermost first) ->
+  the handler (with ``handler_timeout``) and, for a query, sending its reply. Each immediate
+  retry runs the chain again. The exception that leaves the chain is the one ``failure.decide``
+  classifies (an interceptor may translate one, e.g. into ``mmate.PermanentError``); then the
+  message is moved or acked; then ``on_outcome``.
+* ``on_outcome(outcome)`` is called once per delivery after the runtime carried its decision out
+  (``handled``, ``retried``, ``dead_lettered``, ``rejected``), also for poison messages that never
+  reached a handler (``outcome.stage`` says where they failed, ``outcome.context`` is None). Not
+  for a delivery whose channel died before the decision was carried out (the broker delivers it
+  again). It is synchronous and must not block; exceptions it raises are logged and ignored.
+* ``bind(client)`` is called once by every ``Client`` built with the interceptor (e.g. to
+  subscribe to its connection states).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._contract.context import MessageContext
+from .._contract.model import Model
+from .._contract.topology import HeaderValue
+from .._delays import cascade as delay
+from .._failures.decide import Stage
+from .._publishing.confirmed import Outgoing, as_publish_error
+from ..errors import BatchFailure, BatchPublishError, MmateError
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+log = logging.getLogger("mmate.interceptors")
+
+PublishKind = Literal["publish", "batch", "request", "reply", "transaction"]
+"""What published the message: a single publish or send, a message of ``publish_many`` or a
+batch, a query sent by ``request``, a reply sent for a query handler, a message published in a
+transaction."""
+
+OutcomeResult = Literal["handled", "retried", "dead_lettered", "rejected", "requeued"]
+
+PublishNext = Callable[[], Awaitable[None]]
+"""``call_next`` of ``on_publish``: the rest of the chain, then the confirmed publish."""
+HandleNext = Callable[[], Awaitable[Any]]
+"""``call_next`` of ``on_handle``: the rest of the chain, then the handler; returns its result."""
+
+
+@dataclass(slots=True)
+class PublishInfo:
+    """One message being published, as ``on_publish`` sees it. Only ``headers`` may be changed."""
+
+    message_type: str
+    message_id: str
+    correlation_id: str | None
+    exchange: str
+    """Where the message goes (for a delayed message: where it is delivered after its delay)."""
+    routing_key: str
+    kind: PublishKind
+    headers: dict[str, HeaderValue]
+    """Extra headers (a copy of the ``headers`` option); changes go on the wire."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the runtime did with one delivery, passed to ``on_outcome``."""
+
+    result: OutcomeResult
+    """``handled``: the handler returned (acked); ``retried``: moved to a wait queue (or the delay
+    cascade); ``dead_lettered``: moved to the dead-letter route; ``rejected``: nacked without
+    requeue (the queue has no dead-letter route: ``dead_letter: false`` in the spec);
+    ``requeued``: its move to a wait or dead-letter queue failed, so it went back to its queue
+    and is delivered again after a pause."""
+    queue: str
+    message_type: str
+    """The envelope's type; for poison, whatever was known (may be empty)."""
+    message_id: str
+    attempt: int
+    stage: Stage | None
+    """None when handled; ``handler`` when the handler failed; otherwise the poison stage that
+    stopped the message before any handler (``poison``, ``decode``, ``dispatch``,
+    ``validate``)."""
+    reason: str
+    """Dead-letter reason (``permanent-error``, ``retries-exhausted``, a poison reason) or why it
+    was rejected (``no-dead-letter-route``, ``move-failed``); empty otherwise."""
+    error: BaseException | None
+    """The exception that decided it (None when handled)."""
+    context: MessageContext | None
+    """The handler's context; None for poison (it never reached a handler)."""
+
+
+class Interceptor:
+    """Base class of interceptors; every method passes through. Override what you need.
+
+    Methods are called concurrently from many tasks (publishes and handler workers); keep state
+    task-safe (plain counters are, within one event loop).
+    """
+
+    def bind(self, client: Client) -> None:
+        """Called once by each ``Client`` built with this interceptor, before it connects."""
+
+    async def on_publish(self, info: PublishInfo, call_next: PublishNext) -> None:
+        """Wraps one publish; ``await call_next()`` returns once the broker confirmed it."""
+        await call_next()
+
+    async def on_handle(self, message: Model, ctx: MessageContext, call_next: HandleNext) -> Any:
+        """Wraps one handler call; return what ``call_next`` returned (a query's reply)."""
+        return await call_next()
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        """Called after the runtime carried out its decision about a delivery."""
+
+
+def _overrides(interceptor: Interceptor, name: str) -> bool:
+    return getattr(type(interceptor), name) is not getattr(Interceptor, name)
+
+
+class Interceptors:
+    """The chains of one client, built once. Use ``of`` (None when there is nothing to run)."""
+
+    def __init__(self, interceptors: Sequence[Interceptor]) -> None:
+        for item in interceptors:
+            if not isinstance(item, Interceptor):
+                raise MmateError(f"interceptors must subclass mmate.Interceptor, got {item!r}")
+        self.items = tuple(interceptors)
+        self._publish = tuple(i.on_publish for i in self.items if _overrides(i, "on_publish"))
+        self._handle = tuple(i.on_handle for i in self.items if _overrides(i, "on_handle"))
+        self._outcome = tuple(i.on_outcome for i in self.items if _overrides(i, "on_outcome"))
+        self.publishes = bool(self._publish)
+        self.handles = bool(self._handle)
+        self.observes = bool(self._outcome)
+
+    @classmethod
+    def of(cls, interceptors: Sequence[Interceptor]) -> Interceptors | None:
+        return cls(interceptors) if interceptors else None
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def publish(self, info: PublishInfo, last: PublishNext) -> Awaitable[None]:
+        """Run the publish chain around ``last`` (the encode-if-changed and the send)."""
+        return self._publish_from(0, info, last)
+
+    def _publish_from(self, index: int, info: PublishInfo, last: PublishNext) -> Awaitable[None]:
+        if index == len(self._publish):
+            return last()
+        return self._publish[index](info, lambda: self._publish_from(index + 1, info, last))
+
+    async def publish_one(self, draft: Draft, send: Callable[[Outgoing], Awaitable[None]]) -> None:
+        """Publish ``draft`` through the chain; re-encoded first when the headers were changed."""
+        info = draft.info
+        original = dict(info.headers)
+
+        async def last() -> None:
+            await send(draft.final(original))
+
+        await self.publish(info, last)
+
+    async def publish_batch(
+        self,
+        drafts: Sequence[Draft],
+        send_many: Callable[[list[Outgoing]], Awaitable[None]],
+    ) -> None:
+        """Publish a batch, each message through its own chain (see the module docstring)."""
+        if not drafts:
+            return
+        loop = asyncio.get_running_loop()
+        results: list[asyncio.Future[None]] = [loop.create_future() for _ in drafts]
+        reached: dict[int, Outgoing] = {}
+        everyone = loop.create_future()
+        left = len(drafts)
+
+        def arrived() -> None:
+            nonlocal left
+            left -= 1
+            if left == 0 and not everyone.done():
+                everyone.set_result(None)
+
+        def last_of(index: int) -> PublishNext:
+            draft = drafts[index]
+            original = dict(draft.info.headers)
+
+            async def last() -> None:
+                if index in reached:
+                    raise MmateError("call_next was called twice for one message")
+                out = draft.final(original)
+                reached[index] = out
+                arrived()
+                await results[index]
+
+            return last
+
+        async def chain(index: int) -> None:
+            try:
+                await self.publish(drafts[index].info, last_of(index))
+            finally:
+                if index not in reached:
+                    arrived()
+
+        tasks = [asyncio.create_task(chain(i)) for i in range(len(drafts))]
+        whole: Exception | None = None
+        try:
+            await everyone
+            order = sorted(reached)
+            try:
+                if order:
+                    await send_many([reached[i] for i in order])
+            except BatchPublishError as exc:
+                failed = {order[f.index]: f.error for f in exc.failures}
+                for i in order:
+                    _settle(results[i], failed.get(i))
+            except Exception as exc:  # the batch as a whole (breaker open, delays refused)
+                whole = exc
+                for i in order:
+                    _settle(results[i], exc)
+            else:
+                for i in order:
+                    _settle(results[i], None)
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            for future in results:
+                future.cancel()
+            raise
+        failures: list[BatchFailure] = []
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome
+                error = outcome if isinstance(outcome, MmateError) else as_publish_error(outcome)
+                failures.append(BatchFailure(index, drafts[index].info.message_id, error))
+        if whole is not None and all(outcome is whole for outcome in outcomes):
+            raise whole  # as without interceptors: nothing was sent
+        if failures:
+            raise BatchPublishError(failures, len(drafts))
+
+    # -- consuming --------------------------------------------------------------------------------
+
+    def handle(self, message: Model, ctx: MessageContext, last: HandleNext) -> Awaitable[Any]:
+        """Run the handle chain around ``last`` (the handler call)."""
+        return self._handle_from(0, message, ctx, last)
+
+    def _handle_from(
+        self, index: int, message: Model, ctx: MessageContext, last: HandleNext
+    ) -> Awaitable[Any]:
+        if index == len(self._handle):
+            return last()
+        return self._handle[index](
+            message, ctx, lambda: self._handle_from(index + 1, message, ctx, last)
+        )
+
+    def outcome(self, outcome: Outcome) -> None:
+        """Tell every ``on_outcome`` (exceptions logged and ignored)."""
+        for hook in self._outcome:
+            try:
+                hook(outcome)
+            except Exception:
+                log.exception("on_outcome of %r failed", getattr(hook, "__self__", hook))
+
+
+Reencode = Callable[[Mapping[str, HeaderValue]], Outgoing]
+"""Encodes the same message again with other extra headers (same message id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message of a batch: what ``on_publish`` sees, the encoded message, how to re-encode it."""
+
+    info: PublishInfo
+    out: Outgoing
+    reencode: Reencode
+
+    def final(self, original: Mapping[str, HeaderValue]) -> Outgoing:
+        """What to send once the chain ran: re-encoded if it changed the headers from
+        ``original`` (their value before the chain)."""
+        headers = self.info.headers
+        return self.out if headers == original else self.reencode(headers)
+
+
+def publish_info(
+    out: Outgoing, kind: PublishKind, headers: Mapping[str, HeaderValue] | None
+) -> PublishInfo:
+    """The ``PublishInfo`` of an encoded message (its destination, not the delay cascade's)."""
+    encoded = out.encoded
+    exchange, routing_key = out.exchange, out.routing_key
+    table = encoded.properties.headers
+    if table and delay.HEADER_EXCHANGE in table:
+        exchange = str(table[delay.HEADER_EXCHANGE])
+        routing_key = str(table.get(delay.HEADER_ROUTING_KEY, ""))
+    return PublishInfo(
+        message_type=encoded.type,
+        message_id=encoded.message_id,
+        correlation_id=encoded.correlation_id,
+        exchange=exchange,
+        routing_key=routing_key,
+        kind=kind,
+        headers=dict(headers) if headers else {},
+    )
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

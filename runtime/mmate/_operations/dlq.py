@@ -1,0 +1,519 @@
+"""Dead letters: list them with the reasons they failed, and replay them to the queue they came
+from.
+
+::
+
+    from mmate import dlq
+
+    for letter in await dlq.list_dead_letters(client, "order-service-queue.dlq", limit=20):
+        print(letter.message_id, letter.reason, letter.error_class, letter.original_queue)
+    result = await dlq.replay(client, "order-service-queue.dlq", message_ids={"6f1c2c9e-..."})
+    print(result.moved_count, result.skipped)
+
+``source`` is a connected ``mmate.Client``, a ``mmate.connection.Connection`` or a broker URL
+(then a connection of its own is opened and closed again).
+
+Contract:
+
+* **Reasons.** A message dead-lettered by this runtime carries the ``x-mmate-*`` headers of
+  ``mmate.deadletter`` (reason, error class and text, handler, attempts, first and last failure,
+  original exchange, routing key and queue): ``source == "mmate"``. A message the broker
+  dead-lettered itself (a nack without requeue, an expired TTL, an overflowing queue, a delivery
+  limit) carries ``x-death``; its newest entry gives the reason (``rejected``, ``expired``,
+  ``maxlen``, ``delivery_limit``), the queue, exchange and routing key, and the count:
+  ``source == "broker"``. With both, the ``x-mmate-*`` headers win. Neither: ``"unknown"``.
+* **Listing loses and reorders nothing.** ``list_dead_letters`` takes every message that is in the
+  queue when it starts with ``basic.get`` without acking it, on a channel of its own, describes the
+  first ``limit`` of them and closes that channel: the broker puts them all back. A classic queue
+  puts each back at its old position; a quorum queue appends returned messages at its back, which
+  keeps the order only when all of them were taken (hence every message is read even for a small
+  ``limit``; AMQP cannot tell the queue type). Tested on both. A message arriving while the
+  queue is read lands before the returned ones on a quorum queue. Messages are marked
+  ``redelivered``, and a quorum queue counts the read as a delivery, so a dead-letter queue with
+  ``x-delivery-limit`` should not be listed over and over. Another consumer of the same queue
+  would not see the messages while they are being read.
+* **Replay.** ``replay`` walks the messages that are in the queue when it starts (a later arrival,
+  such as a replayed message that fails again at once, is not seen), from the head. Each selected
+  one (every message, or those whose id is in ``message_ids``) is published with its body
+  byte-for-byte and its properties (without ``expiration`` and ``user_id``) to the default exchange
+  with its origin queue as routing key (``to`` overrides the origin), with confirms and
+  ``mandatory``; only after the broker confirmed it is it acked in the dead-letter queue. A message
+  that cannot be moved (no known origin, the origin queue does not exist, a nack, no confirm
+  in time) stays, and ``ReplayResult.skipped`` says why. Unselected and skipped messages stay in the
+  dead-letter queue in their order (on a quorum queue: as long as nothing else arrives during the
+  run). Never acked before the confirm: a crash in between leaves a
+  copy in both queues (a duplicate), never none.
+* **What a replayed message carries.** The failure headers are removed, so it starts again at
+  attempt 1: ``x-mmate-dead-letter-reason``, ``-error-class``, ``-error-message``, ``-handler``,
+  ``-attempts``, ``-first-failure``, ``-last-failure``, ``-original-queue``,
+  ``-original-expiration``, the retry headers (``x-mmate-attempt``, ``-retry-delay-ms``,
+  ``-last-error``) and the broker's ``x-death`` / ``x-first-death-*`` / ``x-last-death-*``.
+  ``x-mmate-original-exchange`` and ``-routing-key`` stay (the route it was first published with)
+  and ``x-mmate-replays`` counts how often it was replayed.
+* Message ids: the AMQP ``message_id``, else the ``x-message-id`` header, else the envelope's
+  ``id``; empty when none of them exists (such a message can only be replayed with all others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Collection, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import aiormq.abc
+from pamqp.commands import Basic
+
+from .._failures import deadletter, retry
+from .._publishing.republish import copied_properties
+from .._transport.connection import Connection
+from .._wire import envelope as codec
+from ..client import Client
+from ..errors import DecodeError, EntityNotFound, UnroutableError, broker_reply, classify, translate
+
+log = logging.getLogger("mmate.dlq")
+
+Source = Literal["mmate", "broker", "unknown"]
+Broker = Client | Connection | str
+"""Where the dead-letter queue is: a connected client, a connection, or a broker URL."""
+
+REPLAYS = "x-mmate-replays"
+"""How often a message was replayed from a dead-letter queue (an integer header)."""
+
+_REMOVED_ON_REPLAY = (
+    deadletter.REASON,
+    deadletter.ERROR_CLASS,
+    deadletter.ERROR_MESSAGE,
+    deadletter.HANDLER,
+    deadletter.ATTEMPTS,
+    deadletter.FIRST_FAILURE,
+    deadletter.LAST_FAILURE,
+    deadletter.ORIGINAL_QUEUE,
+    deadletter.ORIGINAL_EXPIRATION,
+    retry.ATTEMPT,
+    retry.RETRY_DELAY,
+    retry.LAST_ERROR,
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One message of a dead-letter queue and why it is there."""
+
+    position: int
+    """0 for the head of the queue."""
+    message_id: str
+    type: str
+    reason: str
+    """``permanent-error``, ``retries-exhausted``, a poison reason, or the broker's ``rejected``,
+    ``expired``, ``maxlen``, ``delivery_limit``; ``unknown`` when the message says nothing."""
+    source: Source
+    error_class: str | None
+    error_message: str | None
+    handler: str | None
+    attempts: int | None
+    """The runtime's attempt count, or the broker's ``x-death`` count."""
+    original_queue: str | None
+    original_exchange: str | None
+    original_routing_key: str | None
+    first_failure: str | None
+    """RFC 3339, UTC."""
+    last_failure: str | None
+    size: int
+    """Body bytes."""
+    correlation_id: str | None
+    headers: Mapping[str, Any] = field(repr=False)
+    body: bytes = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the body and the raw headers, JSON-serializable."""
+        return {
+            "position": self.position,
+            "messageId": self.message_id,
+            "type": self.type,
+            "reason": self.reason,
+            "source": self.source,
+            "errorClass": self.error_class,
+            "errorMessage": self.error_message,
+            "handler": self.handler,
+            "attempts": self.attempts,
+            "originalQueue": self.original_queue,
+            "originalExchange": self.original_exchange,
+            "originalRoutingKey": self.original_routing_key,
+            "firstFailure": self.first_failure,
+            "lastFailure": self.last_failure,
+            "size": self.size,
+            "correlationId": self.correlation_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    message_id: str
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    message_id: str
+    position: int
+    reason: str
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """What ``replay`` did: ``moved`` in queue order, ``skipped`` (selected but left in the
+    dead-letter queue, with the reason), ``not_found`` (requested ids that were not there)."""
+
+    queue: str
+    examined: int = 0
+    moved: list[Moved] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+
+    @property
+    def moved_count(self) -> int:
+        return len(self.moved)
+
+    @property
+    def complete(self) -> bool:
+        """Every selected message was moved and every requested id was found."""
+        return not self.skipped and not self.not_found
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, datetime):
+        return _iso(value)
+    return str(value)
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _envelope_field(body: bytes, name: str) -> str | None:
+    try:
+        data = codec.load_json(body)
+    except DecodeError:
+        return None
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _deaths(headers: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    value = headers.get("x-death")
+    if not isinstance(value, list | tuple):
+        return []
+    return [entry for entry in value if isinstance(entry, Mapping)]
+
+
+def message_id_of(properties: Basic.Properties, body: bytes) -> str:
+    """The id ``replay`` selects by (see the module docstring)."""
+    headers = properties.headers or {}
+    return (
+        properties.message_id
+        or _text(headers.get("x-message-id"))
+        or _envelope_field(body, "id")
+        or ""
+    )
+
+
+def describe(message: aiormq.abc.DeliveredMessage, position: int) -> DeadLetter:
+    """A ``DeadLetter`` from a message read from a dead-letter queue."""
+    properties = message.header.properties
+    headers: Mapping[str, Any] = properties.headers or {}
+    body = message.body
+    deaths = _deaths(headers)
+    newest = deaths[0] if deaths else {}
+    keys = newest.get("routing-keys")
+    death_key = _text(keys[0]) if isinstance(keys, list | tuple) and keys else None
+    death_times = [t for t in (d.get("time") for d in deaths) if isinstance(t, datetime)]
+    ours = headers.get(deadletter.REASON) is not None
+    source: Source = "mmate" if ours else "broker" if deaths else "unknown"
+    if ours:
+        reason = _text(headers.get(deadletter.REASON)) or "unknown"
+        attempts = retry.count_of(headers.get(deadletter.ATTEMPTS))
+    else:
+        reason = _text(newest.get("reason")) or "unknown"
+        attempts = retry.count_of(newest.get("count"))
+    return DeadLetter(
+        position=position,
+        message_id=message_id_of(properties, body),
+        type=(
+            properties.message_type
+            or _text(headers.get("x-message-type"))
+            or _envelope_field(body, "type")
+            or ""
+        ),
+        reason=reason,
+        source=source,
+        error_class=_text(headers.get(deadletter.ERROR_CLASS)),
+        error_message=_text(headers.get(deadletter.ERROR_MESSAGE)),
+        handler=_text(headers.get(deadletter.HANDLER)) or None,
+        attempts=attempts,
+        original_queue=_text(headers.get(deadletter.ORIGINAL_QUEUE)) or _text(newest.get("queue")),
+        original_exchange=(
+            _text(headers.get(deadletter.ORIGINAL_EXCHANGE))
+            if headers.get(deadletter.ORIGINAL_EXCHANGE) is not None
+            else _text(newest.get("exchange"))
+        ),
+        original_routing_key=_text(headers.get(deadletter.ORIGINAL_ROUTING_KEY)) or death_key,
+        first_failure=(
+            _text(headers.get(deadletter.FIRST_FAILURE))
+            or (_iso(min(death_times)) if death_times else None)
+        ),
+        last_failure=(
+            _text(headers.get(deadletter.LAST_FAILURE))
+            or (_iso(max(death_times)) if death_times else None)
+        ),
+        size=len(body),
+        correlation_id=properties.correlation_id,
+        headers=dict(headers),
+        body=body,
+    )
+
+
+# -- connections and queues ------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _connected(source: Broker) -> AsyncIterator[Connection]:
+    if isinstance(source, Client):
+        yield source.connection
+    elif isinstance(source, Connection):
+        yield source
+    elif isinstance(source, str):
+        connection = Connection(source, service="mmate-dlq")
+        await connection.open()
+        try:
+            yield connection
+        finally:
+            await connection.close()
+    else:
+        raise TypeError(f"expected a Client, a Connection or a URL, got {type(source).__name__}")
+
+
+async def _depth(connection: Connection, queue: str) -> int:
+    channel = await connection.channel(confirms=False)
+    try:
+        ok = await channel.queue_declare(queue, passive=True)
+    except Exception as exc:
+        if classify(exc) is EntityNotFound:
+            raise EntityNotFound(
+                f"queue {queue!r} does not exist", entity=queue, broker_reply=broker_reply(exc)
+            ) from None
+        raise translate(exc, f"looking up queue {queue!r}") from exc
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return int(ok.message_count or 0)
+
+
+async def _get(
+    channel: aiormq.abc.AbstractChannel, queue: str
+) -> aiormq.abc.DeliveredMessage | None:
+    try:
+        message = await channel.basic_get(queue, no_ack=False)
+    except Exception as exc:
+        raise translate(exc, f"reading from queue {queue!r}") from exc
+    return None if isinstance(message.delivery, Basic.GetEmpty) else message
+
+
+async def _close(channel: aiormq.abc.AbstractChannel) -> None:
+    """Close a reading channel: the broker puts every message not acked on it back in place."""
+    if not channel.is_closed:
+        try:
+            await channel.close()
+        except Exception as exc:  # the broker requeues them when the connection goes, too
+            log.debug("closing a dead-letter channel: %r", exc)
+
+
+async def count_dead_letters(source: Broker, queue: str) -> int:
+    """Messages ready in ``queue`` (``EntityNotFound`` if there is no such queue)."""
+    async with _connected(source) as connection:
+        return await _depth(connection, queue)
+
+
+async def list_dead_letters(
+    source: Broker, queue: str, *, limit: int | None = 100
+) -> list[DeadLetter]:
+    """Up to ``limit`` messages (None: all) from the head of ``queue``, in order, left in place.
+
+    Raises ``EntityNotFound`` when the queue does not exist.
+    """
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
+    async with _connected(source) as connection:
+        depth = await _depth(connection, queue)
+        wanted = depth if limit is None else min(limit, depth)
+        letters: list[DeadLetter] = []
+        if wanted == 0:
+            return letters
+        channel = await connection.channel(confirms=False)
+        try:
+            # Every message is taken, not only the first ``limit``: a quorum queue puts returned
+            # messages at its back, so only returning all of them keeps the order.
+            for position in range(depth):
+                message = await _get(channel, queue)
+                if message is None:
+                    break
+                if position < wanted:
+                    letters.append(describe(message, position))
+        finally:
+            await _close(channel)
+        return letters
+
+
+# -- replay ----------------------------------------------------------------------------------------
+
+
+def replay_properties(properties: Basic.Properties) -> Basic.Properties:
+    """The properties a replayed message is published with (see the module docstring)."""
+    headers = dict(properties.headers or {})
+    for name in _REMOVED_ON_REPLAY:
+        headers.pop(name, None)
+    headers[REPLAYS] = min((retry.count_of(headers.get(REPLAYS)) or 0) + 1, retry.MAX_ATTEMPT)
+    return copied_properties(properties, headers)
+
+
+async def replay(
+    source: Broker,
+    queue: str,
+    *,
+    message_ids: Collection[str] | None = None,
+    to: str | None = None,
+    timeout: float = 10.0,
+    window: int = 100,
+) -> ReplayResult:
+    """Move dead letters back to their origin queue (all, or those with an id in
+    ``message_ids``); see the module docstring. ``to`` replays into that queue instead of each
+    message's origin. ``timeout`` bounds each confirm, ``window`` the publishes in flight.
+
+    Raises ``EntityNotFound`` when ``queue`` does not exist; every per-message problem is in the
+    result's ``skipped``.
+    """
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    if isinstance(message_ids, str):
+        raise TypeError("message_ids must be a collection of ids, not one string")
+    wanted = None if message_ids is None else set(message_ids)
+    result = ReplayResult(queue)
+    if wanted is not None and not wanted:
+        return result
+    found: set[str] = set()
+    async with _connected(source) as connection:
+        depth = await _depth(connection, queue)
+        if depth == 0:
+            result.not_found = sorted(wanted or ())
+            return result
+        reader = await connection.channel(confirms=False)
+        writer: aiormq.abc.AbstractChannel | None = None
+        slots = asyncio.Semaphore(window)
+        moves: list[asyncio.Task[Moved | Skipped]] = []
+        try:
+            writer = await connection.channel(confirms=True)
+            for position in range(depth):
+                message = await _get(reader, queue)
+                if message is None:
+                    break
+                result.examined += 1
+                message_id = message_id_of(message.header.properties, message.body)
+                if wanted is not None and message_id not in wanted:
+                    continue
+                found.add(message_id)
+                target = to or describe(message, position).original_queue
+                if not target:
+                    reason = "its origin queue is unknown (no x-mmate-original-queue, no x-death)"
+                    result.skipped.append(Skipped(message_id, position, f"{reason}; pass to="))
+                    continue
+                if target == queue:
+                    reason = f"its origin is {queue!r} itself"
+                    result.skipped.append(Skipped(message_id, position, reason))
+                    continue
+                await slots.acquire()
+                moves.append(
+                    asyncio.create_task(
+                        _move(reader, writer, message, message_id, position, target, timeout, slots)
+                    )
+                )
+            outcomes = await asyncio.gather(*moves)
+        finally:
+            for task in moves:
+                task.cancel()
+            await _close(reader)
+            if writer is not None:
+                await _close(writer)
+    for outcome in outcomes:
+        if isinstance(outcome, Moved):
+            result.moved.append(outcome)
+        else:
+            result.skipped.append(outcome)
+    result.skipped.sort(key=lambda s: s.position)
+    if wanted is not None:
+        result.not_found = sorted(wanted - found)
+    return result
+
+
+async def _move(
+    reader: aiormq.abc.AbstractChannel,
+    writer: aiormq.abc.AbstractChannel,
+    message: aiormq.abc.DeliveredMessage,
+    message_id: str,
+    position: int,
+    target: str,
+    timeout: float,
+    slots: asyncio.Semaphore,
+) -> Moved | Skipped:
+    """Publish one message to ``target`` and, once confirmed, ack it on ``reader``."""
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                await writer.basic_publish(
+                    message.body,
+                    exchange="",
+                    routing_key=target,
+                    properties=replay_properties(message.header.properties),
+                    mandatory=True,
+                )
+        except TimeoutError:
+            return Skipped(message_id, position, f"no confirm from the broker within {timeout:g} s")
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is UnroutableError:
+                why = f"queue {target!r} does not exist"
+            else:
+                why = f"publishing to {target!r} failed: {kind.__name__}: {broker_reply(exc)}"
+            return Skipped(message_id, position, why)
+        tag = message.delivery_tag
+        assert tag is not None
+        try:
+            await reader.basic_ack(tag)
+        except Exception as exc:
+            return Skipped(
+                message_id,
+                position,
+                f"published to {target!r}, but the ack failed ({broker_reply(exc)}): it is in "
+                "both queues",
+            )
+        return Moved(message_id, target)
+    finally:
+        slots.release()

@@ -1,0 +1,146 @@
+"""Request/reply: the client's reply queue, and sending a handler's reply back to the requester.
+
+The requester side (``ReplyQueue``): one real, exclusive, auto-delete queue per client named
+``<service>.reply.<8 hex>`` (not ``amq.rabbitmq.reply-to``: a Go responder reads ``payload.replyTo``
+and could not answer it, wire-format §4). It is declared on first use, consumed on its own channel
+with auto-ack (a reply whose requester died has no one to go back to), and replies are matched to
+waiting requests by the envelope's ``correlationId`` (else the AMQP ``correlation_id``). Replies
+nobody waits for (late, after a timeout) are logged and dropped.
+
+After a lost connection (the queue, exclusive, went with it): the queue is declared and consumed
+again during the recovery, before publishing resumes, under the same name (a new one while the
+broker still holds the old connection and so the old queue, ``recover``). Requests whose query had
+been confirmed before the loss fail at once with ``BrokerConnectionError`` (their reply may have
+been lost with the old queue; the query may have been handled; send again if that is safe); a
+request whose query was not yet confirmed is re-sent by the publisher and keeps waiting.
+
+The responder side (``send_reply``): the reply goes through the default exchange to the address from
+``payload.replyTo``, else the ``reply_to`` property, else top-level ``replyTo``, with the request's
+correlation id. Task safety: all methods may be called concurrently from tasks of one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+import aiormq.abc
+from aiormq.exceptions import ChannelLockedResource
+
+from .._transport.connection import Connection, ManagedChannel
+from .._transport.recovery import ConnectionEvent
+from .._wire import envelope as codec
+from .._wire.envelope import Envelope
+from ..errors import BrokerConnectionError, DecodeError, MmateError, translate
+
+log = logging.getLogger("mmate.reply")
+
+
+class ReplyQueue:
+    """The reply queue of one client and the requests waiting on it."""
+
+    def __init__(self, connection: Connection, service: str) -> None:
+        self._service = service
+        self.name = f"{service}.reply.{secrets.token_hex(4)}"
+        self._pending: dict[str, asyncio.Future[Envelope]] = {}
+        self._sent: set[str] = set()
+        self._used = False
+        self._channel: ManagedChannel = connection.managed(
+            "replies", confirms=False, on_open=self._setup
+        )
+        connection.on_state(self._on_state)
+        connection.on_reconnect(self.recover)
+
+    def _on_state(self, event: ConnectionEvent) -> None:
+        if event.state != "lost":
+            return
+        for correlation_id in list(self._sent):
+            future = self._pending.pop(correlation_id, None)
+            if future is not None and not future.done():
+                future.set_exception(
+                    BrokerConnectionError(
+                        f"the connection to {event.url} was lost ({event.error}) while request "
+                        f"{correlation_id} waited for its reply on {self.name}; the query may "
+                        "have been handled; send it again if that is safe"
+                    )
+                )
+        self._sent.clear()
+
+    async def recover(self) -> None:
+        """Declare and consume the reply queue again after a reconnect (if it was in use).
+
+        When the broker still holds the old connection (after a silent cut it notices later than
+        we do), the old exclusive queue is locked (405): the client moves to a new name. Replies
+        to requests sent before then go to the old queue and are lost; those requests time out.
+        """
+        if not self._used:
+            return
+        try:
+            await self.ensure()
+        except MmateError as exc:
+            if not isinstance(exc.__cause__, ChannelLockedResource):
+                raise
+            old, self.name = self.name, f"{self._service}.reply.{secrets.token_hex(4)}"
+            log.warning(
+                "reply queue %s is still locked by the old connection; using %s", old, self.name
+            )
+            await self.ensure()
+
+    async def _setup(self, channel: aiormq.abc.AbstractChannel) -> None:
+        await channel.queue_declare(self.name, exclusive=True, auto_delete=True, durable=False)
+        await channel.basic_consume(self.name, self._on_reply, no_ack=True)
+
+    async def ensure(self) -> str:
+        """Declare and consume the reply queue if not yet (or again after a channel loss)."""
+        self._used = True
+        try:
+            await self._channel.get()
+        except Exception as exc:
+            raise translate(exc, f"setting up the reply queue {self.name!r}") from exc
+        return self.name
+
+    def in_use(self, correlation_id: str) -> bool:
+        return correlation_id in self._pending
+
+    def expect(self, correlation_id: str) -> asyncio.Future[Envelope]:
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        return future
+
+    def sent(self, correlation_id: str) -> None:
+        """The request's query was confirmed: a lost connection now fails it (module docstring)."""
+        if correlation_id in self._pending:
+            self._sent.add(correlation_id)
+
+    def forget(self, correlation_id: str) -> None:
+        self._pending.pop(correlation_id, None)
+        self._sent.discard(correlation_id)
+
+    async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
+        props = message.header.properties
+        try:
+            envelope = codec.parse(message.body)
+        except DecodeError as exc:
+            log.error("undecodable reply on %s dropped: %s", self.name, exc)
+            return
+        correlation_id = envelope.correlation_id or props.correlation_id or ""
+        future = self._pending.pop(correlation_id, None)
+        self._sent.discard(correlation_id)
+        if future is None or future.done():
+            log.warning(
+                "reply %s (%s) with correlation id %r has no waiting request (late?); dropped",
+                envelope.id,
+                envelope.type,
+                correlation_id,
+            )
+            return
+        future.set_result(envelope)
+
+    async def close(self) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(MmateError("the client was closed while waiting for a reply"))
+        self._pending.clear()
+        self._sent.clear()
+        await self._channel.close()

@@ -1,0 +1,414 @@
+"""Transactional publishing: messages reach their queues all at once on commit, none of them
+otherwise (AMQP ``tx.select`` / ``tx.commit`` / ``tx.rollback``).
+
+::
+
+    async with client.begin_tx() as tx:                 # a PublishTransport
+        publisher = OrderServicePublisher(tx)
+        await publisher.publish_order_created_event(created)
+        await publisher.send_process_payment_command(payment)
+    # committed here; an exception in the block rolls back (and propagates)
+
+Contract:
+
+* A ``Transaction`` publishes on a channel of its own in tx mode (a channel cannot be in confirm
+  mode and tx mode at once), opened by ``async with`` or the first ``publish``, closed when the
+  block ends (or by ``close``). Messages are encoded exactly as ``Client.publish`` does,
+  ``mandatory`` included. ``publish`` returns once the message is written to the socket: the
+  broker holds it in the transaction and no queue sees it.
+* ``commit()`` returns once the broker answered ``commit-ok``: every message published since the
+  last commit or rollback is then in its queues. ``rollback()`` discards them. Either way the
+  transaction goes on (AMQP starts the next one at once), so one ``Transaction`` may commit many
+  times. ``async with`` commits on a normal exit and rolls back when the block raises.
+* **Unroutable messages**: RabbitMQ routes a transaction's messages at commit time; it returns
+  the unroutable ones (``basic.return`` arrives before ``commit-ok``) and commits all the others.
+  A commit cannot be undone, so ``commit`` then raises ``BatchPublishError`` whose ``failures``
+  name each returned message (an ``UnroutableError``, with its index in the transaction); every
+  other message of it *was* committed.
+* **The channel or connection dies before commit** (a publish to a missing exchange closes the
+  channel with 404; the connection drops; the process dies): the broker discards the whole
+  transaction. The channel is never reopened behind the caller's back, which would commit only
+  the messages published after the failure: the next ``publish``, ``commit`` or ``rollback``
+  raises ``TransactionError(outcome="rolled-back")`` and the transaction is over.
+* **The commit was sent but no answer came** (connection lost, or no ``commit-ok`` within
+  ``timeout``): ``TransactionError(outcome="unknown")``: all of the messages or none of them
+  were published, and AMQP gives no way to find out which.
+* ``request`` raises ``MmateError``: a query's reply cannot arrive before the query is
+  committed.
+* The client's interceptors run around each ``publish`` (``mmate.interceptors``: their
+  ``call_next`` returns once the message is written, before the commit).
+* Not guarded by the publish circuit breaker; not pipelined with confirms: each commit is one
+  round trip in which the broker routes (and, for persistent messages in durable queues, writes)
+  everything at once (the README has the measured cost).
+
+Task safety: ``publish`` may be called from several tasks; ``commit`` / ``rollback`` wait for
+publishes already writing and are serialized with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Literal, Self, TypeVar
+
+import aiormq
+import aiormq.abc
+
+from .._contract.model import Model
+from .._contract.options import PublishOptions
+from .._contract.topology import PublishRoute
+from .._transport.connection import Connection
+from ..errors import (
+    BatchFailure,
+    BatchPublishError,
+    MmateError,
+    TopologyError,
+    TransactionError,
+    UnroutableError,
+    broker_reply,
+    classify,
+)
+from .confirmed import Outgoing
+
+log = logging.getLogger("mmate.tx")
+
+R = TypeVar("R", bound=Model)
+
+Encoder = Callable[[PublishRoute, Model, str, PublishOptions], Outgoing]
+"""Turns a publish call into an ``Outgoing`` (``Client._outgoing``)."""
+Preparer = Callable[[Sequence[Outgoing]], Awaitable[None]]
+"""Runs before messages are sent (e.g. declares the delay infrastructure a message needs)."""
+Writer = Callable[[Outgoing], Awaitable[None]]
+Interceptor = Callable[
+    [Outgoing, PublishRoute, Model, str, PublishOptions, Writer], Awaitable[None]
+]
+"""Runs the client's publish interceptors around writing one message into the transaction
+(``Client.begin_tx``): called with the encoded message, the publish call's arguments and the
+writer, which it calls with the (possibly re-encoded) message."""
+
+State = Literal["new", "open", "broken", "closed"]
+
+_CLOSE_REASON_WAIT = 5.0
+"""Seconds a failed commit waits for the reason its channel closed."""
+
+# Keys under which returned-message futures are registered on the channel: negative, so they can
+# never collide with aiormq's own delivery tags.
+_keys = itertools.count(-1, -1)
+
+
+class Transaction:
+    """A publish transaction on its own channel (``Client.begin_tx``); see the module docstring."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        encode: Encoder,
+        *,
+        timeout: float,
+        prepare: Preparer | None = None,
+        intercept: Interceptor | None = None,
+    ) -> None:
+        self._connection = connection
+        self._encode = encode
+        self._prepare = prepare
+        self._intercept = intercept
+        self._timeout = timeout
+        self._channel: aiormq.Channel | None = None
+        self._state: State = "new"
+        self._broken = ""
+        self._lock = asyncio.Lock()
+        self._pending: list[tuple[Outgoing, int, asyncio.Future[object]]] = []
+        self.committed = 0
+        """Messages committed by this transaction so far."""
+        self.rolled_back = 0
+        """Messages discarded by ``rollback`` (or an exception in ``async with``) so far."""
+
+    def __repr__(self) -> str:
+        return f"<mmate.Transaction {self._state} pending={len(self._pending)}>"
+
+    @property
+    def pending(self) -> int:
+        """Messages published since the last commit or rollback (held by the broker)."""
+        return len(self._pending)
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    # -- PublishTransport -------------------------------------------------------------------------
+
+    async def publish(
+        self, route: PublishRoute, message: Model, routing_key: str, options: PublishOptions
+    ) -> None:
+        """Add the message to the transaction (see the module docstring)."""
+        out = self._encode(route, message, routing_key, options)
+        if self._intercept is None:
+            await self._write(out, options)
+        else:
+            await self._intercept(
+                out, route, message, routing_key, options, lambda final: self._write(final, options)
+            )
+
+    async def _write(self, out: Outgoing, options: PublishOptions) -> None:
+        if self._prepare is not None:
+            await self._prepare((out,))
+        async with self._lock:
+            channel = await self._open()
+            key = next(_keys)
+            returned: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            # aiormq resolves the future registered under a returned message's id with its
+            # basic.return; on a channel without confirms nothing else would look at it.
+            channel.message_id_delivery_tag[out.encoded.message_id] = key
+            channel.confirmations[key] = returned
+            self._pending.append((out, key, returned))
+            try:
+                async with asyncio.timeout(options.get("timeout", self._timeout)):
+                    await channel.basic_publish(
+                        out.encoded.body,
+                        exchange=out.exchange,
+                        routing_key=out.routing_key,
+                        properties=out.encoded.properties,
+                        mandatory=True,
+                    )
+            except Exception as exc:
+                self._break(f"publishing {out.encoded.type} {out.encoded.message_id}", exc)
+                raise self._lost() from exc
+
+    async def request(
+        self,
+        route: PublishRoute,
+        message: Model,
+        routing_key: str,
+        reply: type[R],
+        options: PublishOptions,
+    ) -> R:
+        raise MmateError(
+            f"{route.message.name}: a query cannot be sent in a transaction (its reply could not "
+            "arrive before the query is committed); send it with the client"
+        )
+
+    # -- commit / rollback ------------------------------------------------------------------------
+
+    async def commit(self) -> None:
+        """Commit every message published since the last commit or rollback.
+
+        Raises ``BatchPublishError`` for returned (unroutable) messages (the others are
+        committed), ``TransactionError`` when the transaction was lost (see the module docstring).
+        """
+        async with self._lock:
+            if self._state == "new" and not self._pending:
+                return
+            channel = self._usable("commit")
+            pending, self._pending = self._pending, []
+            try:
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await channel.tx_commit()
+                except TimeoutError:
+                    self._break("commit", None)
+                    raise TransactionError(
+                        f"no commit-ok within {self._timeout:g} s for a transaction of "
+                        f"{len(pending)} messages: all or none of them were published",
+                        outcome="unknown",
+                    ) from None
+                except Exception as exc:
+                    reason = await _broker_close_reason(channel, exc)
+                    self._break("commit", reason or exc)
+                    if reason is not None:
+                        # The broker closed the channel with an error (404 after a publish to a
+                        # missing exchange, ...) and ignored every frame after it, the commit too.
+                        raise TransactionError(
+                            f"the transaction was lost ({self._broken}): the broker discarded "
+                            f"its {len(pending)} uncommitted messages",
+                            outcome="rolled-back",
+                        ) from exc
+                    raise TransactionError(
+                        f"the commit of {len(pending)} messages got no answer ({self._broken}): "
+                        "all or none of them were published",
+                        outcome="unknown",
+                    ) from exc
+                failures = _returned(pending)
+            finally:
+                self._forget(channel, pending)
+            self.committed += len(pending) - len(failures)
+            if failures:
+                raise BatchPublishError(failures, len(pending))
+
+    async def rollback(self) -> None:
+        """Discard every message published since the last commit or rollback."""
+        async with self._lock:
+            if self._state == "new" and not self._pending:
+                return
+            channel = self._usable("rollback")
+            pending, self._pending = self._pending, []
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await channel.tx_rollback()
+            except Exception as exc:
+                # The broker discards an uncommitted transaction with its channel.
+                self._break("rollback", exc)
+                await self._close_channel()
+            finally:
+                self._forget(channel, pending)
+            self.rolled_back += len(pending)
+
+    async def close(self) -> None:
+        """Close the channel; messages not committed by then are discarded by the broker."""
+        async with self._lock:
+            if self._pending:
+                log.info("transaction closed with %d uncommitted messages", len(self._pending))
+            self.rolled_back += len(self._pending)
+            if self._channel is not None:
+                self._forget(self._channel, self._pending)
+            self._pending = []
+            self._state = "closed"
+            await self._close_channel()
+            self._channel = None
+
+    async def __aenter__(self) -> Self:
+        async with self._lock:
+            await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self.commit()
+            elif self._state == "open":
+                await self.rollback()
+        finally:
+            await self.close()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    async def _open(self) -> aiormq.Channel:
+        if self._state == "open":
+            return self._usable("publish")
+        if self._state != "new":
+            self._usable("publish")  # raises
+        channel = await self._connection.channel(confirms=False)
+        if not isinstance(channel, aiormq.Channel):  # pragma: no cover - aiormq's only channel
+            raise MmateError(f"transactions need an aiormq.Channel, got {type(channel).__name__}")
+        try:
+            await channel.tx_select()
+        except Exception as exc:
+            if not channel.is_closed:
+                await channel.close()
+            raise TransactionError(
+                f"could not start a transaction: {broker_reply(exc)}", outcome="rolled-back"
+            ) from exc
+        self._channel = channel
+        self._state = "open"
+        return channel
+
+    def _usable(self, what: str) -> aiormq.Channel:
+        channel = self._channel
+        if self._state == "closed":
+            raise MmateError(f"cannot {what}: the transaction is closed")
+        if self._state == "broken" or channel is None or channel.is_closed:
+            if self._state != "broken":
+                self._break("the transaction's channel", None)
+            raise self._lost()
+        return channel
+
+    def _break(self, what: str, exc: BaseException | None) -> None:
+        if self._state == "broken":
+            return
+        self._state = "broken"
+        channel = self._channel
+        reason = ""
+        if exc is not None:
+            reason = broker_reply(exc)
+        elif channel is not None and channel.is_closed:
+            reason = "channel closed"
+        self._broken = f"{what}: {reason}" if reason else what
+        log.warning("transaction lost (%s)", self._broken)
+
+    def _lost(self) -> TransactionError:
+        count = len(self._pending)
+        self.rolled_back += count
+        if self._channel is not None:
+            self._forget(self._channel, self._pending)
+        self._pending = []
+        return TransactionError(
+            f"the transaction was lost ({self._broken}): the broker discarded its {count} "
+            "uncommitted messages; start a new transaction",
+            outcome="rolled-back",
+        )
+
+    async def _close_channel(self) -> None:
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            try:
+                await channel.close()
+            except Exception as exc:
+                log.debug("closing the transaction channel: %r", exc)
+
+    @staticmethod
+    def _forget(
+        channel: aiormq.Channel, pending: list[tuple[Outgoing, int, asyncio.Future[object]]]
+    ) -> None:
+        for out, key, returned in pending:
+            channel.confirmations.pop(key, None)
+            if channel.message_id_delivery_tag.get(out.encoded.message_id) == key:
+                del channel.message_id_delivery_tag[out.encoded.message_id]
+            if not returned.done():
+                returned.cancel()
+            elif not returned.cancelled():
+                returned.exception()  # retrieved: no "never retrieved" warning
+
+
+def _returned(pending: list[tuple[Outgoing, int, asyncio.Future[object]]]) -> list[BatchFailure]:
+    """The messages the broker returned at commit (their futures hold aiormq's PublishError)."""
+    failures: list[BatchFailure] = []
+    for index, (out, _key, returned) in enumerate(pending):
+        if not returned.done() or returned.cancelled() or returned.exception() is None:
+            continue
+        error = UnroutableError(
+            f"{out.encoded.type} {out.encoded.message_id} is unroutable: no queue is bound to "
+            f"exchange {out.exchange or '(default)'!r} with routing key {out.routing_key!r} "
+            f"({_reply_text(returned.exception())}); returned at commit",
+            exchange=out.exchange,
+            routing_key=out.routing_key,
+        )
+        failures.append(BatchFailure(index, out.encoded.message_id, error))
+    return failures
+
+
+async def _broker_close_reason(
+    channel: aiormq.Channel, error: BaseException
+) -> BaseException | None:
+    """The broker's channel error when the broker closed ``channel`` (its ``channel.close``
+    precedes any later frame, so a commit sent after it was never carried out); None when the
+    channel is open or was closed otherwise (a lost connection: the commit's fate is unknown)."""
+    if issubclass(classify(error), TopologyError):
+        return error
+    closing = channel.closing
+    if not closing.done():
+        # aiormq may refuse the commit as soon as the broker's close arrived, before it finished
+        # closing the channel; wait (briefly) for the reason.
+        await asyncio.wait({closing}, timeout=_CLOSE_REASON_WAIT)
+        if not closing.done():
+            closing.cancel()  # only this observer
+            return None
+    if closing.cancelled():
+        return None
+    reason = closing.exception()
+    if reason is not None and issubclass(classify(reason), TopologyError):
+        return reason
+    return None
+
+
+def _reply_text(exc: BaseException | None) -> str:
+    """The broker's reply text of a basic.return (``NO_ROUTE``)."""
+    frame = getattr(exc, "frame", None)
+    text = getattr(frame, "reply_text", None)
+    return str(text) if text else "returned"

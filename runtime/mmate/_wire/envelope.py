@@ -1,0 +1,556 @@
+"""The Mmate envelope on the wire: encode a model, decode a body.
+
+Hot path contract: encoding is one serializer pass (``pydantic_core.to_json`` over the envelope
+dict, the model serialized by its own compiled serializer, by alias); decoding is one strict JSON
+parse (``load_json``) plus one ``model_validate`` of the payload dict. What depends only on the
+message contract (static headers and their encoded AMQP table entries, which base fields to copy
+into headers) is computed once per ``MessageDef`` and cached; nothing inspects the model class per
+message. The AMQP properties marshal themselves (``_Properties``) byte for byte as pamqp would,
+without re-encoding what is the same for every message. All functions are pure and safe to call
+from any task.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic_core
+from pamqp import encode as amqp_encode
+from pamqp.commands import Basic
+from pydantic import ValidationError
+
+from .._contract.model import Model
+from .._contract.topology import HeaderValue, Kind, MessageDef
+from .._failures.retry import DROPPED
+from ..errors import DecodeError
+
+SOURCE = "mmate-py"
+CONTENT_TYPE = "application/json"
+CONTENT_ENCODING = "utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A message ready for ``basic.publish``: body bytes and AMQP properties (headers included)."""
+
+    body: bytes
+    properties: Basic.Properties
+    message_id: str
+    correlation_id: str | None
+    type: str
+
+
+# -- AMQP properties ------------------------------------------------------------------------------
+
+_LENGTH = tuple(bytes((n,)) for n in range(256))
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_CACHE_LIMIT = 4096
+_shortstrs: dict[str, bytes] = {}
+"""Encoded short strings of property values that repeat (content type, type, app id, reply
+queue)."""
+_keys: dict[str, bytes] = {}
+"""Encoded header-table keys."""
+_entries: dict[tuple[str, str], bytes] = {}
+"""Encoded header-table entries (key and string value) that are the same for every message of a
+contract: ``x-message-type``, ``x-message-kind``, ``x-source``, ``x-schema-version``."""
+_CONSTANT_KEYS = frozenset({"x-message-type", "x-message-kind", "x-source", "x-schema-version"})
+
+
+class _Unusual(Exception):
+    """A value the fast encoder leaves to pamqp (which encodes it, or raises its own error)."""
+
+
+def _short(value: str) -> bytes:
+    raw = value.encode()
+    if len(raw) > 255:
+        raise _Unusual
+    return _LENGTH[len(raw)] + raw
+
+
+def _short_cached(value: str) -> bytes:
+    found = _shortstrs.get(value)
+    if found is None:
+        if len(_shortstrs) >= _CACHE_LIMIT:
+            _shortstrs.clear()
+        found = _shortstrs[value] = _short(value)
+    return found
+
+
+def _key(key: str) -> bytes:
+    found = _keys.get(key)
+    if found is None:
+        raw = key.encode()
+        if len(raw) > 128:  # pamqp truncates (and warns)
+            raise _Unusual
+        if len(_keys) >= _CACHE_LIMIT:
+            _keys.clear()
+        found = _keys[key] = _LENGTH[len(raw)] + raw
+    return found
+
+
+def _table(headers: Mapping[str, Any]) -> bytes:
+    """pamqp's ``field_table``: entries sorted by key, strings as long strings (``S``)."""
+    parts: list[bytes] = []
+    for key in sorted(headers):
+        value = headers[key]
+        if type(value) is str:
+            if key in _CONSTANT_KEYS:
+                entry = _entries.get((key, value))
+                if entry is None:
+                    raw = value.encode()
+                    entry = _key(key) + b"S" + _U32.pack(len(raw)) + raw
+                    if len(_entries) >= _CACHE_LIMIT:
+                        _entries.clear()
+                    _entries[(key, value)] = entry
+                parts.append(entry)
+            else:
+                raw = value.encode()
+                parts.append(_key(key) + b"S" + _U32.pack(len(raw)) + raw)
+        else:  # numbers, booleans, nested values: pamqp's own rules (integer widths, float)
+            parts.append(_key(key) + amqp_encode.encode_table_value(value))
+    data = b"".join(parts)
+    return _U32.pack(len(data)) + data
+
+
+def _octet(value: Any) -> bytes:
+    if type(value) is not int or not 0 <= value <= 255:
+        raise _Unusual
+    return _LENGTH[value]
+
+
+def _marshal(p: Basic.Properties) -> bytes:
+    """What ``BasicProperties.marshal`` returns for ``p``: the set properties (not None, not empty)
+    in slot order behind their flags, each encoded as pamqp encodes it."""
+    flags = 0
+    parts: list[bytes] = [b""]
+    v: Any = p.content_type
+    if v is not None and v != "":
+        flags |= 0x8000
+        parts.append(_short_cached(v))
+    v = p.content_encoding
+    if v is not None and v != "":
+        flags |= 0x4000
+        parts.append(_short_cached(v))
+    v = p.headers
+    if v is not None and v != "":
+        flags |= 0x2000
+        parts.append(_table(v) if v else b"\x00\x00\x00\x00")
+    v = p.delivery_mode
+    if v is not None and v != "":
+        flags |= 0x1000
+        parts.append(_octet(v))
+    v = p.priority
+    if v is not None and v != "":
+        flags |= 0x0800
+        parts.append(_octet(v))
+    v = p.correlation_id
+    if v is not None and v != "":
+        flags |= 0x0400
+        parts.append(_short(v))
+    v = p.reply_to
+    if v is not None and v != "":
+        flags |= 0x0200
+        parts.append(_short_cached(v))
+    v = p.expiration
+    if v is not None and v != "":
+        flags |= 0x0100
+        parts.append(_short(v))
+    v = p.message_id
+    if v is not None and v != "":
+        flags |= 0x0080
+        parts.append(_short(v))
+    v = p.timestamp
+    if v is not None and v != "":
+        if type(v) is not datetime or v.tzinfo is None:
+            raise _Unusual
+        flags |= 0x0040
+        parts.append(_U64.pack(int(v.timestamp())))
+    v = p.message_type
+    if v is not None and v != "":
+        flags |= 0x0020
+        parts.append(_short_cached(v))
+    v = p.user_id
+    if v is not None and v != "":
+        flags |= 0x0010
+        parts.append(_short(v))
+    v = p.app_id
+    if v is not None and v != "":
+        flags |= 0x0008
+        parts.append(_short_cached(v))
+    v = p.cluster_id
+    if v is not None and v != "":
+        flags |= 0x0004
+        parts.append(_short(v))
+    parts[0] = flags.to_bytes(2, "big")
+    return b"".join(parts)
+
+
+class _Properties(Basic.Properties):
+    """``Basic.Properties`` whose ``marshal`` (called by aiormq for every publish) produces pamqp's
+    bytes faster: constant header entries and repeating strings are encoded once, and strings take
+    a direct path. Anything unusual (a string over its length limit, a naive or non-datetime
+    timestamp, an out-of-range octet) goes to pamqp's own encoder, which encodes it or raises its
+    usual error. Reads the attributes when marshalled, so changing them before publishing is
+    fine."""
+
+    def marshal(self) -> bytes:
+        try:
+            return _marshal(self)
+        except _Unusual:
+            return super().marshal()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What encoding needs to know about one contract, computed once."""
+
+    name: str
+    kind: Kind
+    static_headers: Mapping[str, HeaderValue]
+    event_fields: bool
+    """The model has ``aggregate_id`` and ``sequence`` (copied to
+    ``x-aggregate-id``/``x-sequence``)."""
+    reply_field: bool
+    """The model has ``success`` (copied to ``x-success``)."""
+    reply_to_field: bool
+    """The model has ``reply_to`` (a query's ``payload.replyTo``)."""
+
+
+_plans: dict[MessageDef, _Plan] = {}
+
+
+def _static_headers(name: str, kind: Kind, version: str) -> dict[str, HeaderValue]:
+    return {
+        "x-message-type": name,
+        "x-message-kind": kind,
+        "x-source": SOURCE,
+        "x-schema-version": version,
+    }
+
+
+def plan(message: MessageDef) -> _Plan:
+    """The cached encoding plan of a contract (built on first use)."""
+    found = _plans.get(message)
+    if found is None:
+        fields = message.model.model_fields
+        found = _Plan(
+            name=message.name,
+            kind=message.kind,
+            static_headers=_static_headers(message.name, message.kind, message.version),
+            event_fields=message.kind == "event" and {"aggregate_id", "sequence"} <= fields.keys(),
+            reply_field=message.kind == "reply" and "success" in fields,
+            reply_to_field="reply_to" in fields,
+        )
+        _plans[message] = found
+    return found
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def new_id() -> str:
+    """A fresh message id: UUID v4, lowercase, hyphenated.
+
+    The same format and 122 random bits (``os.urandom``) as ``str(uuid.uuid4())``, without
+    building a ``UUID`` object.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_second = -1
+_second_at: datetime = datetime.fromtimestamp(0, UTC)
+_second_text = ""
+
+
+def _now() -> tuple[datetime, str]:
+    """The current second (UTC, for the AMQP timestamp) and the envelope timestamp in
+    milliseconds (``2024-01-15T10:31:00.123Z``); the second's parts are formatted once."""
+    global _second, _second_at, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second_at = datetime.fromtimestamp(second, UTC)
+        _second_text = _second_at.strftime("%Y-%m-%dT%H:%M:%S")
+        _second = second
+    return _second_at, f"{_second_text}.{int((now - second) * 1000):03d}Z"
+
+
+def encode(
+    message_def: MessageDef,
+    message: Model | Mapping[str, Any],
+    *,
+    app_id: str,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+    reply_to: str | None = None,
+    headers: Mapping[str, HeaderValue] | None = None,
+    expiration_ms: int | None = None,
+    priority: int | None = None,
+    persistent: bool = True,
+) -> Encoded:
+    """Encode ``message`` (a model, or a raw payload dict for error replies) as an envelope.
+
+    ``reply_to`` is written to the AMQP ``reply_to`` property and top-level ``replyTo``; for a query
+    whose model has ``reply_to`` the caller puts it into the payload (see ``with_reply_to``).
+    """
+    p = _plans.get(message_def) or plan(message_def)
+    mid = message_id or new_id()
+    second, stamp = _now()
+    # The caller's headers first, so they can never overwrite the envelope's own x- headers.
+    hdrs: dict[str, Any]
+    if headers:
+        hdrs = dict(headers)
+        hdrs.update(p.static_headers)
+    else:
+        hdrs = dict(p.static_headers)
+    hdrs["x-message-id"] = mid
+    if correlation_id:
+        hdrs["x-correlation-id"] = correlation_id
+    if isinstance(message, Model):
+        if p.event_fields:
+            hdrs["x-aggregate-id"] = message.aggregate_id  # type: ignore[attr-defined]
+            hdrs["x-sequence"] = str(message.sequence)  # type: ignore[attr-defined]
+        if p.reply_field:
+            hdrs["x-success"] = "true" if message.success else "false"  # type: ignore[attr-defined]
+    elif p.kind == "reply" and "success" in message:
+        hdrs["x-success"] = "true" if message["success"] else "false"
+    envelope: dict[str, Any] = {"id": mid, "type": p.name, "timestamp": stamp}
+    if correlation_id:
+        envelope["correlationId"] = correlation_id
+    if reply_to:
+        envelope["replyTo"] = reply_to
+    envelope["headers"] = hdrs
+    envelope["payload"] = message
+    body = pydantic_core.to_json(envelope, by_alias=True)
+    props = _Properties(
+        content_type=CONTENT_TYPE,
+        content_encoding=CONTENT_ENCODING,
+        headers=hdrs,  # the same dict: the body is already serialized
+        delivery_mode=2 if persistent else 1,
+        priority=priority,
+        correlation_id=correlation_id,
+        reply_to=reply_to,
+        expiration=str(expiration_ms) if expiration_ms is not None else None,
+        message_id=mid,
+        timestamp=second,
+        message_type=p.name,
+        app_id=app_id,
+    )
+    return Encoded(body, props, mid, correlation_id, p.name)
+
+
+def _table_encodes(table: Mapping[str, Any]) -> bool:
+    try:
+        amqp_encode.field_table(table)  # type: ignore[arg-type]
+    except Exception:  # pamqp raises TypeError, ValueError, struct.error, UnicodeEncodeError...
+        return False
+    return True
+
+
+def encodable(properties: Basic.Properties) -> Basic.Properties:
+    """``properties`` as they can go back on the wire when republishing a received message:
+    headers pamqp cannot encode again (values read from the wire are untrusted: an attempt count
+    of 10**30, a key over 128 bytes...) are dropped and named in ``x-mmate-dropped-headers`` (a
+    string value that was not UTF-8 is kept, decoded with replacement characters), and
+    a message id over 255 bytes is left out, so recording why a message failed can never fail
+    on what it carried. Returns ``properties`` itself when everything encodes (the usual case)."""
+    headers = properties.headers or {}
+    message_id = properties.message_id
+    long_id = message_id is not None and len(str(message_id).encode("utf-8", "replace")) > 255
+    if not long_id and _table_encodes(headers):
+        return properties
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in headers.items():
+        if isinstance(value, bytes):  # a long string that was not UTF-8: keep it readable
+            value = value.decode("utf-8", "replace")
+        short = isinstance(key, str) and len(key.encode("utf-8", "replace")) <= 128
+        if short and _table_encodes({key: value}):
+            kept[key] = value
+            continue
+        dropped.append(repr(key)[:100])
+    if dropped:
+        before = kept.get(DROPPED)
+        names = ", ".join(dropped)
+        kept[DROPPED] = (f"{before}, {names}" if isinstance(before, str) else names)[:1000]
+    copy = Basic.Properties(
+        content_type=properties.content_type,
+        content_encoding=properties.content_encoding,
+        headers=kept,
+        delivery_mode=properties.delivery_mode,
+        priority=properties.priority,
+        correlation_id=properties.correlation_id,
+        reply_to=properties.reply_to,
+        expiration=properties.expiration,
+        message_id=None if long_id else message_id,
+        timestamp=properties.timestamp,
+        message_type=properties.message_type,
+        user_id=properties.user_id,
+        app_id=properties.app_id,
+        cluster_id=properties.cluster_id,
+    )
+    return copy
+
+
+def with_reply_to(message_def: MessageDef, message: Model, reply_to: str) -> Model:
+    """The query with ``payload.replyTo`` set (a shallow copy), where a Go responder reads it."""
+    if plan(message_def).reply_to_field:
+        return message.model_copy(update={"reply_to": reply_to})
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A parsed envelope; ``payload`` is still a plain dict."""
+
+    id: str
+    type: str
+    timestamp: datetime | None
+    correlation_id: str | None
+    reply_to: str | None
+    """Top-level ``replyTo`` (Go never writes it)."""
+    headers: Mapping[str, Any]
+    payload: dict[str, Any]
+
+
+def _timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+_HUGE_EXPONENT = re.compile(rb"[eE][+-]?[0-9]{3,}")
+"""A number whose exponent has three digits or more: it may not fit a float64."""
+
+
+def _no_infinite_numbers(body: bytes, data: Any) -> None:
+    """Reject a number too large for a float64 (``1e400``), which the parser reads as infinity:
+    Go's and .NET's readers refuse it, so it is not a value of the wire format. Only bodies with a
+    long exponent are walked, so ordinary messages pay one regex search."""
+    if _HUGE_EXPONENT.search(body) is None:
+        return
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, float) and math.isinf(value):
+            raise DecodeError("body is not JSON: a number is too large for a float64")
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def load_json(body: bytes) -> Any:
+    """Parse untrusted JSON strictly (RFC 8259): raises ``DecodeError`` ("body is not JSON: ...")
+    for anything else. The decisions, each deliberate:
+
+    * ``NaN``, ``Infinity``, ``-Infinity``: rejected (not JSON; Go rejects them too);
+    * a number beyond float64 (``1e400``) or an integer of more than 4300 digits: rejected;
+    * nesting deeper than about 200 levels: rejected (no Mmate message nests that deep; deeper
+      input is a denial-of-service attempt, and a recursive parser would crash on it);
+    * a byte-order mark, bytes that are not UTF-8, lone UTF-16 surrogates in ``\\u`` escapes,
+      control characters inside strings, trailing characters: rejected;
+    * duplicate keys in an object: accepted, the last one wins (as Go's ``encoding/json`` does).
+    """
+    try:
+        data = pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        raise DecodeError(f"body is not JSON: {exc}") from None
+    _no_infinite_numbers(body, data)
+    return data
+
+
+def parse(body: bytes) -> Envelope:
+    """Parse an envelope (any RFC 3339 timestamp, unknown keys ignored). Raises ``DecodeError``
+    and nothing else, whatever the bytes (``load_json`` says what is JSON)."""
+    data = load_json(body)
+    if not isinstance(data, dict):
+        raise DecodeError(f"body is JSON {type(data).__name__}, not an envelope object")
+    mid = data.get("id")
+    mid = mid if isinstance(mid, str) else ""
+    mtype = data.get("type")
+    if not isinstance(mtype, str) or not mtype:
+        raise DecodeError("envelope has no type", message_id=mid)
+    payload = data.get("payload")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise DecodeError("envelope payload is not an object", message_type=mtype, message_id=mid)
+    headers = data.get("headers")
+    corr = data.get("correlationId")
+    reply_to = data.get("replyTo")
+    return Envelope(
+        id=mid,
+        type=mtype,
+        timestamp=_timestamp(data.get("timestamp")),
+        correlation_id=corr if isinstance(corr, str) and corr else None,
+        reply_to=reply_to if isinstance(reply_to, str) and reply_to else None,
+        headers=headers if isinstance(headers, dict) else {},
+        payload=payload,
+    )
+
+
+def validate(envelope: Envelope, message_def: MessageDef) -> Model:
+    """The payload as the contract's model. Raises ``DecodeError`` naming the type and message
+    id."""
+    try:
+        return message_def.model.model_validate(envelope.payload)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<payload>'}: {e['msg']}"
+            for e in exc.errors(include_url=False)[:5]
+        )
+        raise DecodeError(
+            f"payload of {envelope.type} fails validation: {errors}",
+            message_type=envelope.type,
+            message_id=envelope.id,
+        ) from None
+
+
+def decode(body: bytes, registry: Mapping[str, MessageDef]) -> tuple[Envelope, Model]:
+    """Parse ``body`` and validate its payload as the model its ``type`` names in ``registry``."""
+    envelope = parse(body)
+    message_def = registry.get(envelope.type)
+    if message_def is None:
+        raise DecodeError(
+            f"unknown message type {envelope.type!r}",
+            message_type=envelope.type,
+            message_id=envelope.id,
+        )
+    return envelope, validate(envelope, message_def)
+
+
+def reply_address(envelope: Envelope, property_reply_to: str | None) -> str | None:
+    """Where a query's reply goes: ``payload.replyTo`` (Go), else the AMQP property, else top
+    level."""
+    payload_reply = envelope.payload.get("replyTo")
+    if isinstance(payload_reply, str) and payload_reply:
+        return payload_reply
+    return property_reply_to or envelope.reply_to
+
+
+def error_payload(code: str, message: str) -> dict[str, Any]:
+    """The payload of an error reply (wire-format §2)."""
+    return {"success": False, "errorCode": code, "errorMessage": message}
+
+
+def reply_failure(envelope: Envelope) -> tuple[str, str] | None:
+    """``(code, message)`` when the reply payload says ``success: false``, else None."""
+    if envelope.payload.get("success") is False:
+        code = envelope.payload.get("errorCode")
+        text = envelope.payload.get("errorMessage") or envelope.payload.get("error")
+        return (str(code) if code else "error", str(text) if text else "")
+    return None
