@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__
 from .cli_support import load_or_report, print_diagnostics
 from .diagnostics import SpecError
+from .diff.command import run_diff
 from .export.commands import export_asyncapi, export_definitions, export_mermaid
 from .output import NotOurs, compare_tree, write_tree
 from .render import render_all
@@ -62,7 +63,42 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="same as build --check")
     common(check)
     _export_parser(commands)
+    _diff_parser(commands)
     return parser
+
+
+def _diff_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    diff = commands.add_parser(
+        "diff",
+        help="classify the changes between two spec versions (WIRE, CODE, TOPOLOGY)",
+        description="mmate-gen diff OLD_SPECS NEW_SPECS, or mmate-gen diff SPECS --against "
+        "git:REF. Exit 1 when a breaking change is found that no --allow entry allows.",
+    )
+    diff.add_argument("paths", type=Path, nargs="+", metavar="SPECS", help="OLD_SPECS NEW_SPECS")
+    diff.add_argument(
+        "--against", default=None, metavar="git:REF", help="compare SPECS with SPECS at REF"
+    )
+    diff.add_argument(
+        "--format", choices=("text", "json", "github"), default="text", help="default: text"
+    )
+    diff.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="RULE[:SUBJECT]",
+        help="do not fail on this finding (SUBJECT may use * wildcards); repeatable",
+    )
+    diff.add_argument(
+        "--allow-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="allow entries, one per line, # comments; repeatable",
+    )
+    diff.add_argument(
+        "--strict", action="store_true", help="fail on spec warnings too, not only on errors"
+    )
 
 
 def _export_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -115,6 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "export":
             return _export(args)
+        if args.command == "diff":
+            return run_diff(
+                args.paths,
+                against=args.against,
+                fmt=args.format,
+                allow=args.allow,
+                allow_files=args.allow_file,
+                strict=args.strict,
+            )
         return _run(
             specs=args.specs,
             out=args.out,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from gen_helpers_path import REPO
+from repo_paths import REPO
 
 from mmate_gen.cli import main
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import mmate
 import pytest
 from broker_snapshot import Snapshot, snapshot
-from gen_helpers_path import REPO
+from repo_paths import REPO
 
 from mmate_gen.broker.wanted import wanted_entities
 from mmate_gen.cli import main

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from gen_helpers_path import REPO
+from repo_paths import REPO
 
 from mmate_gen.cli import main
 
