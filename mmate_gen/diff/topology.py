@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from ..diagnostics import Location
-from ..ir import ArgValue, Binding, Exchange, PublishRoute, Queue, Service, SpecSet
+from ..ir import ArgValue, Binding, Exchange, PublishRoute, Queue, RetryPolicy, Service, SpecSet
 from ..routing import TemplatePart, route_reaches, template_words
 from .findings import Finding, finding
 
@@ -38,7 +38,7 @@ QUEUE_FLAGS: tuple[tuple[str, Callable[[Queue], object]], ...] = (
 CONSUMER_SETTINGS: tuple[tuple[str, Callable[[Queue], object]], ...] = (
     ("prefetch", lambda q: q.prefetch),
     ("concurrency", lambda q: q.concurrency),
-    ("retry", lambda q: q.retry),
+    ("retry", lambda q: describe_retry(q.retry)),
     ("max_message_bytes", lambda q: q.max_message_bytes),
 )
 """Client-side settings of a queue: a change is ``consumer-settings-changed`` (nothing is
@@ -53,6 +53,19 @@ PUBLISH_SETTINGS: tuple[tuple[str, Callable[[PublishRoute], object], str], ...] 
     ("persistent", lambda r: r.persistent, "publish-persistence-changed"),
 )
 """Settings of a publish route other than where it goes, each with its rule."""
+
+
+def describe_retry(retry: RetryPolicy | None) -> str:
+    if retry is None:
+        return "off"
+    delays = ", ".join(f"{ms}ms" for ms in retry.delays_ms) or "none"
+    return f"{retry.attempts} attempts ({retry.backoff}, delays {delays})"
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def parts(route: PublishRoute) -> list[TemplatePart]:
@@ -160,7 +173,9 @@ class TopologyDiff:
                     n.loc,
                 )
             changed = [
-                f"{key} {get(e)} -> {get(n)}" for key, get in EXCHANGE_FLAGS if get(e) != get(n)
+                f"{key} {_value(get(e))} -> {_value(get(n))}"
+                for key, get in EXCHANGE_FLAGS
+                if get(e) != get(n)
             ]
             if changed:
                 self.add(
@@ -207,7 +222,11 @@ class TopologyDiff:
 
     def _queue(self, o: Queue, n: Queue) -> None:
         name = o.name
-        flags = [f"{key} {get(o)} -> {get(n)}" for key, get in QUEUE_FLAGS if get(o) != get(n)]
+        flags = [
+            f"{key} {_value(get(o))} -> {_value(get(n))}"
+            for key, get in QUEUE_FLAGS
+            if get(o) != get(n)
+        ]
         if flags:
             self.add("queue-flags-changed", name, f"queue {name}: {', '.join(flags)}", o.loc, n.loc)
         before, after = dict(o.arguments), dict(n.arguments)
@@ -233,7 +252,7 @@ class TopologyDiff:
             self.add(rule_id, name, f"queue {name}: {'; '.join(changes)}", o.loc, n.loc)
         if o.role == "main" and n.role == "main":
             settings = [
-                f"{key} {get(o)!r} -> {get(n)!r}"
+                f"{key} {_value(get(o))} -> {_value(get(n))}"
                 for key, get in CONSUMER_SETTINGS
                 if get(o) != get(n)
             ]
@@ -323,7 +342,7 @@ class TopologyDiff:
                     self.add(
                         rule_id,
                         subject,
-                        f"{key} of {subject}: {get(before)} -> {get(after)}",
+                        f"{key} of {subject}: {_value(get(before))} -> {_value(get(after))}",
                         before.loc,
                         after.loc,
                     )
