@@ -72,7 +72,7 @@ class BindingEntity:
 
     def describe(self) -> str:
         return (
-            f"binding {self.source} -> {self.destination_type} {self.destination} "
+            f"{self.source} -> {self.destination_type} {self.destination} "
             f"(routing key {self.routing_key!r}"
             + (f", arguments {dict(self.arguments)}" if self.arguments else "")
             + ")"

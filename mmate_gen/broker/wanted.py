@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from ..ir import Queue, SpecSet
 from .delay_cascade import DEFAULT_PREFIX, cascade_entities
+from .delay_cascade import WHAT as CASCADE
 from .entities import BindingEntity, Entities, ExchangeEntity, QueueEntity
+
+__all__ = ["CASCADE", "queue_what", "used_exchanges", "wanted_entities"]
 
 
 def queue_what(queue: Queue) -> str:
