@@ -144,7 +144,8 @@ def test_different_entities_are_reported_and_apply_refuses(
     assert run.code == 1
     assert (
         "different (a declare would fail with 406 PRECONDITION_FAILED): "
-        "queue payment-service-queue (queue of the specs): x-dead-letter-exchange: broker unset, specs ''; "
+        "queue payment-service-queue (queue of the specs): "
+        "x-dead-letter-exchange: broker unset, specs ''; "
         "x-dead-letter-routing-key: broker unset, specs 'payment-service-queue.dlq'; "
         "x-max-length: broker 5, specs 100000\n"
     ) in run.out
