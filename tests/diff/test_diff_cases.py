@@ -73,3 +73,8 @@ def test_breaking_findings_fail_and_allowed_ones_do_not() -> None:
     assert exits["allow_partial"] == "1"
     assert exits["allow_unknown_rule"] == "2"
     assert exits["bad_specs"] == "1"
+
+
+def test_every_rule_is_documented() -> None:
+    page = (Path(__file__).parent.parent.parent / "docs" / "tooling.md").read_text()
+    assert [r for r in RULES if f"| `{r}` |" not in page] == []
