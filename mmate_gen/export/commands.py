@@ -20,7 +20,7 @@ def _finish(out: Path | None, text: str) -> int:
         print(f"mmate-gen: {problem}", file=sys.stderr)
         return 1
     if out is not None:
-        print(f"wrote {out.as_posix()}", file=sys.stderr)
+        print(f"wrote {out.as_posix()}")
     return 0
 
 

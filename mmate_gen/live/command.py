@@ -107,12 +107,14 @@ def read_plan(url: str, management_url: str | None, wanted: Entities) -> tuple[P
 
 async def _run(args: argparse.Namespace, url: str, wanted: Entities) -> int:
     plan, why = await asyncio.to_thread(read_plan, url, args.management_url, wanted)
-    async with Client(url, service=SERVICE, delay_relay=False) as client:
-        if plan is None:
-            print(f"mmate: {why}; checking existence over AMQP only", file=sys.stderr)
-            plan = await probe(client, wanted)
-        if args.action == "apply":
-            return await _apply(client, plan, wanted, args.json)
+    if plan is None:
+        print(f"mmate: {why}; checking existence over AMQP only", file=sys.stderr)
+    if plan is None or args.action == "apply":
+        async with Client(url, service=SERVICE, delay_relay=False) as client:
+            if plan is None:
+                plan = await probe(client, wanted)
+            if args.action == "apply":
+                return await _apply(client, plan, wanted, args.json)
     _print(plan, args.action, url, args.json)
     if args.action == "plan":
         return FAILED if plan.having("different") else OK
