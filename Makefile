@@ -4,8 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SRC := mmate_gen runtime/mmate generated
+# Node tools the tests use (the official AsyncAPI parser), installed locally into .tools/.
+TOOLS := .tools
+ASYNCAPI_PARSER := @asyncapi/parser@3.6.6
+TOOLS_STAMP := $(TOOLS)/.installed-$(subst /,_,$(ASYNCAPI_PARSER))
 
-.PHONY: setup generate demo check test lint format typecheck drift pytest bench
+.PHONY: setup tools generate demo check test lint format typecheck drift pytest bench docs-topology
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +19,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+$(TOOLS_STAMP):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --ignore-scripts --loglevel=error $(ASYNCAPI_PARSER)
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
 generate: setup
 	$(BIN)/mmate-gen build specs/ --out generated/
+
+docs-topology: setup
+	$(BIN)/mmate-gen export mermaid specs/ --format markdown --out docs/topology.md
 
 demo: generate
 	$(BIN)/python examples/demo.py
@@ -35,7 +48,7 @@ typecheck: setup
 drift: setup
 	$(BIN)/mmate-gen build specs/ --check
 
-pytest: setup
+pytest: setup tools
 	$(BIN)/pytest -q
 
 check: lint typecheck drift pytest

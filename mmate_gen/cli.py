@@ -1,9 +1,11 @@
-"""``mmate-gen``: build the generated package from a spec directory, or check it is up to date.
+"""``mmate-gen``: build the generated package from a spec directory, or check it is up to date;
+export the specs (AsyncAPI, RabbitMQ definitions, mermaid); classify the changes between two spec
+versions (``diff``).
 
 Exit codes: 0 success; 1 spec errors (or warnings under ``--strict``), drift found by ``--check``,
-or output that cannot be written; 2 a usage error or an internal error of mmate-gen (a bug).
-Diagnostics go to stderr, the one-line summary to stdout. Nothing is written unless the whole build
-succeeds.
+breaking changes found by ``diff``, or output that cannot be written; 2 a usage error or an
+internal error of mmate-gen (a bug). Diagnostics go to stderr, the one-line summary to stdout.
+Nothing is written unless the whole command succeeds.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
 
 from . import __version__
-from .diagnostics import Diagnostic, SpecError
-from .loader import load_specs
+from .cli_support import load_or_report, print_diagnostics
+from .diagnostics import SpecError
+from .diff.command import run_diff
+from .export.commands import export_asyncapi, export_definitions, export_mermaid
 from .output import NotOurs, compare_tree, write_tree
 from .render import render_all
 
@@ -59,12 +62,104 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = commands.add_parser("check", help="same as build --check")
     common(check)
+    _export_parser(commands)
+    _diff_parser(commands)
     return parser
+
+
+def _diff_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    diff = commands.add_parser(
+        "diff",
+        help="classify the changes between two spec versions (WIRE, CODE, TOPOLOGY)",
+        description="mmate-gen diff OLD_SPECS NEW_SPECS, or mmate-gen diff SPECS --against "
+        "git:REF. Exit 1 when a breaking change is found that no --allow entry allows.",
+    )
+    diff.add_argument("paths", type=Path, nargs="+", metavar="SPECS", help="OLD_SPECS NEW_SPECS")
+    diff.add_argument(
+        "--against", default=None, metavar="git:REF", help="compare SPECS with SPECS at REF"
+    )
+    diff.add_argument(
+        "--format", choices=("text", "json", "github"), default="text", help="default: text"
+    )
+    diff.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="RULE[:SUBJECT]",
+        help="do not fail on this finding (SUBJECT may use * wildcards); repeatable",
+    )
+    diff.add_argument(
+        "--allow-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="allow entries, one per line, # comments; repeatable",
+    )
+    diff.add_argument(
+        "--strict", action="store_true", help="fail on spec warnings too, not only on errors"
+    )
+
+
+def _export_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export", help="export SPECS as AsyncAPI 3.0, RabbitMQ definitions or a mermaid diagram"
+    )
+    kinds = export.add_subparsers(dest="kind", required=True, metavar="KIND")
+
+    def common(sub: argparse.ArgumentParser, out_help: str) -> None:
+        sub.add_argument("specs", type=Path, metavar="SPECS", help="directory of *.yaml specs")
+        sub.add_argument("--out", type=Path, default=None, metavar="FILE", help=out_help)
+        sub.add_argument(
+            "--strict", action="store_true", help="fail on warnings too, not only on errors"
+        )
+
+    asyncapi = kinds.add_parser("asyncapi", help="an AsyncAPI 3.0 document")
+    common(asyncapi, "file to write (default: stdout); .json writes JSON, else YAML")
+    asyncapi.add_argument(
+        "--format", choices=("yaml", "json"), default=None, help="default: by --out's suffix"
+    )
+    asyncapi.add_argument("--title", default=None, help="info.title (default: SPECS (mmate))")
+    asyncapi.add_argument(
+        "--api-version", default=None, help="info.version (default: the messages' version)"
+    )
+    asyncapi.add_argument("--vhost", default="/", help="vhost in the AMQP bindings (default /)")
+
+    definitions = kinds.add_parser(
+        "definitions", help="a RabbitMQ definitions file (rabbitmqctl import_definitions)"
+    )
+    common(definitions, "file to write (default: stdout)")
+    definitions.add_argument("--vhost", default="/", help="vhost of every entry (default /)")
+    definitions.add_argument(
+        "--no-delay-cascade",
+        action="store_true",
+        help="leave out the delay cascade (mmate.delay.*) that serving clients declare",
+    )
+
+    mermaid = kinds.add_parser("mermaid", help="a mermaid diagram of services and routes")
+    common(mermaid, "file to write (default: stdout)")
+    mermaid.add_argument(
+        "--format",
+        choices=("mermaid", "markdown"),
+        default="mermaid",
+        help="the diagram alone (default) or a markdown page holding it",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "export":
+            return _export(args)
+        if args.command == "diff":
+            return run_diff(
+                args.paths,
+                against=args.against,
+                fmt=args.format,
+                allow=args.allow,
+                allow_files=args.allow_file,
+                strict=args.strict,
+            )
         return _run(
             specs=args.specs,
             out=args.out,
@@ -80,19 +175,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _export(args: argparse.Namespace) -> int:
+    if args.kind == "asyncapi":
+        return export_asyncapi(
+            args.specs,
+            args.out,
+            fmt=args.format,
+            title=args.title,
+            version=args.api_version,
+            vhost=args.vhost,
+            strict=args.strict,
+        )
+    if args.kind == "definitions":
+        return export_definitions(
+            args.specs,
+            args.out,
+            vhost=args.vhost,
+            delay_cascade=not args.no_delay_cascade,
+            strict=args.strict,
+        )
+    return export_mermaid(args.specs, args.out, fmt=args.format, strict=args.strict)
+
+
 def _run(*, specs: Path, out: Path, check: bool, strict: bool, stamp_version: bool) -> int:
-    result = load_specs(specs)
-    _print_diagnostics(result.diagnostics, sys.stderr)
-    errors = sum(d.level == "error" for d in result.diagnostics)
-    warnings = len(result.diagnostics) - errors
-    if result.spec is None or errors or (strict and warnings):
-        failing = "errors" if errors or result.spec is None else "warnings (--strict)"
-        print(f"mmate-gen: {specs.as_posix()} has {failing}; nothing written", file=sys.stderr)
+    spec = load_or_report(specs, strict=strict)
+    if spec is None:
         return 1
     try:
-        files = render_all(result.spec, stamp_version=stamp_version)
+        files = render_all(spec, stamp_version=stamp_version)
     except SpecError as exc:
-        _print_diagnostics(exc.diagnostics, sys.stderr)
+        print_diagnostics(exc.diagnostics, sys.stderr)
         print(f"mmate-gen: {specs.as_posix()} has errors; nothing written", file=sys.stderr)
         return 1
     shown = f"{out.as_posix().rstrip('/')}/"
@@ -130,11 +242,6 @@ def _run(*, specs: Path, out: Path, check: bool, strict: bool, stamp_version: bo
 
 def _files(count: int) -> str:
     return f"{count} file" if count == 1 else f"{count} files"
-
-
-def _print_diagnostics(diagnostics: Sequence[Diagnostic], stream: TextIO) -> None:
-    for diagnostic in diagnostics:
-        print(diagnostic.render(), file=stream)
 
 
 if __name__ == "__main__":

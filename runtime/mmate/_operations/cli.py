@@ -4,6 +4,7 @@
 
     mmate dlq list QUEUE [--url URL] [--limit N | --all] [--json]
     mmate dlq replay QUEUE (--id ID ... | --all) [--to QUEUE] [--url URL] [--json]
+    mmate topology verify|plan|apply --url URL SPECS   (needs the generator, mmate_gen)
 
 The broker URL comes from ``--url``, else ``MMATE_URL``, else
 ``amqp://guest:guest@127.0.0.1:5672/``; its password is masked in everything printed.
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="mmate", description="Operate a RabbitMQ system of mmate services."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser("topology", help="verify, plan or apply the topology of a spec directory")
     dead = commands.add_parser("dlq", help="inspect and replay dead-letter queues")
     actions = dead.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -82,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    args_given = list(sys.argv[1:] if argv is None else argv)
+    if args_given[:1] == ["topology"]:
+        return _topology(args_given[1:])
     parser = _parser()
     # aiormq logs each failed connection attempt itself; the error is reported once, below.
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
@@ -95,6 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_list(url, args.queue, limit, args.json), url)
     ids = None if args.all else list(args.ids)
     return _run(_replay(url, args.queue, ids, args.to, args.json), url)
+
+
+def _topology(argv: list[str]) -> int:
+    try:
+        from mmate_gen.live.command import main as topology_main
+    except ImportError:
+        print("mmate topology needs the generator: pip install 'mmate[gen]'", file=sys.stderr)
+        return USAGE
+    return topology_main(argv)
 
 
 def _run(command: Coroutine[Any, Any, int], url: str) -> int:
