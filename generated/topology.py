@@ -64,6 +64,7 @@ EXCHANGES: Final[Mapping[str, ExchangeDef]] = {
     "mmate.contracts": ExchangeDef(
         name="mmate.contracts", type="topic", durable=True, auto_delete=False
     ),
+    "mmate.dlx": ExchangeDef(name="mmate.dlx", type="topic", durable=True, auto_delete=False),
     "mmate.events": ExchangeDef(name="mmate.events", type="topic", durable=True, auto_delete=False),
     "mmate.messages": ExchangeDef(
         name="mmate.messages", type="topic", durable=True, auto_delete=False

@@ -15,10 +15,13 @@ from .routing import MAX_KEY_BYTES, TemplatePart, route_reaches, topic_pattern_p
 BUILTIN_EXCHANGES = (
     "mmate.commands",
     "mmate.contracts",
+    "mmate.dlx",
     "mmate.events",
     "mmate.messages",
     "mmate.queries",
 )
+"""The Mmate exchanges every Go client declares on connect (wire-format section 4), all durable
+topic exchanges without arguments; a spec may use them without defining them."""
 
 ExchangeType = Literal["topic", "direct", "fanout", "headers"]
 _TYPES: Mapping[str, ExchangeType] = {
@@ -52,8 +55,8 @@ def build_exchanges(report: Report, raws: list[RawExchange]) -> dict[str, Exchan
                     raw.loc,
                     f'exchange "{raw.name}" is a built-in Mmate exchange redefined with other '
                     "settings",
-                    "remove it (it is always a durable, non-auto-delete topic exchange), "
-                    "or define an exchange of your own",
+                    "remove it (it is always a durable, non-auto-delete topic exchange without "
+                    "arguments, as Go Mmate declares it), or define an exchange of your own",
                 )
             continue
         problem = amqp_name_problem(raw.name)

@@ -105,7 +105,7 @@ class Exchange:
     durable: bool
     auto_delete: bool
     builtin: bool
-    """One of the five Mmate exchanges of wire-format.md section 4 (declared implicitly)."""
+    """One of the six Mmate exchanges of wire-format.md section 4 (declared implicitly)."""
     loc: Location | None
 
 

@@ -73,6 +73,7 @@ def test_builtin_exchanges_are_always_there(spec: SpecSet) -> None:
     assert builtin == {
         "mmate.commands",
         "mmate.contracts",
+        "mmate.dlx",
         "mmate.events",
         "mmate.messages",
         "mmate.queries",
