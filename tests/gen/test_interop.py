@@ -8,9 +8,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from gen_helpers import generated_package, write_specs
-
-from mmate_gen.loader import load_specs
+from gen_helpers import generated_package
 
 HEAD = """\
 version: "1.0"
@@ -31,7 +29,9 @@ def topology_of(package: ModuleType) -> ModuleType:
 
 
 def test_mmate_dlx_is_a_builtin_exchange_a_spec_can_bind_from(tmp_path: Path) -> None:
-    spec = HEAD + """\
+    spec = (
+        HEAD
+        + """\
 queues:
   audit-queue:
     bindings:
@@ -44,6 +44,7 @@ services:
     publishes:
       - {message: OrderCreatedEvent, exchange: mmate.dlx, routing_key: dead.OrderCreatedEvent}
 """
+    )
     with generated_package(tmp_path, {"spec.yaml": spec}) as package:
         topology = topology_of(package)
         dlx = topology.EXCHANGES["mmate.dlx"]
