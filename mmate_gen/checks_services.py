@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from .diagnostics import Location
 from .ir import Binding, Consume, Exchange, Field, KeyPart, Message, PublishRoute, Service
-from .names import RESERVED_MODULES, SERVICE_RE, did_you_mean, one_of, pascal_case, quoted
+from .names import (
+    RESERVED_MODULES,
+    SERVICE_RE,
+    abbreviated,
+    did_you_mean,
+    one_of,
+    pascal_case,
+    quoted,
+)
 from .rawspec import RawPublish, RawService
 from .report import Report
 from .routing import TemplatePart, parse_template, route_reaches, template_words
@@ -140,7 +148,7 @@ def key_parts(
     parts, problems = parse_template(template)
     ok = True
     for problem, hint in problems:
-        report.error(loc, f'routing_key "{template}" of {what} {problem}', hint)
+        report.error(loc, f'routing_key "{abbreviated(template)}" of {what} {problem}', hint)
         ok = False
     fields = {f.json_name: f for f in message.fields}
     usable = [f.json_name for f in message.fields if _key_field_problem(f) is None]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from .ir import Binding, Exchange
-from .names import did_you_mean, one_of
+from .ir import Binding, Exchange, Queue
+from .names import abbreviated, did_you_mean, one_of
 from .queues import DEFAULT_DELIVERY_LIMIT
 from .rawspec import RawExchange, RawQueue
 from .report import Report
@@ -181,6 +181,13 @@ def _check_dead_letter_shape(
             f'dead_letter of {what} names unknown exchange "{dl.exchange}"',
             did_you_mean(dl.exchange, exchanges, one_of(exchanges)),
         )
+    key = dl.routing_key if dl.exchange is not None else None
+    if key is not None and len(key.encode()) > MAX_KEY_BYTES:
+        report.error(
+            loc,
+            f"dead-letter routing_key of {what} is longer than 255 bytes, AMQP's limit",
+            "shorten it",
+        )
 
 
 def _binding(
@@ -212,19 +219,24 @@ def _binding(
             )
             return None
         key = ""
+    if len(key.encode()) > MAX_KEY_BYTES:
+        report.error(
+            b.key_loc,
+            f'routing_key "{abbreviated(key)}" of {what} is longer than 255 bytes, AMQP\'s limit',
+            "shorten it",
+        )
+        return None
     if exchange.type == "topic":
         problem = topic_pattern_problem(key)
         if problem is not None:
             report.error(
                 b.key_loc,
-                f'routing_key "{key}" of {what} is not an AMQP topic pattern: it {problem}',
+                f'routing_key "{abbreviated(key)}" of {what} is not an AMQP topic pattern: it '
+                f"{problem}",
                 "write dot-separated words where * (one word) and # (any words) stand alone, "
                 "e.g. cmd.order-service.*",
             )
             return None
-    elif len(key.encode()) > MAX_KEY_BYTES:
-        report.error(b.key_loc, f"routing_key of {what} is longer than 255 bytes", "shorten it")
-        return None
     return Binding(exchange.name, raw.name, key, tuple(sorted(b.arguments.items())), b.loc)
 
 
@@ -239,8 +251,8 @@ def check_dead_letter_routes(
         dl = raw.dead_letter
         if not dl.enabled or dl.exchange is None or dl.exchange not in exchanges:
             continue
-        if dl.routing_key is None:
-            continue  # reported when read
+        if dl.routing_key is None or len(dl.routing_key.encode()) > MAX_KEY_BYTES:
+            continue  # reported when read or by the shape check
         exchange = exchanges[dl.exchange]
         parts = [TemplatePart(dl.routing_key)]
         if any(
@@ -268,3 +280,35 @@ def check_derived_names(report: Report, raws: list[RawQueue], derived: Mapping[s
                 f'rename it, or write dead_letter: {{queue: {name}}} on "{origin}" to use it as '
                 "its dead-letter queue",
             )
+
+
+def check_derived_lengths(report: Report, raws: list[RawQueue], derived: list[Queue]) -> None:
+    """A derived queue's name (``<queue>.dlq``, ``<queue>.wait.<ms>``) is an AMQP short string
+    too: at most 255 bytes. Reported once per queue and kind (the longest name); a main queue
+    whose own name is too long is reported for that alone."""
+    spec = {raw.name: raw for raw in raws}
+    longest: dict[tuple[str, str], Queue] = {}
+    for queue in derived:
+        key = (queue.origin or "", queue.role)
+        if key not in longest or len(queue.name.encode()) > len(longest[key].name.encode()):
+            longest[key] = queue
+    for (origin_name, role), queue in longest.items():
+        origin = spec.get(origin_name)
+        size = len(queue.name.encode())
+        if origin is None or size <= MAX_KEY_BYTES or amqp_name_problem(origin.name):
+            continue
+        room = MAX_KEY_BYTES - (size - len(origin.name.encode()))
+        if role == "wait":
+            what = "wait queue"
+            loc = origin.retry.loc if origin.retry is not None else origin.loc
+            other = ""
+        else:
+            what = "dead-letter queue"
+            loc = origin.dead_letter.loc or origin.loc
+            other = ", or name a shorter one with dead_letter: {queue: NAME}"
+        report.error(
+            loc,
+            f'queue "{abbreviated(origin.name)}" derives the {what} "{abbreviated(queue.name)}", '
+            "longer than AMQP's 255 bytes",
+            f"shorten the queue name to at most {room} bytes{other}",
+        )

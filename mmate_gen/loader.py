@@ -22,6 +22,7 @@ from .checks_services import Topology, build_service, check_delivery
 from .checks_topology import (
     build_exchanges,
     check_dead_letter_routes,
+    check_derived_lengths,
     check_derived_names,
     check_queue,
 )
@@ -135,6 +136,7 @@ def _build(
     bindings: list[Binding] = []
     all_queues: dict[str, Queue] = {}
     derived: dict[str, str] = {}
+    derived_queues: list[Queue] = []
     unchecked: set[str] = set()
     for raw in queues:
         queue_bindings = check_queue(report, raw, exchange_map)
@@ -144,9 +146,11 @@ def _build(
         for queue in build_queues(raw, spec_queue_names):
             if queue.origin is not None:
                 derived.setdefault(queue.name, queue.origin)
+                derived_queues.append(queue)
             if queue.name not in all_queues:
                 all_queues[queue.name] = queue
     check_derived_names(report, queues, derived)
+    check_derived_lengths(report, queues, derived_queues)
     check_dead_letter_routes(report, queues, exchange_map, bindings)
 
     topo = Topology(
