@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+from .checks_go import check_go_compatible
 from .ir import Binding, Exchange, Queue
 from .names import abbreviated, did_you_mean, one_of
 from .queues import DEFAULT_DELIVERY_LIMIT
@@ -69,12 +70,14 @@ def build_exchanges(report: Report, raws: list[RawExchange]) -> dict[str, Exchan
 
 def check_queue(report: Report, raw: RawQueue, exchanges: Mapping[str, Exchange]) -> list[Binding]:
     """Check one queue's own settings and bindings; returns its bindings."""
-    what = f'queue "{raw.name}"'
+    what = raw.what
     problem = amqp_name_problem(raw.name)
     if problem is not None:
-        report.error(raw.loc, f'queue name "{raw.name}" {problem[0]}', problem[1])
+        report.error(raw.loc, f'queue name "{abbreviated(raw.name)}" {problem[0]}', problem[1])
     at = raw.locs.get
-    if raw.type == "quorum":
+    if raw.go_compatible:
+        check_go_compatible(report, raw)
+    elif raw.type == "quorum":
         conflicts = (
             ("exclusive", raw.exclusive, "exclusive: true"),
             ("auto_delete", raw.auto_delete, "auto_delete: true"),
@@ -101,6 +104,14 @@ def check_queue(report: Report, raw: RawQueue, exchanges: Mapping[str, Exchange]
             at("delivery_limit", raw.loc),
             f"classic {what} has a delivery_limit, which only quorum queues have",
             "remove delivery_limit, or write type: quorum",
+        )
+    if raw.consumers > 1 and raw.exclusive:
+        report.error(
+            at("consumers", raw.loc),
+            f"exclusive {what} has consumers {raw.consumers}: an exclusive queue accepts "
+            "consumers only on the connection that declared it, so a consumer group spread over "
+            "connections fails with 405 RESOURCE_LOCKED",
+            "write consumers: 1, or remove exclusive: true",
         )
     if raw.fifo and raw.concurrency > 1:
         report.error(

@@ -27,6 +27,10 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _CONSTRUCTOR = yaml.SafeLoader("")
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_UNIT_BYTES = {
+    "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3,
+}  # fmt: skip
 
 
 def compose_file(path: Path, display: str, sink: list[Diagnostic]) -> yaml.Node | None:
@@ -168,6 +172,15 @@ def parse_duration(text: str) -> int | None:
     if match is None:
         return None
     return int(match.group(1)) * _UNIT_MS[match.group(2) or "ms"]
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes of ``512``, ``512B``, ``64KiB`` (1024-based), ``64KB`` (1000-based), ``1MiB``...;
+    else None."""
+    match = _SIZE_RE.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNIT_BYTES[match.group(2) or "B"]
 
 
 ValuePath = tuple[str | int, ...]
@@ -342,6 +355,19 @@ class Reader:
             self.error(node, f"{what} must be longer than zero", hint)
             return None
         return ms
+
+    def size(self, node: yaml.Node, what: str) -> int | None:
+        """Bytes, zero or more."""
+        hint = (
+            "write bytes (65536) or a number with a unit: 512B, 64KiB, 1MiB (KiB: 1024, KB: 1000)"
+        )
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _STR):
+            self.error(node, f"{what} must be a size, not {describe(node)}", hint)
+            return None
+        size = parse_size(str(node.value))
+        if size is None:
+            self.error(node, f'{what} "{node.value}" is not a size', hint)
+        return size
 
     def choice(self, node: yaml.Node, what: str, choices: tuple[str, ...]) -> str | None:
         if isinstance(node, yaml.ScalarNode) and node.tag != _NULL and str(node.value) in choices:

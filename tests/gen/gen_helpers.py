@@ -36,9 +36,11 @@ messages:
       text: string
 queues:
   ping-queue:
+    go_compatible: false
     bindings:
       - {exchange: mmate.commands, routing_key: cmd.ping.*}
   pong-queue:
+    go_compatible: false
     bindings:
       - {exchange: mmate.events, routing_key: "evt.*.PongEvent"}
 services:
