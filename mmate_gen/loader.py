@@ -205,11 +205,13 @@ def _unique_definitions(
     list[RawService],
     list[RawExternal],
 ]:
-    """Every definition once; a name defined again (in any file) is reported and dropped. A
-    service and an external service share one name space."""
+    """Every definition once; a name defined again (in any file) is reported and dropped. An
+    external service may have the name of a service (the Go instances of a service being
+    ported)."""
     classes: dict[str, tuple[str, Location]] = {}
-    seen: dict[str, dict[str, Location]] = {"exchange": {}, "queue": {}, "service": {}}
-    service_kinds: dict[str, str] = {}
+    seen: dict[str, dict[str, Location]] = {
+        "exchange": {}, "queue": {}, "service": {}, "external service": {},
+    }  # fmt: skip
     types: list[RawType] = []
     messages: list[RawMessage] = []
     exchanges: list[RawExchange] = []
@@ -232,21 +234,15 @@ def _unique_definitions(
         classes[name] = (what, loc)
         return True
 
-    def first(what: str, name: str, loc: Location, kind: str | None = None) -> bool:
+    def first(what: str, name: str, loc: Location) -> bool:
         if name in seen[what]:
-            other = service_kinds.get(name, what)
-            shown = kind or what
             report.error(
                 loc,
-                f'{shown} "{name}" is defined twice'
-                if other == shown
-                else f'{shown} "{name}" has the name of {other} "{name}"',
+                f'{what} "{name}" is defined twice',
                 f"rename one of them (the first is at {seen[what][name]})",
             )
             return False
         seen[what][name] = loc
-        if kind is not None:
-            service_kinds[name] = kind
         return True
 
     service_queues: dict[str, RawQueue] = {}
@@ -271,8 +267,6 @@ def _unique_definitions(
         messages.extend(m for m in f.messages if first_class("message", m.name, m.loc))
         exchanges.extend(e for e in f.exchanges if first("exchange", e.name, e.loc))
         queues.extend(q for q in f.queues if first_queue(q))
-        services.extend(s for s in f.services if first("service", s.name, s.loc, "service"))
-        externals.extend(
-            e for e in f.external_services if first("service", e.name, e.loc, "external service")
-        )
+        services.extend(s for s in f.services if first("service", s.name, s.loc))
+        externals.extend(e for e in f.external_services if first("external service", e.name, e.loc))
     return types, messages, exchanges, queues, services, externals
