@@ -1,6 +1,7 @@
 """Generated topology on the broker where Go Mmate meets it: a ``go_compatible`` queue declared
 after (and before) a Go-style declaration raises no 406 and keeps mmate's wait and dead-letter
-queues; a route's ``priority`` reaches the wire unless the publish option overrides it.
+queues; the RabbitMQ policy the generator suggests gives it limits and dead-lettering without a
+redeclare; a route's ``priority`` reaches the wire unless the publish option overrides it.
 
 The topology is generated from an inline spec (``mmate_gen``) into a temporary package; every test
 works in a vhost of its own.
@@ -8,7 +9,11 @@ works in a vhost of its own.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import json
+import shlex
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -20,6 +25,7 @@ import mmate
 import pytest
 from broker_ctl import vhost_fixture, vhost_url
 
+from mmate_gen.checks_go import policy_command
 from mmate_gen.loader import load_specs
 from mmate_gen.output import write_tree
 from mmate_gen.render import render_all
@@ -185,3 +191,49 @@ async def test_a_route_priority_is_sent_unless_the_option_overrides_it(
         assert command.header.properties.priority is None  # a route without priority
     finally:
         await connection.close()
+
+
+async def rabbitmqctl(*args: str) -> str:
+    done = await asyncio.to_thread(
+        subprocess.run, ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_the_policy_the_generator_suggests_applies_without_a_redeclare(
+    package: ModuleType, vhost: str
+) -> None:
+    """The command of the go_compatible errors' fix (and of docs/interop-go.md), run as printed:
+    the queue gets a length limit and broker-side dead-lettering into mmate's dead-letter queue,
+    and both Go's and mmate's declarations still succeed."""
+    url = vhost_url(vhost)
+    async with mmate.Client(url, service="shipping") as client:
+        await client.declare(topology(package).SERVICES["shipping"])
+    settings = {
+        "dead-letter-exchange": "",
+        "dead-letter-routing-key": "shipping-queue.dlq",
+        "max-length": 3,
+    }
+    command = shlex.split(policy_command("shipping-queue", settings))
+    assert command[:2] == ["rabbitmqctl", "set_policy"]
+    await rabbitmqctl("set_policy", "-p", vhost, *command[2:])
+    listed = json.loads(
+        await rabbitmqctl("list_queues", "-p", vhost, "--formatter", "json", "name", "policy")
+    )
+    policies = {q["name"]: q["policy"] for q in listed}
+    assert policies["shipping-queue"] == "shipping-queue"
+    assert policies["shipping-queue.dlq"] == ""  # the anchored pattern matches that queue only
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        for n in range(5):
+            await channel.basic_publish(f"m{n}".encode(), routing_key="shipping-queue")
+        main = await channel.queue_declare("shipping-queue", passive=True)
+        dead = await channel.queue_declare("shipping-queue.dlq", passive=True)
+        assert (main.message_count, dead.message_count) == (3, 2)  # the oldest two dead-lettered
+    finally:
+        await connection.close()
+    await go_declares(url, "shipping-queue")  # the policy is not part of the queue's identity
+    async with mmate.Client(url, service="shipping") as client:
+        await client.declare(topology(package).SERVICES["shipping"])
