@@ -64,6 +64,7 @@ EXCHANGES: Final[Mapping[str, ExchangeDef]] = {
     "mmate.contracts": ExchangeDef(
         name="mmate.contracts", type="topic", durable=True, auto_delete=False
     ),
+    "mmate.dlx": ExchangeDef(name="mmate.dlx", type="topic", durable=True, auto_delete=False),
     "mmate.events": ExchangeDef(name="mmate.events", type="topic", durable=True, auto_delete=False),
     "mmate.messages": ExchangeDef(
         name="mmate.messages", type="topic", durable=True, auto_delete=False
@@ -79,11 +80,7 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         durable=True,
         exclusive=False,
         auto_delete=False,
-        arguments={
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": "banking-service-queue.dlq",
-            "x-single-active-consumer": True,
-        },
+        arguments={"x-single-active-consumer": True},
         role="main",
         prefetch=1,
         concurrency=1,
@@ -91,6 +88,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue="banking-service-queue.dlq",
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=True,
     ),
     "banking-service-queue.dlq": QueueDef(
         name="banking-service-queue.dlq",
@@ -105,6 +104,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "inventory-service-queue": QueueDef(
         name="inventory-service-queue",
@@ -140,6 +141,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
             4000: "inventory-service-queue.wait.4000",
         },
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "inventory-service-queue.dlq": QueueDef(
         name="inventory-service-queue.dlq",
@@ -154,6 +157,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "inventory-service-queue.wait.1000": QueueDef(
         name="inventory-service-queue.wait.1000",
@@ -175,6 +180,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "inventory-service-queue.wait.2000": QueueDef(
         name="inventory-service-queue.wait.2000",
@@ -196,6 +203,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "inventory-service-queue.wait.4000": QueueDef(
         name="inventory-service-queue.wait.4000",
@@ -217,6 +226,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "inventory-service-queue.wait.500": QueueDef(
         name="inventory-service-queue.wait.500",
@@ -238,6 +249,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "order-audit-queue": QueueDef(
         name="order-audit-queue",
@@ -264,6 +277,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue="order-audit-queue.dlq",
         wait_queues={1000: "order-audit-queue.wait.1000", 2000: "order-audit-queue.wait.2000"},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "order-audit-queue.dlq": QueueDef(
         name="order-audit-queue.dlq",
@@ -278,6 +293,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "order-audit-queue.wait.1000": QueueDef(
         name="order-audit-queue.wait.1000",
@@ -296,6 +313,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "order-audit-queue.wait.2000": QueueDef(
         name="order-audit-queue.wait.2000",
@@ -314,6 +333,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "order-service-queue": QueueDef(
         name="order-service-queue",
@@ -344,6 +365,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
             4000: "order-service-queue.wait.4000",
         },
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "order-service-queue.dlq": QueueDef(
         name="order-service-queue.dlq",
@@ -358,6 +381,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "order-service-queue.wait.1000": QueueDef(
         name="order-service-queue.wait.1000",
@@ -376,6 +401,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "order-service-queue.wait.2000": QueueDef(
         name="order-service-queue.wait.2000",
@@ -394,6 +421,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "order-service-queue.wait.4000": QueueDef(
         name="order-service-queue.wait.4000",
@@ -412,6 +441,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "payment-service-queue": QueueDef(
         name="payment-service-queue",
@@ -439,6 +470,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue="payment-service-queue.dlq",
         wait_queues={2000: "payment-service-queue.wait.2000"},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "payment-service-queue.dlq": QueueDef(
         name="payment-service-queue.dlq",
@@ -453,6 +486,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
     "payment-service-queue.wait.2000": QueueDef(
         name="payment-service-queue.wait.2000",
@@ -471,6 +506,8 @@ QUEUES: Final[Mapping[str, QueueDef]] = {
         dead_letter_queue=None,
         wait_queues={},
         max_message_bytes=None,
+        consumers=1,
+        go_compatible=False,
     ),
 }
 
@@ -524,6 +561,9 @@ BANKING_SERVICE: Final = ServiceTopology(
             exchange="mmate.banking",
             routing_key="banking.service.{operation}",
             persistent=True,
+            priority=None,
+            compress=None,
+            max_message_bytes=None,
         ),
     },
     consumes={
@@ -603,18 +643,27 @@ ORDER_SERVICE: Final = ServiceTopology(
             exchange="mmate.events",
             routing_key="order.{region}.created",
             persistent=True,
+            priority=None,
+            compress=None,
+            max_message_bytes=None,
         ),
         "UpdateInventoryCommand": PublishRoute(
             message=MESSAGES["UpdateInventoryCommand"],
             exchange="mmate.commands",
             routing_key="cmd.inventory-service.UpdateInventoryCommand",
             persistent=True,
+            priority=None,
+            compress=None,
+            max_message_bytes=None,
         ),
         "ProcessPaymentCommand": PublishRoute(
             message=MESSAGES["ProcessPaymentCommand"],
             exchange="mmate.commands",
             routing_key="cmd.payment-service.ProcessPaymentCommand",
             persistent=True,
+            priority=None,
+            compress=None,
+            max_message_bytes=None,
         ),
     },
     consumes={
@@ -674,18 +723,27 @@ STOREFRONT: Final = ServiceTopology(
             exchange="mmate.commands",
             routing_key="cmd.order-service.CreateOrderCommand",
             persistent=True,
+            priority=None,
+            compress=None,
+            max_message_bytes=None,
         ),
         "ProcessOrderCommand": PublishRoute(
             message=MESSAGES["ProcessOrderCommand"],
             exchange="mmate.commands",
             routing_key="cmd.order-service.ProcessOrderCommand",
             persistent=True,
+            priority=None,
+            compress=None,
+            max_message_bytes=None,
         ),
         "GetOrderQuery": PublishRoute(
             message=MESSAGES["GetOrderQuery"],
             exchange="mmate.queries",
             routing_key="qry.GetOrderQuery",
             persistent=True,
+            priority=None,
+            compress=None,
+            max_message_bytes=None,
         ),
     },
     consumes={},

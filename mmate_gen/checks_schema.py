@@ -14,12 +14,14 @@ from .names import (
     CAMEL_RE,
     ENVELOPE_NAMES,
     PASCAL_RE,
+    abbreviated,
     did_you_mean,
     python_name_problem,
     snake_case,
 )
 from .rawspec import RawField, RawMessage, RawType
 from .report import Report
+from .routing import MAX_KEY_BYTES
 from .typeexpr import INTEGER, NUMERIC, SCALARS, SIZED, TypeExpr, TypeSyntaxError, parse_type
 
 _STRING = TypeRef("scalar", "string")
@@ -75,6 +77,13 @@ def check_type_name(report: Report, name: str, loc: Location, what: str) -> None
             loc,
             f'{what} name "{name}" is not PascalCase',
             f'write it like "{_pascal_suggestion(name)}" (a capital, then letters and digits)',
+        )
+    elif what == "message" and len(name.encode()) > MAX_KEY_BYTES:
+        report.error(
+            loc,
+            f'message name "{abbreviated(name)}" is longer than 255 bytes: it is the AMQP type '
+            "property of every message sent, which AMQP limits to 255 bytes",
+            "shorten it",
         )
 
 

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import keyword
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from .diagnostics import Location
-from .ir import Binding, Consume, Exchange, Field, KeyPart, Message, PublishRoute, Service
-from .names import RESERVED_MODULES, SERVICE_RE, did_you_mean, one_of, pascal_case, quoted
-from .rawspec import RawPublish, RawService
+from .ir import (
+    DEFAULT_COMPRESS_ABOVE,
+    Binding,
+    Compression,
+    Consume,
+    Exchange,
+    ExternalService,
+    Field,
+    KeyPart,
+    Message,
+    PublishRoute,
+    Queue,
+    Service,
+)
+from .names import (
+    RESERVED_MODULES,
+    SERVICE_RE,
+    abbreviated,
+    did_you_mean,
+    one_of,
+    pascal_case,
+    quoted,
+)
+from .rawspec import RawExternal, RawPublish, RawService
 from .report import Report
 from .routing import TemplatePart, parse_template, route_reaches, template_words
 
@@ -30,6 +51,19 @@ class Topology:
     bindings: tuple[Binding, ...]
     unchecked_queues: frozenset[str] = frozenset()
     """Queues with a binding in error (already reported): delivery to them is not checked."""
+    main_queues: Mapping[str, Queue] = field(default_factory=dict)
+    """The spec's own queues as built, by name (their limits and priorities)."""
+
+    def reached(self, exchange: str, parts: list[TemplatePart]) -> list[Queue]:
+        """The spec queues a message published with template ``parts`` to ``exchange`` can
+        reach, by name."""
+        kind = self.exchanges[exchange].type
+        names = {
+            b.queue
+            for b in self.bindings
+            if b.exchange == exchange and route_reaches(kind, parts, b.routing_key)
+        }
+        return [self.main_queues[n] for n in sorted(names) if n in self.main_queues]
 
 
 def default_route(message: Message) -> tuple[str, str]:
@@ -57,10 +91,48 @@ def build_service(report: Report, raw: RawService, topo: Topology) -> Service:
             ),
             f'rename it, e.g. "{raw.name}-service"',
         )
+    routes = _publish_routes(report, raw.publishes, what, topo)
+    consumes = [_consume(report, raw, i, topo) for i in range(len(raw.consumes))]
+    own = raw.service_queue
+    if own is not None and own.name not in {c.queue for c in raw.consumes}:
+        report.error(
+            own.loc,
+            f'{what} asks for its service_queue "{own.name}" but does not consume it',
+            f"add consumes: {{{own.name}: [MESSAGE, ...]}} listing the messages it handles there",
+        )
+    return Service(
+        raw.name,
+        py_name,
+        pascal_case(raw.name),
+        tuple(routes),
+        tuple(c for c in consumes if c is not None),
+        raw.file,
+        raw.loc,
+        description=raw.description,
+    )
+
+
+def build_external(report: Report, raw: RawExternal, topo: Topology) -> ExternalService:
+    what = f'external service "{raw.name}"'
+    if not raw.name.strip():
+        report.error(raw.loc, "an external service has an empty name", "write its service name")
+    routes = _publish_routes(report, raw.publishes, what, topo, one_per_message=False)
+    return ExternalService(raw.name, tuple(routes), raw.file, raw.loc, raw.description)
+
+
+def _publish_routes(
+    report: Report,
+    publishes: list[RawPublish],
+    what: str,
+    topo: Topology,
+    one_per_message: bool = True,
+) -> list[PublishRoute]:
+    """The routes of publish entries. A service has one publisher method per message, so one
+    route; an external service may publish a message on several routes."""
     routes: list[PublishRoute] = []
     published: dict[str, Location] = {}
-    for publish in raw.publishes:
-        if publish.message in published:
+    for publish in publishes:
+        if one_per_message and publish.message in published:
             report.error(
                 publish.message_loc,
                 f"{what} publishes {publish.message} twice",
@@ -72,17 +144,7 @@ def build_service(report: Report, raw: RawService, topo: Topology) -> Service:
         route = _publish_route(report, publish, what, topo)
         if route is not None:
             routes.append(route)
-    consumes = [_consume(report, raw, i, topo) for i in range(len(raw.consumes))]
-    return Service(
-        raw.name,
-        py_name,
-        pascal_case(raw.name),
-        tuple(routes),
-        tuple(c for c in consumes if c is not None),
-        raw.file,
-        raw.loc,
-        description=raw.description,
-    )
+    return routes
 
 
 def _publish_route(
@@ -122,6 +184,21 @@ def _publish_route(
     )
     if parts is None:
         return None
+    reached = topo.reached(exchange_name, [_template_part(p) for p in parts])
+    what = f"the publish of {message.name} by {owner}"
+    compress = _compression(publish.compress)
+    above = publish.compress_above if publish.compress_above is not None else DEFAULT_COMPRESS_ABOVE
+    if publish.priority is not None:
+        _check_priority(report, publish, what, reached)
+    if compress is not None:
+        report.warn(
+            publish.compress_loc or publish.loc,
+            f"{what} compresses bodies above {above} bytes with {compress}: Go Mmate cannot read "
+            "a compressed body",
+            f"remove compress if a Go service consumes {message.name} (mmate consumers decode "
+            "it by its content-encoding)",
+        )
+    limits = [q.max_message_bytes for q in reached if q.max_message_bytes is not None]
     return PublishRoute(
         message=message.name,
         exchange=exchange_name,
@@ -130,6 +207,34 @@ def _publish_route(
         persistent=publish.persistent,
         explicit=publish.exchange is not None or publish.routing_key is not None,
         loc=publish.loc,
+        priority=publish.priority,
+        compress=compress,
+        compress_above=above,
+        max_message_bytes=min(limits) if limits else None,
+    )
+
+
+def _compression(name: str | None) -> Compression | None:
+    if name == "gzip":
+        return "gzip"
+    if name == "zstd":
+        return "zstd"
+    return None
+
+
+def _check_priority(report: Report, publish: RawPublish, what: str, reached: list[Queue]) -> None:
+    """A priority matters only in a queue declared with ``x-max-priority``."""
+    flat = [q.name for q in reached if "x-max-priority" not in dict(q.arguments)]
+    if not flat:
+        return
+    report.warn(
+        publish.priority_loc or publish.loc,
+        f"{what} has priority {publish.priority}, but queue{'s' if len(flat) > 1 else ''} "
+        f"{quoted(flat)} it reaches {'have' if len(flat) > 1 else 'has'} no max_priority, so "
+        "RabbitMQ ignores the priority there",
+        "add max_priority: N (a classic queue, not go_compatible) to "
+        + ("them" if len(flat) > 1 else "it")
+        + ", or remove priority",
     )
 
 
@@ -140,7 +245,7 @@ def key_parts(
     parts, problems = parse_template(template)
     ok = True
     for problem, hint in problems:
-        report.error(loc, f'routing_key "{template}" of {what} {problem}', hint)
+        report.error(loc, f'routing_key "{abbreviated(template)}" of {what} {problem}', hint)
         ok = False
     fields = {f.json_name: f for f in message.fields}
     usable = [f.json_name for f in message.fields if _key_field_problem(f) is None]
@@ -227,8 +332,12 @@ def _consume(report: Report, raw: RawService, index: int, topo: Topology) -> Con
     return Consume(consume.queue, tuple(handles), consume.loc)
 
 
+def _template_part(part: KeyPart) -> TemplatePart:
+    return TemplatePart(part.text, part.field.json_name if part.field else None)
+
+
 def _route_parts(route: PublishRoute) -> list[TemplatePart]:
-    return [TemplatePart(p.text, p.field.json_name if p.field else None) for p in route.key_parts]
+    return [_template_part(p) for p in route.key_parts]
 
 
 def _reaches(
@@ -245,17 +354,23 @@ def _example_pattern(parts: list[TemplatePart]) -> str:
 
 
 def check_delivery(
-    report: Report, services: list[Service], raws: list[RawService], topo: Topology
+    report: Report,
+    services: list[Service],
+    raws: list[RawService],
+    topo: Topology,
+    externals: Sequence[ExternalService] = (),
+    raw_externals: Sequence[RawExternal] = (),
 ) -> None:
-    """A handled message must reach its queue; warn on published messages nobody gets."""
+    """A handled message must reach its queue (by a route of a service or an external service);
+    warn on messages services publish that nobody gets."""
     routes: dict[str, list[PublishRoute]] = {}
-    for service in services:
-        for route in service.publishes:
-            routes.setdefault(route.message, []).append(route)
+    published = [s.publishes for s in services] + [e.publishes for e in externals]
+    for route in (r for publishes in published for r in publishes):
+        routes.setdefault(route.message, []).append(route)
     written: dict[str, int] = {}
-    for raw_service in raws:
-        for publish in raw_service.publishes:
-            written[publish.message] = written.get(publish.message, 0) + 1
+    entries = [s.publishes for s in raws] + [e.publishes for e in raw_externals]
+    for publish in (p for publishes in entries for p in publishes):
+        written[publish.message] = written.get(publish.message, 0) + 1
     # a message with a publish entry in error (already reported) has routes we do not know
     unknown_routes = {name for name, count in written.items() if len(routes.get(name, ())) < count}
     all_bindings = list(topo.bindings)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from .ir import Binding, Exchange
-from .names import did_you_mean, one_of
+from .checks_go import check_go_compatible
+from .ir import Binding, Exchange, Queue
+from .names import abbreviated, did_you_mean, one_of
 from .queues import DEFAULT_DELIVERY_LIMIT
 from .rawspec import RawExchange, RawQueue
 from .report import Report
@@ -15,10 +16,13 @@ from .routing import MAX_KEY_BYTES, TemplatePart, route_reaches, topic_pattern_p
 BUILTIN_EXCHANGES = (
     "mmate.commands",
     "mmate.contracts",
+    "mmate.dlx",
     "mmate.events",
     "mmate.messages",
     "mmate.queries",
 )
+"""The Mmate exchanges every Go client declares on connect (wire-format section 4), all durable
+topic exchanges without arguments; a spec may use them without defining them."""
 
 ExchangeType = Literal["topic", "direct", "fanout", "headers"]
 _TYPES: Mapping[str, ExchangeType] = {
@@ -52,8 +56,8 @@ def build_exchanges(report: Report, raws: list[RawExchange]) -> dict[str, Exchan
                     raw.loc,
                     f'exchange "{raw.name}" is a built-in Mmate exchange redefined with other '
                     "settings",
-                    "remove it (it is always a durable, non-auto-delete topic exchange), "
-                    "or define an exchange of your own",
+                    "remove it (it is always a durable, non-auto-delete topic exchange without "
+                    "arguments, as Go Mmate declares it), or define an exchange of your own",
                 )
             continue
         problem = amqp_name_problem(raw.name)
@@ -66,12 +70,14 @@ def build_exchanges(report: Report, raws: list[RawExchange]) -> dict[str, Exchan
 
 def check_queue(report: Report, raw: RawQueue, exchanges: Mapping[str, Exchange]) -> list[Binding]:
     """Check one queue's own settings and bindings; returns its bindings."""
-    what = f'queue "{raw.name}"'
+    what = raw.what
     problem = amqp_name_problem(raw.name)
     if problem is not None:
-        report.error(raw.loc, f'queue name "{raw.name}" {problem[0]}', problem[1])
+        report.error(raw.loc, f'queue name "{abbreviated(raw.name)}" {problem[0]}', problem[1])
     at = raw.locs.get
-    if raw.type == "quorum":
+    if raw.go_compatible:
+        check_go_compatible(report, raw)
+    elif raw.type == "quorum":
         conflicts = (
             ("exclusive", raw.exclusive, "exclusive: true"),
             ("auto_delete", raw.auto_delete, "auto_delete: true"),
@@ -98,6 +104,14 @@ def check_queue(report: Report, raw: RawQueue, exchanges: Mapping[str, Exchange]
             at("delivery_limit", raw.loc),
             f"classic {what} has a delivery_limit, which only quorum queues have",
             "remove delivery_limit, or write type: quorum",
+        )
+    if raw.consumers > 1 and raw.exclusive:
+        report.error(
+            at("consumers", raw.loc),
+            f"exclusive {what} has consumers {raw.consumers}: an exclusive queue accepts "
+            "consumers only on the connection that declared it, so a consumer group spread over "
+            "connections fails with 405 RESOURCE_LOCKED",
+            "write consumers: 1, or remove exclusive: true",
         )
     if raw.fifo and raw.concurrency > 1:
         report.error(
@@ -178,6 +192,13 @@ def _check_dead_letter_shape(
             f'dead_letter of {what} names unknown exchange "{dl.exchange}"',
             did_you_mean(dl.exchange, exchanges, one_of(exchanges)),
         )
+    key = dl.routing_key if dl.exchange is not None else None
+    if key is not None and len(key.encode()) > MAX_KEY_BYTES:
+        report.error(
+            loc,
+            f"dead-letter routing_key of {what} is longer than 255 bytes, AMQP's limit",
+            "shorten it",
+        )
 
 
 def _binding(
@@ -209,19 +230,24 @@ def _binding(
             )
             return None
         key = ""
+    if len(key.encode()) > MAX_KEY_BYTES:
+        report.error(
+            b.key_loc,
+            f'routing_key "{abbreviated(key)}" of {what} is longer than 255 bytes, AMQP\'s limit',
+            "shorten it",
+        )
+        return None
     if exchange.type == "topic":
         problem = topic_pattern_problem(key)
         if problem is not None:
             report.error(
                 b.key_loc,
-                f'routing_key "{key}" of {what} is not an AMQP topic pattern: it {problem}',
+                f'routing_key "{abbreviated(key)}" of {what} is not an AMQP topic pattern: it '
+                f"{problem}",
                 "write dot-separated words where * (one word) and # (any words) stand alone, "
                 "e.g. cmd.order-service.*",
             )
             return None
-    elif len(key.encode()) > MAX_KEY_BYTES:
-        report.error(b.key_loc, f"routing_key of {what} is longer than 255 bytes", "shorten it")
-        return None
     return Binding(exchange.name, raw.name, key, tuple(sorted(b.arguments.items())), b.loc)
 
 
@@ -236,8 +262,8 @@ def check_dead_letter_routes(
         dl = raw.dead_letter
         if not dl.enabled or dl.exchange is None or dl.exchange not in exchanges:
             continue
-        if dl.routing_key is None:
-            continue  # reported when read
+        if dl.routing_key is None or len(dl.routing_key.encode()) > MAX_KEY_BYTES:
+            continue  # reported when read or by the shape check
         exchange = exchanges[dl.exchange]
         parts = [TemplatePart(dl.routing_key)]
         if any(
@@ -265,3 +291,35 @@ def check_derived_names(report: Report, raws: list[RawQueue], derived: Mapping[s
                 f'rename it, or write dead_letter: {{queue: {name}}} on "{origin}" to use it as '
                 "its dead-letter queue",
             )
+
+
+def check_derived_lengths(report: Report, raws: list[RawQueue], derived: list[Queue]) -> None:
+    """A derived queue's name (``<queue>.dlq``, ``<queue>.wait.<ms>``) is an AMQP short string
+    too: at most 255 bytes. Reported once per queue and kind (the longest name); a main queue
+    whose own name is too long is reported for that alone."""
+    spec = {raw.name: raw for raw in raws}
+    longest: dict[tuple[str, str], Queue] = {}
+    for queue in derived:
+        key = (queue.origin or "", queue.role)
+        if key not in longest or len(queue.name.encode()) > len(longest[key].name.encode()):
+            longest[key] = queue
+    for (origin_name, role), queue in longest.items():
+        origin = spec.get(origin_name)
+        size = len(queue.name.encode())
+        if origin is None or size <= MAX_KEY_BYTES or amqp_name_problem(origin.name):
+            continue
+        room = MAX_KEY_BYTES - (size - len(origin.name.encode()))
+        if role == "wait":
+            what = "wait queue"
+            loc = origin.retry.loc if origin.retry is not None else origin.loc
+            other = ""
+        else:
+            what = "dead-letter queue"
+            loc = origin.dead_letter.loc or origin.loc
+            other = ", or name a shorter one with dead_letter: {queue: NAME}"
+        report.error(
+            loc,
+            f'queue "{abbreviated(origin.name)}" derives the {what} "{abbreviated(queue.name)}", '
+            "longer than AMQP's 255 bytes",
+            f"shorten the queue name to at most {room} bytes{other}",
+        )

@@ -18,6 +18,9 @@ Scalar = Literal[
 ]
 JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
 ArgValue = str | int | float | bool
+Compression = Literal["gzip", "zstd"]
+DEFAULT_COMPRESS_ABOVE = 1024
+"""Bytes of encoded body above which a route with ``compress`` compresses, unless it says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,7 @@ class Exchange:
     durable: bool
     auto_delete: bool
     builtin: bool
-    """One of the five Mmate exchanges of wire-format.md section 4 (declared implicitly)."""
+    """One of the six Mmate exchanges of wire-format.md section 4 (declared implicitly)."""
     loc: Location | None
 
 
@@ -145,6 +148,14 @@ class Queue:
     loc: Location
     description: str | None = None
     """As written in the spec (main queues only)."""
+    consumers: int = 1
+    """AMQP consumers one process runs on the queue (``consumers``; 1 for derived queues)."""
+    go_compatible: bool = False
+    """Declared as Go Mmate declares its service queue: no arguments but
+    ``x-single-active-consumer`` in FIFO mode; its dead-letter and wait queues are still
+    derived."""
+    service: str | None = None
+    """The service whose ``service_queue`` this is (Go's ``<service>-queue``), else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +187,14 @@ class PublishRoute:
     explicit: bool
     """False when exchange and key are the kind's Go defaults."""
     loc: Location
+    priority: int | None = None
+    """Default AMQP priority of messages on the route (the publish option overrides it)."""
+    compress: Compression | None = None
+    """Codec for bodies above ``compress_above`` bytes; None: never compressed."""
+    compress_above: int = DEFAULT_COMPRESS_ABOVE
+    max_message_bytes: int | None = None
+    """The smallest ``max_message_bytes`` of the spec queues the route can reach (None: none has
+    one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +221,18 @@ class Service:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalService:
+    """A service outside the specs (a Go or .NET one) named for what it publishes: its routes count
+    when checking that handled messages reach their queues; nothing is generated for it."""
+
+    name: str
+    publishes: tuple[PublishRoute, ...]
+    spec_file: str
+    loc: Location
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SpecSet:
     """A whole validated spec directory. Every tuple is in a deterministic order (sorted by
     name)."""
@@ -217,3 +248,5 @@ class SpecSet:
     """Main queues and their derived dead-letter and wait queues."""
     bindings: tuple[Binding, ...]
     services: tuple[Service, ...]
+    external_services: tuple[ExternalService, ...] = ()
+    """Publishers outside the specs, sorted by name; nothing is generated for them."""

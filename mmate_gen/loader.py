@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checks_go import check_go_queue_names
 from .checks_schema import (
     PendingDefault,
     TypeTable,
@@ -18,17 +19,27 @@ from .checks_schema import (
     check_defaults,
     check_type_name,
 )
-from .checks_services import Topology, build_service, check_delivery
+from .checks_services import Topology, build_external, build_service, check_delivery
 from .checks_topology import (
     build_exchanges,
     check_dead_letter_routes,
+    check_derived_lengths,
     check_derived_names,
     check_queue,
 )
 from .diagnostics import Diagnostic, Location
 from .ir import Binding, Queue, SpecSet
 from .queues import build_queues
-from .rawspec import RawExchange, RawFile, RawMessage, RawQueue, RawService, RawType, read_file
+from .rawspec import (
+    RawExchange,
+    RawExternal,
+    RawFile,
+    RawMessage,
+    RawQueue,
+    RawService,
+    RawType,
+    read_file,
+)
 from .report import Report
 from .yamlnodes import Reader, compose_file
 
@@ -106,7 +117,7 @@ def _load(root: Path, root_name: str, sink: list[Diagnostic]) -> SpecSet | None:
 def _build(
     report: Report, files: list[RawFile], root_name: str, displays: tuple[str, ...]
 ) -> SpecSet | None:
-    types, messages, exchanges, queues, services = _unique_definitions(report, files)
+    types, messages, exchanges, queues, services, externals = _unique_definitions(report, files)
 
     enums = {t.name: build_enum(report, t) for t in types if t.enum is not None}
     table = TypeTable(
@@ -135,6 +146,7 @@ def _build(
     bindings: list[Binding] = []
     all_queues: dict[str, Queue] = {}
     derived: dict[str, str] = {}
+    derived_queues: list[Queue] = []
     unchecked: set[str] = set()
     for raw in queues:
         queue_bindings = check_queue(report, raw, exchange_map)
@@ -144,16 +156,28 @@ def _build(
         for queue in build_queues(raw, spec_queue_names):
             if queue.origin is not None:
                 derived.setdefault(queue.name, queue.origin)
+                derived_queues.append(queue)
             if queue.name not in all_queues:
                 all_queues[queue.name] = queue
     check_derived_names(report, queues, derived)
+    check_derived_lengths(report, queues, derived_queues)
     check_dead_letter_routes(report, queues, exchange_map, bindings)
 
+    publisher_names = [s.name for s in services] + [e.name for e in externals]
+    go_names = {f"{name}-queue": name for name in publisher_names}
+    check_go_queue_names(report, queues, go_names, frozenset(e.name for e in externals))
+
     topo = Topology(
-        built_messages, exchange_map, spec_queue_names, tuple(bindings), frozenset(unchecked)
+        built_messages,
+        exchange_map,
+        spec_queue_names,
+        tuple(bindings),
+        frozenset(unchecked),
+        {name: q for name, q in all_queues.items() if q.role == "main"},
     )
     built_services = [build_service(report, s, topo) for s in services]
-    check_delivery(report, built_services, services, topo)
+    built_externals = [build_external(report, e, topo) for e in externals]
+    check_delivery(report, built_services, services, topo, built_externals, externals)
 
     if report.has_errors:
         return None
@@ -167,20 +191,33 @@ def _build(
         queues=tuple(sorted(all_queues.values(), key=lambda q: q.name)),
         bindings=tuple(sorted(bindings, key=lambda b: (b.queue, b.exchange, b.routing_key))),
         services=tuple(sorted(built_services, key=lambda s: s.name)),
+        external_services=tuple(sorted(built_externals, key=lambda e: e.name)),
     )
 
 
 def _unique_definitions(
     report: Report, files: list[RawFile]
-) -> tuple[list[RawType], list[RawMessage], list[RawExchange], list[RawQueue], list[RawService]]:
-    """Every definition once; a name defined again (in any file) is reported and dropped."""
+) -> tuple[
+    list[RawType],
+    list[RawMessage],
+    list[RawExchange],
+    list[RawQueue],
+    list[RawService],
+    list[RawExternal],
+]:
+    """Every definition once; a name defined again (in any file) is reported and dropped. An
+    external service may have the name of a service (the Go instances of a service being
+    ported)."""
     classes: dict[str, tuple[str, Location]] = {}
-    seen: dict[str, dict[str, Location]] = {"exchange": {}, "queue": {}, "service": {}}
+    seen: dict[str, dict[str, Location]] = {
+        "exchange": {}, "queue": {}, "service": {}, "external service": {},
+    }  # fmt: skip
     types: list[RawType] = []
     messages: list[RawMessage] = []
     exchanges: list[RawExchange] = []
     queues: list[RawQueue] = []
     services: list[RawService] = []
+    externals: list[RawExternal] = []
 
     def first_class(what: str, name: str, loc: Location) -> bool:
         if name in classes:
@@ -208,10 +245,28 @@ def _unique_definitions(
         seen[what][name] = loc
         return True
 
+    service_queues: dict[str, RawQueue] = {}
+
+    def first_queue(queue: RawQueue) -> bool:
+        earlier = service_queues.get(queue.name)
+        service_queue = queue if queue.service is not None else earlier
+        if service_queue is None or queue.name not in seen["queue"]:
+            if queue.service is not None:
+                service_queues[queue.name] = queue
+            return first("queue", queue.name, queue.loc)
+        report.error(
+            queue.loc,
+            f'queue "{queue.name}" is defined twice: as the service_queue of service '
+            f'"{service_queue.service}" (Go\'s <service>-queue) and under queues',
+            f"keep one of them (the first is at {seen['queue'][queue.name]})",
+        )
+        return False
+
     for f in files:
         types.extend(t for t in f.types if first_class("type", t.name, t.loc))
         messages.extend(m for m in f.messages if first_class("message", m.name, m.loc))
         exchanges.extend(e for e in f.exchanges if first("exchange", e.name, e.loc))
-        queues.extend(q for q in f.queues if first("queue", q.name, q.loc))
+        queues.extend(q for q in f.queues if first_queue(q))
         services.extend(s for s in f.services if first("service", s.name, s.loc))
-    return types, messages, exchanges, queues, services
+        externals.extend(e for e in f.external_services if first("external service", e.name, e.loc))
+    return types, messages, exchanges, queues, services, externals

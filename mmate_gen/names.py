@@ -66,3 +66,10 @@ def one_of(candidates: Iterable[str], limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     more = ", ..." if len(names) > limit else ""
     return f"write one of: {shown}{more}"
+
+
+def abbreviated(text: str, limit: int = 60) -> str:
+    """``text`` for a message: whole when short, else its start and its length in bytes."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}... ({len(text.encode())} bytes)"

@@ -66,7 +66,15 @@ def dead_letter_queue_name(raw: RawQueue) -> str | None:
     return target[1] if target is not None and target[0] == "" else None
 
 
+def go_arguments(raw: RawQueue) -> tuple[tuple[str, ArgValue], ...]:
+    """The arguments Go Mmate declares its service queue with: none, or single active consumer in
+    FIFO mode."""
+    return (("x-single-active-consumer", True),) if raw.fifo else ()
+
+
 def main_arguments(raw: RawQueue) -> tuple[tuple[str, ArgValue], ...]:
+    if raw.go_compatible:
+        return go_arguments(raw)
     args: dict[str, ArgValue] = {}
     quorum = raw.type == "quorum"
     if quorum:
@@ -114,6 +122,9 @@ def build_queues(raw: RawQueue, spec_queue_names: frozenset[str]) -> list[Queue]
         origin=None,
         loc=raw.loc,
         description=raw.description,
+        consumers=raw.consumers,
+        go_compatible=raw.go_compatible,
+        service=raw.service,
     )
     result = [main]
     type_args: tuple[tuple[str, ArgValue], ...] = (

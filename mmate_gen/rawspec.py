@@ -14,7 +14,7 @@ from .diagnostics import Location
 from .ir import JsonValue
 from .yamlnodes import Entry, Keys, Reader, ValuePath, is_null
 
-FILE_KEYS = ("version", "types", "messages", "exchanges", "queues", "services")
+FILE_KEYS = ("version", "types", "messages", "exchanges", "queues", "services", "external_services")
 TYPE_KEYS = ("description", "enum", "fields")
 MESSAGE_KEYS = ("kind", "description", "reply", "fields")
 FIELD_KEYS = (
@@ -30,10 +30,12 @@ FIELD_KEYS = (
 )
 EXCHANGE_KEYS = ("type", "durable", "auto_delete", "description")
 QUEUE_KEYS = (
-    "type", "durable", "exclusive", "auto_delete", "fifo", "max_length", "message_ttl",
-    "max_priority", "max_message_bytes", "prefetch", "concurrency", "delivery_limit", "retry",
-    "dead_letter", "bindings", "description",
+    "type", "durable", "exclusive", "auto_delete", "fifo", "go_compatible", "max_length",
+    "message_ttl", "max_priority", "max_message_bytes", "prefetch", "concurrency", "consumers",
+    "delivery_limit", "retry", "dead_letter", "bindings", "description",
 )  # fmt: skip
+MAX_CONSUMERS = 2047
+"""RabbitMQ's default channel_max: consumers of one queue on one connection, a channel each."""
 RETRY_KEYS = (
     "attempts",
     "backoff",
@@ -44,8 +46,13 @@ RETRY_KEYS = (
     "unknown_errors",
 )
 BINDING_KEYS = ("exchange", "routing_key", "arguments")
-SERVICE_KEYS = ("description", "publishes", "consumes")
-PUBLISH_KEYS = ("message", "exchange", "routing_key", "persistent")
+SERVICE_KEYS = ("description", "publishes", "consumes", "service_queue")
+PUBLISH_KEYS = (
+    "message", "exchange", "routing_key", "persistent", "priority", "compress", "compress_above",
+)  # fmt: skip
+EXTERNAL_SERVICE_KEYS = ("description", "publishes")
+EXTERNAL_PUBLISH_KEYS = ("message", "exchange", "routing_key")
+COMPRESSIONS = ("gzip", "zstd")
 KINDS = ("command", "event", "query", "reply")
 EXCHANGE_TYPES = ("topic", "direct", "fanout", "headers")
 
@@ -159,6 +166,17 @@ class RawQueue:
     locs: dict[str, Location] = field(default_factory=dict)
     """Where each written key is, for messages about it."""
     description: str | None = None
+    go_compatible: bool = False
+    consumers: int = 1
+    service: str | None = None
+    """The service whose ``service_queue`` this is (always go_compatible), else None."""
+
+    @property
+    def what(self) -> str:
+        """How messages name it: ``queue "q"``, or ``service queue "s-queue" of service "s"``."""
+        if self.service is not None:
+            return f'service queue "{self.name}" of service "{self.service}"'
+        return f'queue "{self.name}"'
 
 
 @dataclass
@@ -171,6 +189,12 @@ class RawPublish:
     routing_key: str | None = None
     key_loc: Location | None = None
     persistent: bool = True
+    priority: int | None = None
+    priority_loc: Location | None = None
+    compress: str | None = None
+    compress_loc: Location | None = None
+    compress_above: int | None = None
+    """Bytes, as written (None: not written, the default applies)."""
 
 
 @dataclass
@@ -188,6 +212,18 @@ class RawService:
     description: str | None
     publishes: list[RawPublish]
     consumes: list[RawConsume]
+    service_queue: RawQueue | None = None
+
+
+@dataclass
+class RawExternal:
+    """An entry of ``external_services``: a publisher outside the specs."""
+
+    name: str
+    loc: Location
+    file: str
+    description: str | None
+    publishes: list[RawPublish]
 
 
 @dataclass
@@ -199,6 +235,7 @@ class RawFile:
     exchanges: list[RawExchange] = field(default_factory=list)
     queues: list[RawQueue] = field(default_factory=list)
     services: list[RawService] = field(default_factory=list)
+    external_services: list[RawExternal] = field(default_factory=list)
 
 
 def read_file(reader: Reader, root: yaml.Node | None) -> RawFile:
@@ -237,6 +274,10 @@ def read_file(reader: Reader, root: yaml.Node | None) -> RawFile:
         service = _read_service(reader, entry)
         if service is not None:
             raw.services.append(service)
+            if service.service_queue is not None:
+                raw.queues.append(service.service_queue)
+    for entry in _section(reader, keys, "external_services"):
+        raw.external_services.append(_read_external(reader, entry))
     return raw
 
 
@@ -383,18 +424,29 @@ def _read_exchange(reader: Reader, entry: Entry) -> RawExchange:
     return result
 
 
-def _read_queue(reader: Reader, entry: Entry) -> RawQueue:
-    what = f'queue "{entry.key}"'
-    q = RawQueue(entry.key, reader.loc(entry.key_node), reader.path)
+def _read_queue(
+    reader: Reader, entry: Entry, name: str | None = None, service: str | None = None
+) -> RawQueue:
+    """A queue of ``queues``, or (``service`` given) a service's ``service_queue`` named
+    ``name``."""
+    q = RawQueue(name or entry.key, reader.loc(entry.key_node), reader.path, service=service)
+    what = q.what
+    q.go_compatible = service is not None
     q.retry = RawRetry(q.loc)
     keys = reader.known(reader.mapping(entry.value, what, allow_null=True) or [], QUEUE_KEYS, what)
+    if service is not None and "go_compatible" in keys:
+        reader.error(
+            keys.pop("go_compatible").key_node,
+            f"{what} is always go_compatible: it is Go Mmate's own queue of the service",
+            "remove go_compatible, or define the queue under queues: to declare it otherwise",
+        )
     q.locs = {key: reader.loc(e.value) for key, e in keys.items()}
     q.description = _description(reader, keys, what)
     if "type" in keys:
         q.type = (
             reader.choice(keys["type"].value, f"type of {what}", ("classic", "quorum")) or "classic"
         )
-    for key in ("durable", "exclusive", "auto_delete", "fifo"):
+    for key in ("durable", "exclusive", "auto_delete", "fifo", "go_compatible"):
         if key in keys:
             flag = reader.boolean(keys[key].value, f"{key} of {what}")
             if flag is not None:
@@ -405,6 +457,7 @@ def _read_queue(reader: Reader, entry: Entry) -> RawQueue:
         "max_message_bytes": (1, None),
         "prefetch": (1, 65535),
         "concurrency": (1, None),
+        "consumers": (1, MAX_CONSUMERS),
         "delivery_limit": (1, None),
     }
     written: set[str] = set()
@@ -542,6 +595,7 @@ def _read_binding(reader: Reader, node: yaml.Node, owner: str) -> RawBinding | N
 
 def _read_service(reader: Reader, entry: Entry) -> RawService:
     what = f'service "{entry.key}"'
+    raw_name = entry.key
     result = RawService(entry.key, reader.loc(entry.key_node), reader.path, None, [], [])
     keys = reader.known(
         reader.mapping(entry.value, what, allow_null=True) or [], SERVICE_KEYS, what
@@ -563,10 +617,30 @@ def _read_service(reader: Reader, entry: Entry) -> RawService:
                 if name is not None:
                     handles.append((name, reader.loc(message)))
             result.consumes.append(RawConsume(item.key, reader.loc(item.key_node), handles))
+    if "service_queue" in keys:
+        entry = keys["service_queue"]
+        result.service_queue = _read_queue(reader, entry, f"{raw_name}-queue", raw_name)
     return result
 
 
-def _read_publish(reader: Reader, node: yaml.Node, owner: str) -> RawPublish | None:
+def _read_external(reader: Reader, entry: Entry) -> RawExternal:
+    what = f'external service "{entry.key}"'
+    result = RawExternal(entry.key, reader.loc(entry.key_node), reader.path, None, [])
+    keys = reader.known(
+        reader.mapping(entry.value, what, allow_null=True) or [], EXTERNAL_SERVICE_KEYS, what
+    )
+    result.description = _description(reader, keys, what)
+    if "publishes" in keys:
+        for node in reader.sequence(keys["publishes"].value, f"publishes of {what}") or []:
+            publish = _read_publish(reader, node, what, EXTERNAL_PUBLISH_KEYS)
+            if publish is not None:
+                result.publishes.append(publish)
+    return result
+
+
+def _read_publish(
+    reader: Reader, node: yaml.Node, owner: str, allowed: tuple[str, ...] = PUBLISH_KEYS
+) -> RawPublish | None:
     what = f"a publish of {owner}"
     loc = reader.loc(node)
     if isinstance(node, yaml.ScalarNode):
@@ -575,7 +649,7 @@ def _read_publish(reader: Reader, node: yaml.Node, owner: str) -> RawPublish | N
     entries = reader.mapping(node, what)
     if entries is None:
         return None
-    keys = reader.known(entries, PUBLISH_KEYS, what)
+    keys = reader.known(entries, allowed, what)
     if "message" not in keys:
         if keys.lacks("message"):
             reader.error(node, f"{what} has no message", "add message: NAME")
@@ -598,4 +672,19 @@ def _read_publish(reader: Reader, node: yaml.Node, owner: str) -> RawPublish | N
     if "persistent" in keys:
         flag = reader.boolean(keys["persistent"].value, f"persistent of {what}")
         result.persistent = flag is not False
+    if "priority" in keys:
+        result.priority_loc = reader.loc(keys["priority"].value)
+        result.priority = reader.integer(keys["priority"].value, f"priority of {what}", 0, 255)
+    if "compress" in keys:
+        result.compress_loc = reader.loc(keys["compress"].value)
+        result.compress = reader.choice(keys["compress"].value, f"compress of {what}", COMPRESSIONS)
+    if "compress_above" in keys:
+        node = keys["compress_above"].value
+        result.compress_above = reader.size(node, f"compress_above of {what}")
+        if "compress" not in keys:
+            reader.error(
+                node,
+                f"{what} has compress_above but no compress",
+                "add compress: gzip (or zstd), or remove compress_above",
+            )
     return result

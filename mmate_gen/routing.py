@@ -46,7 +46,12 @@ def parse_template(template: str) -> tuple[list[TemplatePart], list[tuple[str, s
             )
         )
     if len(literal.encode()) > MAX_KEY_BYTES:
-        problems.append(("is longer than 255 bytes", "shorten it"))
+        problems.append(
+            (
+                "has more than 255 bytes of literal text, AMQP's limit for a routing key",
+                "shorten it",
+            )
+        )
     return parts, problems
 
 

@@ -71,6 +71,30 @@ class PublishView:
     key_expression: str
     reply: Message | None
 
+    @property
+    def doc(self) -> str:
+        """Docstring text of its publisher method: where it goes, then the route's settings."""
+        route, name = self.route, self.message.name
+        if self.reply is not None:
+            first = (
+                f"Send {name} to `{route.exchange}` (`{route.routing_key}`) and wait for its "
+                f"{self.reply.name}."
+            )
+        else:
+            verb = "Publish" if self.message.kind == "event" else "Send"
+            first = f"{verb} {name} to `{route.exchange}` with routing key `{route.routing_key}`."
+        notes: list[str] = []
+        if route.priority is not None:
+            notes.append(
+                f"Sent with priority {route.priority} unless the `priority` option says otherwise."
+            )
+        if route.compress is not None:
+            notes.append(
+                f"A body above {route.compress_above} bytes is compressed with {route.compress} "
+                f"(content-encoding `{route.compress}`): Go Mmate cannot read a compressed body."
+            )
+        return "\n\n".join([first, " ".join(notes)] if notes else [first])
+
 
 @dataclass(frozen=True, slots=True)
 class HandleView:

@@ -27,21 +27,29 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _CONSTRUCTOR = yaml.SafeLoader("")
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_UNIT_BYTES = {
+    "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2, "GB": 1000**3, "GiB": 1024**3,
+}  # fmt: skip
 
 
 def compose_file(path: Path, display: str, sink: list[Diagnostic]) -> yaml.Node | None:
     """The root node of a YAML file, or None (with a diagnostic) if it cannot be read or parsed."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        data = path.read_bytes()
+    except OSError as exc:
         sink.append(
             Diagnostic(
                 Location(display, 1, 1),
-                f"cannot read spec file: {reason}",
+                f"cannot read spec file: {exc.strerror or exc}",
                 "make it a readable UTF-8 text file",
             )
         )
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        sink.append(_undecodable(data, exc, display))
         return None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -69,11 +77,42 @@ def compose_file(path: Path, display: str, sink: list[Diagnostic]) -> yaml.Node 
                 "'[' or '{')",
             )
         )
+    except yaml.reader.ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        sink.append(
+            Diagnostic(
+                Location(display, line, col),
+                f"the character U+{exc.character:04X} is not allowed in a YAML file",
+                "remove it or write it as an escape in a double-quoted string, e.g. "
+                f'"\\u{exc.character:04x}"',
+            )
+        )
     except yaml.YAMLError as exc:
         sink.append(
             Diagnostic(Location(display, 1, 1), f"YAML syntax error: {exc}", "fix the YAML syntax")
         )
     return None
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column (in characters) of ``text[position]``."""
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+
+
+def _undecodable(data: bytes, exc: UnicodeDecodeError, display: str) -> Diagnostic:
+    """Where the first byte that is not UTF-8 is: its line and its column in characters (the
+    bytes before it decode, since decoding stopped at it)."""
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    line = data.count(b"\n", 0, exc.start) + 1
+    col = len(data[line_start : exc.start].decode("utf-8")) + 1
+    shown = " ".join(f"0x{b:02x}" for b in data[exc.start : exc.end])
+    return Diagnostic(
+        Location(display, line, col),
+        f"the spec file is not UTF-8: byte {shown} ({exc.reason}) cannot be read",
+        "save the file as UTF-8 (an editor's encoding setting, or iconv -f latin1 -t utf-8), or "
+        "retype the character at this position",
+    )
 
 
 def _recursive_node(root: yaml.Node) -> yaml.Node | None:
@@ -133,6 +172,15 @@ def parse_duration(text: str) -> int | None:
     if match is None:
         return None
     return int(match.group(1)) * _UNIT_MS[match.group(2) or "ms"]
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes of ``512``, ``512B``, ``64KiB`` (1024-based), ``64KB`` (1000-based), ``1MiB``...;
+    else None."""
+    match = _SIZE_RE.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNIT_BYTES[match.group(2) or "B"]
 
 
 ValuePath = tuple[str | int, ...]
@@ -307,6 +355,19 @@ class Reader:
             self.error(node, f"{what} must be longer than zero", hint)
             return None
         return ms
+
+    def size(self, node: yaml.Node, what: str) -> int | None:
+        """Bytes, zero or more."""
+        hint = (
+            "write bytes (65536) or a number with a unit: 512B, 64KiB, 1MiB (KiB: 1024, KB: 1000)"
+        )
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _STR):
+            self.error(node, f"{what} must be a size, not {describe(node)}", hint)
+            return None
+        size = parse_size(str(node.value))
+        if size is None:
+            self.error(node, f'{what} "{node.value}" is not a size', hint)
+        return size
 
     def choice(self, node: yaml.Node, what: str, choices: tuple[str, ...]) -> str | None:
         if isinstance(node, yaml.ScalarNode) and node.tag != _NULL and str(node.value) in choices:

@@ -241,7 +241,7 @@ class Client:
             expiration = round(_seconds(options["ttl"]) * 1000)
             if expiration < 0:
                 raise MmateError(f"ttl must not be negative, got {options['ttl']!r}")
-        priority = options.get("priority")
+        priority = options.get("priority", route.priority)
         if priority is not None and not 0 <= priority <= 255:
             raise MmateError(f"priority must be 0-255, got {priority}")
         key = options.get("routing_key") or routing_key

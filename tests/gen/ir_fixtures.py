@@ -187,7 +187,14 @@ def main_queue(name: str, *, spec_file: str = SHOP) -> tuple[Queue, ...]:
 
 
 def builtin_exchanges() -> tuple[Exchange, ...]:
-    names = ("mmate.commands", "mmate.contracts", "mmate.events", "mmate.messages", "mmate.queries")
+    names = (
+        "mmate.commands",
+        "mmate.contracts",
+        "mmate.dlx",
+        "mmate.events",
+        "mmate.messages",
+        "mmate.queries",
+    )
     return tuple(Exchange(n, "topic", True, False, True, None) for n in names)
 
 

@@ -251,3 +251,19 @@ def test_the_console_script_runs(specs: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("wrote 7 files to")
+
+
+def test_a_byte_that_is_not_utf8_is_reported_at_its_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = write_specs(tmp_path, {"ping.yaml": SMALL_SPEC})
+    (specs / "bad.yaml").write_bytes(
+        b'version: "1.0"\n# caf\xc3\xa9 \xff\n'
+    )  # "# caf\u00e9 " is 7 characters
+    out = tmp_path / "gen"
+    run = run_cli(capsys, "build", specs, "--out", out)
+    assert run.code == 1
+    first = run.err.splitlines()[0]
+    assert first.startswith("specs/bad.yaml:2:8: the spec file is not UTF-8: byte 0xff")
+    assert "save the file as UTF-8" in first
+    assert not out.exists()

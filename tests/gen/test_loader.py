@@ -73,6 +73,7 @@ def test_builtin_exchanges_are_always_there(spec: SpecSet) -> None:
     assert builtin == {
         "mmate.commands",
         "mmate.contracts",
+        "mmate.dlx",
         "mmate.events",
         "mmate.messages",
         "mmate.queries",
@@ -350,6 +351,7 @@ def test_nested_files_and_yml_are_read_with_display_paths(tmp_path: Path) -> Non
                 version: "1.0"
                 queues:
                   ping-queue:
+                    go_compatible: false
                     bindings: [{exchange: mmate.commands, routing_key: "cmd.#"}]
                 services:
                   ping:
@@ -373,6 +375,7 @@ def test_retry_false_and_dead_letter_to_a_spec_queue(tmp_path: Path) -> None:
             + """\
 queues:
   ping-queue:
+    go_compatible: false
     retry: false
     prefetch: 4
     dead_letter: {queue: ping-dead}
@@ -415,6 +418,7 @@ def test_fifo_queues_handle_one_at_a_time_and_may_retry_in_process(tmp_path: Pat
             + """\
 queues:
   ping-queue:
+    go_compatible: false
     fifo: true
     prefetch: 20
     retry: {attempts: 1, immediate: 3}
@@ -448,6 +452,7 @@ exchanges:
   ping.dlx: {type: direct}
 queues:
   ping-queue:
+    go_compatible: false
     message_ttl: 1m
     max_priority: 5
     max_message_bytes: 1024

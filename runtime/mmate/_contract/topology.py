@@ -15,6 +15,9 @@ from .model import Model
 Kind = Literal["command", "event", "query", "reply"]
 ExchangeType = Literal["topic", "direct", "fanout", "headers"]
 QueueRole = Literal["main", "dead-letter", "wait"]
+Compression = Literal["gzip", "zstd"]
+DEFAULT_COMPRESS_ABOVE = 1024
+"""Bytes of encoded body above which a route with ``compress`` compresses (the spec's default)."""
 HeaderValue = str | int | float | bool
 """A value of an AMQP header or queue argument that every Mmate implementation reads."""
 
@@ -67,6 +70,24 @@ class QueueDef:
     """Retry delay in milliseconds -> the wait queue (fixed TTL, dead-letters back here) serving
     it."""
     max_message_bytes: int | None = None
+    consumers: int = 1
+    """AMQP consumers one process runs on this queue (a consumer group), each on its own channel
+    with its own ``prefetch``. On a queue with single active consumer only one of them receives
+    at a time; the others stand by."""
+    go_compatible: bool = False
+    """Declared exactly as Go Mmate declares its service queue: no arguments but
+    ``x-single-active-consumer`` in FIFO mode. Retries still go through ``wait_queues`` and dead
+    letters are moved to ``dead_letter_queue`` by the client; the broker has no dead-letter route
+    for it (``broker_dead_letter`` is False) unless a RabbitMQ policy adds one."""
+
+    @property
+    def broker_dead_letter(self) -> bool:
+        """Whether the broker itself dead-letters what this queue rejects (its declared arguments
+        name a dead-letter exchange). False for a ``go_compatible`` queue and for one declared
+        without dead-lettering: rejecting a message there drops it, so a failed dead-letter move
+        must requeue instead. A RabbitMQ policy can add a route the arguments do not show; this
+        property does not assume one."""
+        return "x-dead-letter-exchange" in self.arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +122,18 @@ class PublishRoute:
     """The spec's routing-key template (for messages and docs); generated code fills it per
     message."""
     persistent: bool = True
+    priority: int | None = None
+    """Default AMQP priority (0-255) of messages on this route; the ``priority`` publish option
+    overrides it. None: no priority property."""
+    compress: Compression | None = None
+    """Compress bodies larger than ``compress_above`` bytes with this codec (``content_encoding``
+    says which). Go Mmate cannot read a compressed body. None: never compress."""
+    compress_above: int = DEFAULT_COMPRESS_ABOVE
+    """Encoded body size in bytes above which ``compress`` applies."""
+    max_message_bytes: int | None = None
+    """The smallest ``max_message_bytes`` of the spec's queues this route can reach (None when
+    none sets one): a larger message would be dead-lettered unread there, so the publisher can
+    refuse it first."""
 
 
 @dataclass(frozen=True, slots=True)
