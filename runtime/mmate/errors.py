@@ -1,5 +1,4 @@
-"""Every error the runtime raises, how a failure is classified, and the one table that maps
-aiormq's exceptions onto them.
+"""Every error the runtime raises: the exception tree.
 
 ::
 
@@ -30,25 +29,17 @@ aiormq's exceptions onto them.
 ``new_transient_error(text, cause)`` build the two with a cause, like Go's
 ``messaging.NewPermanentError`` / ``NewTransientError``.
 
-Classification (``failure_kind``), one question: will the same input fail the same way tomorrow?
-``_FAILURE_TABLE`` answers it per exception class: permanent for ``PermanentError``,
-``DecodeError`` (bad JSON, no type, unknown type, failed validation), unroutable publishes and
-topology errors; transient for ``TransientError``, lost connections, unconfirmed publishes and
-timeouts (a handler timeout included). aiormq's exceptions are first mapped onto the tree by
-``_AIORMQ_TABLE`` (``classify``), then classified by their mmate class. Anything else is unknown
-(``None``): the queue's ``retry.unknown_errors`` decides (transient unless the spec says otherwise).
+How a failure is classified (transient or permanent) is ``_failures.classification``; how a
+backend's own exceptions map onto this tree is the backend's (``_transport.aiormq.errors``).
 
 Messages never contain passwords: every URL in an error text goes through ``mmate.url.mask``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import aiormq.exceptions as amqp_exc
 
 
 class MmateError(Exception):
@@ -266,94 +257,3 @@ def new_permanent_error(message: str, cause: BaseException | None = None) -> Per
 def new_transient_error(message: str, cause: BaseException | None = None) -> TransientError:
     """A ``TransientError`` with ``cause`` (Go: ``messaging.NewTransientError(msg, err)``)."""
     return TransientError(message, cause)
-
-
-# aiormq exception class -> (mmate class, short description). Looked up along the MRO, so the most
-# specific row wins. The only place that knows aiormq's exception classes.
-_AIORMQ_TABLE: tuple[tuple[type[BaseException], type[MmateError], str], ...] = (
-    (amqp_exc.PublishError, UnroutableError, "returned as unroutable"),
-    (amqp_exc.DeliveryError, NackError, "nacked"),
-    (amqp_exc.ChannelPreconditionFailed, PreconditionFailed, "precondition failed (406)"),
-    (amqp_exc.ChannelNotFoundEntity, EntityNotFound, "not found (404)"),
-    (amqp_exc.ChannelAccessRefused, AccessRefused, "access refused (403)"),
-    (amqp_exc.ChannelLockedResource, TopologyError, "resource locked (405)"),
-    (amqp_exc.ProbableAuthenticationError, BrokerConnectionError, "authentication failed"),
-    (amqp_exc.AuthenticationError, BrokerConnectionError, "authentication failed"),
-    (amqp_exc.AMQPConnectionError, BrokerConnectionError, "connection error"),
-    (amqp_exc.ChannelInvalidStateError, MmateError, "channel closed"),
-    (amqp_exc.AMQPChannelError, MmateError, "channel error"),
-    (amqp_exc.AMQPError, MmateError, "AMQP error"),
-    (ConnectionError, BrokerConnectionError, "connection error"),
-    (OSError, BrokerConnectionError, "network error"),
-    (asyncio.TimeoutError, MmateError, "timed out"),
-)
-
-
-def broker_reply(exc: BaseException) -> str:
-    """The broker's own words from an aiormq exception (its reply text), without any URL."""
-    parts = [str(a) for a in exc.args if a is not None and not isinstance(a, BaseException)]
-    return " ".join(parts) or type(exc).__name__
-
-
-def classify(exc: BaseException) -> type[MmateError]:
-    """The mmate class the table maps an aiormq or socket exception to (``MmateError`` if none)."""
-    if isinstance(exc, MmateError):
-        return type(exc)
-    for source, target, _ in _AIORMQ_TABLE:
-        if isinstance(exc, source):
-            return target
-    return MmateError
-
-
-def translate(exc: BaseException, context: str) -> MmateError:
-    """Map an aiormq or socket exception to the mmate class of the table, prefixed with ``context``.
-
-    Callers with more context (the entity of a declaration, the route of a publish) use ``classify``
-    and build the error themselves.
-    """
-    if isinstance(exc, MmateError):
-        return exc
-    for source, target, what in _AIORMQ_TABLE:
-        if isinstance(exc, source):
-            reply = broker_reply(exc)
-            text = f"{context}: {what}: {reply}"
-            if issubclass(target, PreconditionFailed):
-                return target(text, entity="", wanted={}, broker_reply=reply)
-            if issubclass(target, TopologyError):
-                return target(text, entity="", broker_reply=reply)
-            return target(text)
-    return MmateError(f"{context}: {type(exc).__name__}: {exc}")
-
-
-FailureKind = Literal["transient", "permanent"]
-
-# Exception class -> what a failure of that class is. The first row the exception is an instance
-# of wins, so more specific rows come first. aiormq's exceptions are mapped by _AIORMQ_TABLE first.
-_FAILURE_TABLE: tuple[tuple[type[BaseException], FailureKind], ...] = (
-    (PermanentError, "permanent"),
-    (TransientError, "transient"),
-    (DecodeError, "permanent"),
-    (UnroutableError, "permanent"),  # a follow-up has no route: configuration, not bad luck
-    (TopologyError, "permanent"),  # 404, 403, 406
-    (FeatureNotAvailable, "permanent"),
-    (BrokerConnectionError, "transient"),
-    (PublishError, "transient"),  # nacked, not confirmed in time
-    (RequestTimeout, "transient"),
-    (TimeoutError, "transient"),  # also a handler that exceeded handler_timeout
-    (ConnectionError, "transient"),
-)
-
-
-def failure_kind(exc: BaseException) -> FailureKind | None:
-    """``"permanent"`` or ``"transient"`` by the table, ``None`` for an unknown exception (the
-    queue's ``unknown_errors`` policy decides)."""
-    for source, kind in _FAILURE_TABLE:
-        if isinstance(exc, source):
-            return kind
-    if type(exc).__module__.startswith(("aiormq.", "pamqp.")):
-        mapped = classify(exc)
-        for source, kind in _FAILURE_TABLE:
-            if issubclass(mapped, source):
-                return kind
-        return "transient"  # some other broker or channel error
-    return None

@@ -92,8 +92,8 @@ def test_a_channel_per_exchange_and_per_queue(document: dict[str, Any]) -> None:
     channels = document["channels"]
     exchanges = {c["address"] for k, c in channels.items() if k.startswith("exchange.")}
     assert exchanges == {
-        "mmate.banking", "mmate.commands", "mmate.contracts", "mmate.events", "mmate.messages",
-        "mmate.queries",
+        "mmate.banking", "mmate.commands", "mmate.contracts", "mmate.dlx", "mmate.events",
+        "mmate.messages", "mmate.queries",
     }  # fmt: skip
     queues = {c["address"] for k, c in channels.items() if k.startswith("queue.")}
     assert "order-service-queue.dlq" in queues and "order-service-queue.wait.4000" in queues

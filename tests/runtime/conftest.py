@@ -13,6 +13,7 @@ from typing import Any
 import aiormq
 import aiormq.abc
 import pytest
+from mmate._transport import base as mmate_base
 from sample_app import App, make_app
 
 BROKER_URL = os.environ.get("MMATE_TEST_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -89,6 +90,9 @@ async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.
         await asyncio.sleep(interval)
 
 
-async def message_count(channel: aiormq.abc.AbstractChannel, queue: str) -> int:
+async def message_count(channel: Any, queue: str) -> int:
+    """Messages ready in ``queue``, through a raw aiormq channel or a seam ``Channel``."""
+    if isinstance(channel, mmate_base.Channel):
+        return (await channel.declare_queue(queue, passive=True)).message_count
     ok = await channel.queue_declare(queue, passive=True)
     return int(ok.message_count or 0)

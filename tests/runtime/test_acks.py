@@ -18,7 +18,7 @@ class FakeChannel:
         self.acked: set[int] = set()
         self.frames: list[tuple[int, bool]] = []
 
-    async def basic_ack(self, tag: int, multiple: bool = False) -> None:
+    async def ack(self, tag: int, *, multiple: bool = False) -> None:
         await asyncio.sleep(0)  # a write that yields, as aiormq's does
         assert tag in self.outstanding, f"unknown delivery tag {tag}"
         covered = {t for t in self.outstanding if t <= tag} if multiple else {tag}

@@ -10,9 +10,10 @@ import aiormq.exceptions as amqp_exc
 import mmate
 import pytest
 from mmate import QueueDef, RetryPolicy
+from mmate._failures.classification import failure_kind
 from mmate._failures.decide import DeadLetter, Failure, RetryLater, RetryNow, Stage, decide
 from mmate._failures.retry import attempt_of
-from mmate.errors import failure_kind
+from mmate._transport.aiormq.errors import translate
 
 
 def _queue(
@@ -68,11 +69,11 @@ def _failure(error: BaseException, *, attempt: int = 1, immediate: int = 0) -> F
         (mmate.RequestTimeout("GetOrderQuery", "c-1", 5), "transient"),
         (TimeoutError(), "transient"),
         (ConnectionResetError(), "transient"),
-        (amqp_exc.AMQPConnectionError("reset"), "transient"),
-        (amqp_exc.ChannelNotFoundEntity("404"), "permanent"),
-        (amqp_exc.ChannelAccessRefused("403"), "permanent"),
-        (amqp_exc.DeliveryError("nack", None), "transient"),
-        (amqp_exc.ChannelInvalidStateError("closed"), "transient"),
+        (translate(amqp_exc.AMQPConnectionError("reset"), "the backend"), "transient"),
+        (translate(amqp_exc.ChannelNotFoundEntity("404"), "the backend"), "permanent"),
+        (translate(amqp_exc.ChannelAccessRefused("403"), "the backend"), "permanent"),
+        (translate(amqp_exc.DeliveryError("nack", None), "the backend"), "transient"),
+        (translate(amqp_exc.ChannelInvalidStateError("closed"), "the backend"), "transient"),
         (ValueError("?"), None),
         (KeyError("?"), None),
         (mmate.RemoteError("E1", "remote handler failed"), None),

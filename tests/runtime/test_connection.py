@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import uuid
 
 import mmate
 import pytest
@@ -57,9 +58,17 @@ async def test_using_a_closed_client_raises_a_clear_error(url: str) -> None:
 
 
 async def test_heartbeat_is_negotiated() -> None:
-    async with mmate.Client(BROKER_URL, service="svc", heartbeat=7) as client:
-        conn = client.connection._conn
-        assert conn is not None and conn.connection_tune.heartbeat == 7
+    service = f"heartbeat-{uuid.uuid4().hex[:8]}"
+    async with mmate.Client(BROKER_URL, service=service, heartbeat=7):
+        listed = subprocess.run(
+            ["rabbitmqctl", "-q", "list_connections", "client_properties", "timeout"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    ours = [line for line in listed.splitlines() if service in line]
+    assert len(ours) == 1 and ours[0].rsplit("\t", 1)[-1].strip() == "7", listed
 
 
 async def test_amqps_speaks_tls() -> None:

@@ -257,10 +257,11 @@ async def test_consumer_channel_closed_by_the_broker_is_reopened(app: App) -> No
         handlers = recording_handlers(app)
         serving = await client.serve(handlers, queues=[app.audit_queue])
         consumer = serving.consumers[0]
-        old = consumer._channel
-        await old.basic_ack(987654)  # unknown delivery tag: the broker closes the channel (406)
+        old = consumer._loop.channel
+        assert old is not None
+        await old.ack(987654)  # unknown delivery tag: the broker closes the channel (406)
         await wait_until(
-            lambda: consumer._channel is not old and not consumer._channel.is_closed, timeout=10
+            lambda: consumer._loop.channel is not old and consumer.consuming, timeout=10
         )
         await app.publisher(client).publish_order_created_event(event(1))
         await wait_until(lambda: len(handlers.events) == 1)
@@ -316,13 +317,12 @@ async def test_consumer_cancelled_by_the_broker_consumes_again(
         handlers = recording_handlers(app)
         serving = await client.serve(handlers, queues=[app.audit_queue])
         consumer = serving.consumers[0]
-        old = consumer._channel
+        old = consumer._loop.channel
+        assert old is not None
         await raw.queue_delete(app.audit_queue)  # the broker cancels our consumer
-        await wait_until(lambda: old.is_closed, timeout=10)
+        await wait_until(lambda: not old.is_open, timeout=10)
         await client.declare(app.order_service)  # the queue comes back (e.g. an operator fixed it)
-        await wait_until(
-            lambda: consumer._channel is not old and not consumer._channel.is_closed, 15
-        )
+        await wait_until(lambda: consumer._loop.channel is not old and consumer.consuming, 15)
         await app.publisher(client).publish_order_created_event(event(1))
         await wait_until(lambda: len(handlers.events) == 1)
 

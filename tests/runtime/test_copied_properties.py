@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from mmate._publishing.republish import copied_properties
-from pamqp.commands import Basic
+from mmate._transport.base import Properties
+from mmate._wire.headers import copied_properties
 
 
 def test_copied_properties_keep_the_original_ones_with_new_headers() -> None:
-    original = Basic.Properties(
+    original = Properties(
         content_type="application/json",
         delivery_mode=2,
         priority=3,
@@ -15,7 +15,7 @@ def test_copied_properties_keep_the_original_ones_with_new_headers() -> None:
         reply_to="r",
         expiration="5000",
         message_id="m-1",
-        message_type="OrderCreatedEvent",
+        type="OrderCreatedEvent",
         app_id="order-service",
         headers={"a": "1"},
     )
@@ -24,7 +24,7 @@ def test_copied_properties_keep_the_original_ones_with_new_headers() -> None:
     assert copy.expiration is None  # a TTL must not expire a message the runtime is moving
     for name in ("content_type", "delivery_mode", "priority", "correlation_id", "reply_to"):
         assert getattr(copy, name) == getattr(original, name)
-    assert (copy.message_id, copy.message_type, copy.app_id) == (
+    assert (copy.message_id, copy.type, copy.app_id) == (
         "m-1",
         "OrderCreatedEvent",
         "order-service",
@@ -34,9 +34,9 @@ def test_copied_properties_keep_the_original_ones_with_new_headers() -> None:
 def test_user_id_is_never_copied() -> None:
     # RabbitMQ closes the channel when user_id is not the publishing connection's user, and a
     # message from a Go service carries its own user.
-    original = Basic.Properties(user_id="go-service", message_id="m-1")
+    original = Properties(user_id="go-service", message_id="m-1")
     assert copied_properties(original, {}).user_id is None
 
 
 def test_a_missing_message_id_is_filled_in() -> None:
-    assert copied_properties(Basic.Properties(), {}, message_id="m-2").message_id == "m-2"
+    assert copied_properties(Properties(), {}, message_id="m-2").message_id == "m-2"

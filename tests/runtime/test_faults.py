@@ -245,13 +245,13 @@ async def test_consumer_channel_killed_by_a_broker_error(
         runner = asyncio.create_task(c.stream.run())
         for round_ in range(1, 4):
             await _until(lambda r=round_: len(c.stream.confirmed) >= r * TOTAL // 5, 60)
-            channel = consumer._channel
+            channel = consumer._loop.channel
             assert channel is not None
             fault = time.monotonic()
             # A passive declare of a missing queue: the broker closes the channel (404).
             with pytest.raises(Exception, match="NOT_FOUND"):
-                await channel.queue_declare(f"missing-{uuid.uuid4().hex}", passive=True)
-            await _until(lambda ch=channel: consumer._channel is not ch, 30)
+                await channel.declare_queue(f"missing-{uuid.uuid4().hex}", passive=True)
+            await _until(lambda ch=channel: consumer._loop.channel is not ch, 30)
             await _until(lambda f=fault: c.stream.handled_since(f) is not None, 30)
             figures.append(
                 f"#{round_}: consuming again and first message handled "

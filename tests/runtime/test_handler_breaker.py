@@ -118,7 +118,7 @@ async def test_open_breaker_stops_consuming_and_a_half_open_trial_resumes(
             )
         await wait_until(lambda: changes[-1:] == [(app.queue, CLOSED, OPEN)] if changes else False)
         # open: no consumer on the queue; the messages wait in it instead of burning retries
-        await wait_until(lambda: consumer._consumer_tag is None)
+        await wait_until(lambda: consumer.paused and not consumer.consuming)
         consumers, waiting = await _consumers(raw, app.queue)
         assert consumers == 0
         assert len(handlers.calls) == 3 and consumer.retried == 3

@@ -314,7 +314,7 @@ async def test_concurrent_delayed_publishes_start_one_relay_and_close_leaves_no_
             *(publisher.publish_order_created_event(event(n), delay=3600) for n in range(50))
         )
         channel = await client.connection.channel(confirms=False)
-        ok = await channel.queue_declare(f"{prefix}.ready", passive=True)
+        ok = await channel.declare_queue(f"{prefix}.ready", passive=True)
         assert ok.consumer_count == 1
         await channel.close()
 
@@ -325,7 +325,7 @@ async def test_concurrent_delayed_publishes_start_one_relay_and_close_leaves_no_
 
         await client.serve(Idle())  # serving starts no second relay
         channel = await client.connection.channel(confirms=False)
-        ok = await channel.queue_declare(f"{prefix}.ready", passive=True)
+        ok = await channel.declare_queue(f"{prefix}.ready", passive=True)
         assert ok.consumer_count == 1
         await channel.close()
     finally:

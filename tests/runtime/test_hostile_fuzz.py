@@ -22,7 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mmate import DecodeError
 from mmate._failures import deadletter, poison, retry
+from mmate._transport.aiormq.properties import to_pamqp
+from mmate._transport.base import Properties
 from mmate._wire import envelope as codec
+from mmate._wire.headers import encodable
 from pamqp import encode
 from pamqp.commands import Basic
 from sample_app import MESSAGES, CreateOrderCommand
@@ -157,9 +160,9 @@ def test_the_headers_that_record_a_failure_always_encode(
         ),
     ]
     for table in stamped:
-        props = codec.encodable(Basic.Properties(headers=table, message_id=message_id))
+        props = encodable(Properties(headers=table, message_id=message_id))
         encode.field_table(props.headers)  # raises if anything is left that cannot encode
-        props.marshal()
+        to_pamqp(props).marshal()
         if "x-death" in props.headers:
             assert all(isinstance(e, dict) for e in props.headers["x-death"])
 

@@ -213,7 +213,7 @@ def test_which_failures_count() -> None:
     assert counts_as_failure(caused(mmate.PublishError("gone"), ConnectionResetError())) is True
     assert counts_as_failure(mmate.BrokerConnectionError("down")) is True
     assert counts_as_failure(mmate.UnroutableError("nobody")) is None
-    not_found = aiormq.exceptions.ChannelNotFoundEntity("NOT_FOUND - no exchange")
+    not_found = mmate.EntityNotFound("NOT_FOUND - no exchange")
     assert counts_as_failure(caused(mmate.PublishError("404"), not_found)) is None
     assert counts_as_failure(asyncio.CancelledError()) is None
     assert counts_as_failure(ValueError("not from the publisher")) is None

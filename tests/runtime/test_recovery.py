@@ -301,9 +301,9 @@ async def test_a_deleted_queue_is_declared_again_and_consumed(
         await client.declare(app.order_service)
         serving = await client.serve(Handlers(), queues=[app.audit_queue])
         consumer = serving.consumers[0]
-        before = consumer._channel
+        before = consumer._loop.channel
         await raw.queue_delete(app.audit_queue)  # the broker cancels our consumer
-        await wait_until(lambda: consumer._channel is not before and consumer.consuming, 15)
+        await wait_until(lambda: consumer._loop.channel is not before and consumer.consuming, 15)
         event = OrderCreatedEvent(sequence=7, order_id="o", customer_id="c", amount=1)
         await app.publisher(client).publish_order_created_event(event)  # routable again
         await wait_until(lambda: seen == [7], timeout=15)

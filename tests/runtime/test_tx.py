@@ -43,7 +43,7 @@ async def sync(tx: mmate.Transaction, queue: str) -> None:
     visible."""
     channel = tx._channel
     assert channel is not None
-    await channel.queue_declare(queue, passive=True)
+    await channel.declare_queue(queue, passive=True)
 
 
 async def drain_ids(raw: aiormq.abc.AbstractChannel, queue: str) -> list[str]:
@@ -155,7 +155,7 @@ _CHILD = textwrap.dedent(
         app = make_app(suffix)
         async with mmate.Client(url, service="tx-child") as client:
             channel = await client.connection.channel(confirms=False)
-            await channel.queue_declare(alive, exclusive=True)   # vanishes with the connection
+            await channel.declare_queue(alive, exclusive=True)   # vanishes with the connection
             tx = client.begin_tx()
             publisher = app.publisher(tx)
             def ev(n):
@@ -165,7 +165,7 @@ _CHILD = textwrap.dedent(
             await tx.commit()                                    # 5 committed
             for n in range(40):
                 await publisher.publish_order_created_event(ev(100 + n))
-            await tx._channel.queue_declare(alive, passive=True) # the broker has all 40
+            await tx._channel.declare_queue(alive, passive=True) # the broker has all 40
             print("ready", flush=True)
             await asyncio.Event().wait()                         # killed here, never commits
 

@@ -1,12 +1,13 @@
-"""URL handling (passwords never shown) and the aiormq -> mmate error table."""
+"""URL handling (passwords never shown) and the aiormq backend's aiormq -> mmate error table."""
 
 from __future__ import annotations
 
 import aiormq.exceptions as amqp_exc
 import mmate
 import pytest
-from mmate import errors
-from mmate._transport.urls import connection_url, mask, vhost_of
+from mmate._transport.aiormq.errors import translate
+from mmate._transport.aiormq.urls import aiormq_url
+from mmate._transport.urls import mask, validate, vhost_of
 
 
 def test_mask_hides_the_password() -> None:
@@ -16,10 +17,10 @@ def test_mask_hides_the_password() -> None:
 
 
 def test_connection_url_adds_heartbeat_and_name_but_keeps_given_ones() -> None:
-    url = connection_url("amqp://u:p@h/vh", heartbeat=7, connection_name="order-service (mmate-py)")
+    url = aiormq_url("amqp://u:p@h/vh", heartbeat=7, connection_name="order-service (mmate-py)")
     assert url.startswith("amqp://u:p@h/vh?")
     assert "heartbeat=7" in url and "name=order-service%20%28mmate-py%29" in url
-    kept = connection_url("amqps://u:p@h/?heartbeat=3&cafile=/ca.pem", heartbeat=7)
+    kept = aiormq_url("amqps://u:p@h/?heartbeat=3&cafile=/ca.pem", heartbeat=7)
     assert "heartbeat=3" in kept and "cafile=%2Fca.pem" in kept
 
 
@@ -30,7 +31,7 @@ def test_vhost() -> None:
 @pytest.mark.parametrize("url", ["http://u:hunter2@h/", "amqp://u:hunter2@/x"])
 def test_bad_urls_fail_without_showing_the_password(url: str) -> None:
     with pytest.raises(mmate.MmateError) as info:
-        connection_url(url)
+        validate(url)
     assert "hunter2" not in str(info.value)
 
 
@@ -59,17 +60,17 @@ async def test_wrong_password_is_a_connection_error_without_the_password(url: st
 
 def test_translate_table() -> None:
     assert isinstance(
-        errors.translate(amqp_exc.ChannelNotFoundEntity("NOT_FOUND - no queue 'q'"), "x"),
+        translate(amqp_exc.ChannelNotFoundEntity("NOT_FOUND - no queue 'q'"), "x"),
         mmate.EntityNotFound,
     )
-    err = errors.translate(amqp_exc.ChannelAccessRefused("ACCESS_REFUSED"), "declaring q")
+    err = translate(amqp_exc.ChannelAccessRefused("ACCESS_REFUSED"), "declaring q")
     assert isinstance(err, mmate.AccessRefused) and "declaring q" in str(err)
     assert isinstance(
-        errors.translate(amqp_exc.ConnectionClosed(320, "forced"), "x"), mmate.BrokerConnectionError
+        translate(amqp_exc.ConnectionClosed(320, "forced"), "x"), mmate.BrokerConnectionError
     )
-    assert isinstance(errors.translate(ConnectionRefusedError(), "x"), mmate.BrokerConnectionError)
+    assert isinstance(translate(ConnectionRefusedError(), "x"), mmate.BrokerConnectionError)
     original = mmate.PublishTimeout("t")
-    assert errors.translate(original, "x") is original
+    assert translate(original, "x") is original
 
 
 def test_exception_tree() -> None:

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 
-import aiormq.abc
+from .._transport.base import Channel
 
 
 class Acker:
     """Batches the acks of one channel."""
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel, batch: int) -> None:
+    def __init__(self, channel: Channel, batch: int) -> None:
         self.channel = channel
         self._batch = max(1, batch)
         self._low = 1
@@ -49,7 +49,7 @@ class Acker:
             return  # settled already
         if self._batch == 1:
             self._other.add(tag)
-            await self.channel.basic_ack(tag)
+            await self.channel.ack(tag)
             self._advance()
             return
         self._finished.add(tag)
@@ -90,7 +90,7 @@ class Acker:
             tag = self._covered
             if tag:
                 self._covered, self._covered_count = 0, 0
-                await self.channel.basic_ack(tag, multiple=True)
+                await self.channel.ack(tag, multiple=True)
 
     async def _ack_singly(self) -> None:
         async with self._sending:
@@ -98,4 +98,4 @@ class Acker:
             self._finished.clear()
             self._other.update(tags)
             for tag in tags:
-                await self.channel.basic_ack(tag)
+                await self.channel.ack(tag)

@@ -1,57 +1,38 @@
 """Consuming one queue and dispatching each message by its envelope ``type`` to a typed handler
 method; what happens when that fails.
 
-Contract:
+Contract (the runtime guide, docs/runtime/consuming.md, has the whole story):
 
-* Each queue has its own channel with ``basic.qos(prefetch)``; deliveries go into a local buffer
-  served by ``concurrency`` worker tasks in delivery order (one worker: strictly one message at a
-  time, in order).
-* Manual ack (default): a message is acked after its handler returned (and, for a query, after its
-  reply was published). Auto-ack is an explicit opt-in that logs a warning once per process.
+* Deliveries go into a local buffer served by ``concurrency`` worker tasks in delivery order (one
+  worker: strictly one message at a time, in order); the channel, its prefetch and consuming again
+  after a loss are the consume loop's (``loop.ConsumeLoop``).
+* Manual ack (default): a message is acked after its handler returned (and, for a query, after
+  its reply was published), in batches (``acks.Acker``). Auto-ack is an explicit opt-in that logs
+  a warning once per process.
 * Before consuming, ``start`` checks that the queue's dead-letter route and retry wait queues exist
-  (``deadletter.verify_routes``); a missing one is an error, not a silent drop later.
-* Layers, in this order for every delivery: poison checks (``poison.check_body``, envelope parse,
-  handler lookup, payload validation) -> the per-queue circuit breaker (``handler_breaker``, waits
-  while open) -> the client's interceptors (``interceptors``, outermost first) -> the handler
-  (and a query's reply), with immediate retries through the interceptors again ->
-  ``failure.decide`` -> carrying the decision out -> the interceptors' ``on_outcome``. A failure
-  never crashes the consumer.
-* Carrying out a decision: the original body, byte for byte, with its properties and the retry
-  headers (``retry``) goes to the chosen wait queue, or with the dead-letter headers
-  (``deadletter``) to the queue's dead-letter route, through ``republish.Republisher``
-  (confirmed, mandatory); only after the broker confirmed it is the original acked. When the move's
-  target is missing (a deleted dead-letter or wait queue), the client's topologies are declared
-  again and the move is tried once more; if it still fails (unroutable, nacked, no confirm, channel
-  or connection lost), the original goes back to its queue after a pause that doubles with every
-  consecutive failure (0.5 s to 30 s): a message is never acked before it was safely moved, and
-  never rejected into a dead-letter route that may not exist. A failed query is answered with an
-  error reply only when it is dead-lettered (not while it is being retried).
-* Every delivery ends settled (``QueueConsumer._one``): whatever is raised on the way (decoder,
-  classifier, interceptor, move), an unsettled delivery is dead-lettered as ``internal-error``, or
-  requeued when even that fails.
-* The channel closed (with a lost connection, or by the broker on an error) or a consumer cancelled
-  by the broker (queue deleted) is reopened and consumption resumes with the same settings
-  (``raw_consumer.consume_again``): after a lost connection, once ``connection.py`` has recovered
-  it; a deleted queue is declared again from the client's topologies first.
-* ``stop(timeout)``: cancel the consumer (no new deliveries), let buffered and running handlers
-  finish and ack them, within ``timeout``; what is left is requeued by the broker when the channel
-  closes.
+  (``_failures.deadletter.verify_routes``).
+* Layers, in this order for every delivery: poison checks -> the per-queue circuit breaker -> the
+  client's interceptors -> the handler (and a query's reply), with immediate retries ->
+  ``_failures.decide.decide`` -> carrying the decision out -> the interceptors' ``on_outcome``.
+* Carrying a decision out: the original body, byte for byte, goes to the wait queue or the
+  dead-letter route through the one confirmed-publish path; the original is acked only after the
+  broker confirmed that move. A missing target is declared again and the move tried once more;
+  a move that still fails puts the message back in its queue after a growing pause.
+* Every delivery ends settled (``QueueConsumer._one``): whatever is raised on the way, an
+  unsettled delivery is dead-lettered as ``internal-error``, or requeued when even that fails.
+* ``stop(timeout)``: cancel the consumer, let buffered and running handlers finish and ack them
+  within ``timeout``; what is left is requeued by the broker when the channel closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
-
-import aiormq.abc
-from pamqp.commands import Basic
 
 from .._contract.context import MessageContext
 from .._contract.model import Model
@@ -65,22 +46,21 @@ from .._failures.decide import DeadLetter, Decision, Failure, RetryLater, RetryN
 from .._failures.handler_breaker import HandlerBreaker, HandlerBreakerOptions
 from .._failures.poison import INTERNAL_ERROR
 from .._observation.interceptors import Interceptors, Outcome, OutcomeResult
-from .._publishing.confirmed import Outgoing
-from .._publishing.republish import Republisher, copied_properties
-from .._transport.connection import Connection, stray_cancel
+from .._publishing.confirmed import ConfirmedPublisher, Outgoing
+from .._transport.base import Channel, Delivery, Properties
+from .._transport.connection import Connection
 from .._wire import envelope as codec
 from .._wire.envelope import Encoded, Envelope
+from .._wire.headers import copied_properties, encodable
 from ..errors import (
     DecodeError,
     EntityNotFound,
     MmateError,
     PublishError,
     UnroutableError,
-    classify,
-    translate,
 )
 from .acks import Acker
-from .raw import consume_again
+from .loop import ConsumeLoop
 
 log = logging.getLogger("mmate.consumer")
 
@@ -134,34 +114,10 @@ class ConsumerSettings:
     """The client's interceptors (``mmate.interceptors``; None: none)."""
 
 
-class Held:
-    """One delivery on its way through the consumer, and whether it was settled: acked, nacked,
-    rejected, or left to the broker because its channel died (the broker requeues it). The worker
-    loop (``QueueConsumer._work``) checks ``settled`` after every delivery: nothing leaves the
-    consumer unsettled."""
-
-    __slots__ = ("message", "settled")
-
-    def __init__(self, message: aiormq.abc.DeliveredMessage) -> None:
-        self.message = message
-        self.settled = False
-
-    @property
-    def properties(self) -> Basic.Properties:
-        return self.message.header.properties
-
-    @property
-    def body(self) -> bytes:
-        return self.message.body
-
-
 def _target_missing(error: PublishError) -> bool:
     """The move failed because its target does not exist: unroutable (no queue bound, e.g. a
     deleted dead-letter queue) or a 404 for its exchange."""
-    cause = error.__cause__
-    return isinstance(error, UnroutableError) or (
-        cause is not None and classify(cause) is EntityNotFound
-    )
+    return isinstance(error, UnroutableError) or isinstance(error.__cause__, EntityNotFound)
 
 
 def handler_name(method: HandlerMethod) -> str:
@@ -196,7 +152,9 @@ class QueueConsumer:
         self._transport = transport
         self._send_reply = send_reply
         self._redeclare = redeclare
-        self._mover = Republisher(connection, f"failures of {queue}", timeout=settings.move_timeout)
+        self._mover = ConfirmedPublisher(
+            connection, f"failures of {queue}", action="moving", timeout=settings.move_timeout
+        )
         self._breaker: HandlerBreaker | None = None
         if settings.breaker is not None:
             self._breaker = HandlerBreaker(
@@ -205,16 +163,19 @@ class QueueConsumer:
         chain = settings.interceptors
         self._handle_chain = chain if chain is not None and chain.handles else None
         self._observers = chain if chain is not None and chain.observes else None
-        self._buffer: asyncio.Queue[aiormq.abc.DeliveredMessage] = asyncio.Queue()
+        self._buffer: asyncio.Queue[Delivery] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
-        self._channel: aiormq.abc.AbstractChannel | None = None
         self._acker: Acker | None = None
-        self._consumer_tag: str | None = None
         self._stopping = False
-        self._paused = False
-        self._pause_lock = asyncio.Lock()
-        self._restart: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[Any] | None = None
+        self._loop = ConsumeLoop(
+            connection,
+            queue,
+            self._buffer.put_nowait,
+            prefetch=settings.prefetch,
+            no_ack=settings.auto_ack,
+            redeclare=redeclare,
+            on_channel=self._new_channel,
+        )
         self.handled = 0
         """Messages whose handler returned (acked in manual mode)."""
         self.failed = 0
@@ -243,18 +204,12 @@ class QueueConsumer:
     def consuming(self) -> bool:
         """Receiving deliveries now: a consumer on an open channel (not paused by the breaker,
         not waiting for a recovery)."""
-        channel = self._channel
-        return (
-            channel is not None
-            and not channel.is_closed
-            and self._consumer_tag is not None
-            and not self._stopping
-        )
+        return self._loop.consuming and not self._stopping
 
     @property
     def paused(self) -> bool:
         """Stopped receiving by the circuit breaker."""
-        return self._paused
+        return self._loop.paused
 
     @property
     def breaker(self) -> HandlerBreaker | None:
@@ -266,10 +221,7 @@ class QueueConsumer:
             warn_auto_ack_once()
         if self._queue_def is not None:
             await deadletter.verify_routes(self._connection, self._queue_def)
-        try:
-            await self._consume()
-        except Exception as exc:
-            raise translate(exc, f"consuming queue {self.queue!r}") from exc
+        await self._loop.start()
         for n in range(self._settings.concurrency):
             self._workers.append(
                 asyncio.create_task(self._work(), name=f"mmate:{self.queue}:worker{n}")
@@ -285,104 +237,40 @@ class QueueConsumer:
             ", ".join(sorted(self._routes)),
         )
 
-    async def _consume(self) -> None:
-        # A connection being recovered: wait for it (stop cancels the wait), however long.
-        channel = await self._connection.channel(confirms=False, wait=math.inf)
-        try:
-            await channel.basic_qos(prefetch_count=self._settings.prefetch)
-            channel.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
-            tag = None
-            if not self._paused:
-                ok = await channel.basic_consume(
-                    self.queue, self._on_delivery, no_ack=self._settings.auto_ack
-                )
-                tag = ok.consumer_tag
-        except BaseException:  # cancelled (stop) included: no consumer left behind
-            if not channel.is_closed:
-                await channel.close()
-            raise
-        self._channel = channel
+    def _new_channel(self, channel: Channel) -> None:
         # Acks go in batches (multiple=True) of a quarter of the prefetch, never before a handler
         # finished (acks.py).
         self._acker = Acker(channel, self._settings.prefetch // 4)
-        self._consumer_tag = tag
-        channel.closing.add_done_callback(self._on_channel_closed)
 
     async def _pause(self) -> None:
         """Stop receiving deliveries (circuit breaker open); held messages stay unacked."""
-        async with self._pause_lock:
-            self._paused = True
-            channel, tag = self._channel, self._consumer_tag
-            if channel is not None and not channel.is_closed and tag is not None:
-                await channel.basic_cancel(tag)
-                self._consumer_tag = None
-            log.warning("stopped consuming %s (circuit breaker open)", self.queue)
+        await self._loop.pause()
+        log.warning("stopped consuming %s (circuit breaker open)", self.queue)
 
     async def _resume(self) -> None:
         """Receive deliveries again (circuit breaker half-open)."""
-        async with self._pause_lock:
-            if self._stopping or self._breaker is None:
-                return
-            if self._breaker.state is BreakerState.OPEN:
-                return  # opened again meanwhile; its own cool-down resumes later
-            self._paused = False
-            channel = self._channel
-            if channel is None or channel.is_closed:
-                self._schedule_restart()
-            elif self._consumer_tag is None:
-                ok = await channel.basic_consume(
-                    self.queue, self._on_delivery, no_ack=self._settings.auto_ack
-                )
-                self._consumer_tag = ok.consumer_tag
-            log.info("consuming %s again (circuit breaker half-open)", self.queue)
-
-    async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
-        self._buffer.put_nowait(message)
-
-    def _on_channel_closed(self, _: object) -> None:
-        if not self._stopping:
-            log.warning("channel of queue %s closed; consuming again", self.queue)
-            self._schedule_restart()
-
-    async def _on_broker_cancel(self, _: object) -> None:
-        if not self._stopping:
-            log.warning("broker cancelled the consumer of %s; consuming again", self.queue)
-            channel = self._channel
-            if channel is not None and not channel.is_closed:
-                # Not inline: this callback runs inside the channel's reader, which must stay free
-                # to read the broker's Close-Ok. Closing triggers the restart (_on_channel_closed).
-                self._closer = asyncio.create_task(channel.close())
-
-    def _schedule_restart(self) -> None:
-        if self._restart is None or self._restart.done():
-            self._restart = asyncio.create_task(self._restart_loop())
-
-    async def _restart_loop(self) -> None:
-        await consume_again(
-            self._connection,
-            self.queue,
-            self._consume,
-            lambda: self._stopping,
-            redeclare=self._redeclare,
-        )
+        if self._stopping or self._breaker is None:
+            return
+        if self._breaker.state is BreakerState.OPEN:
+            return  # opened again meanwhile; its own cool-down resumes later
+        await self._loop.resume()
+        log.info("consuming %s again (circuit breaker half-open)", self.queue)
 
     async def _work(self) -> None:
         while True:
             message = await self._buffer.get()
             try:
-                await self._one(Held(message))
+                await self._one(message)
             finally:
                 self._buffer.task_done()
 
-    async def _one(self, held: Held) -> None:
+    async def _one(self, held: Delivery) -> None:
         """Process one delivery and make sure it ends settled, whatever was raised on the way
         (the decoder, the classifier, an interceptor, a move): the one place that guarantees it."""
         error: BaseException | None = None
         try:
             await self._process(held)
-        except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
-                raise  # stop() cancels the workers; the broker requeues what is unsettled
+        except Exception as exc:  # stop() cancels workers: the broker requeues what is unsettled
             error = exc
         if held.settled or self._gone(held):
             if error is not None:
@@ -403,54 +291,51 @@ class QueueConsumer:
             "internal",
             error,
             self.queue,
-            str(props.message_type or ""),
+            str(props.type or ""),
             str(props.message_id or ""),
             attempt=retry.attempt_of(props.headers, self.queue),
         )
         try:
             await self._carry_out(held, failure, DeadLetter(INTERNAL_ERROR, "permanent"), "")
-        except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
-                raise
+        except Exception as exc:
             log.error("dead-lettering a message from %s failed too: %r", self.queue, exc)
         if not held.settled:
             await self._settle(held, "requeue")  # the last resort: it stays in the queue
 
-    async def _settle(self, held: Held, how: Settle) -> None:
+    async def _settle(self, held: Delivery, how: Settle) -> None:
         """Ack, reject or requeue ``held`` (nothing in auto-ack mode); it counts as settled from
         here on, whatever the channel answers: a channel that failed the ack is closed, and the
         broker requeues what it left unacked."""
         held.settled = True
         if self._settings.auto_ack:
             return
-        message = held.message
-        channel = message.channel
-        tag = message.delivery_tag
-        if tag is None or channel.is_closed:
+        channel = held.channel
+        tag = held.delivery_tag
+        if not channel.is_open:
             return  # the broker requeues what an old channel left unacked
         acker = self._acker
         try:
             if how == "ack" and acker is not None and acker.channel is channel:
                 await acker.ok(tag, idle=self._buffer.empty())
             elif how == "ack":
-                await channel.basic_ack(tag)
+                await channel.ack(tag)
             else:
-                await channel.basic_nack(tag, requeue=how == "requeue")
+                await channel.nack(tag, requeue=how == "requeue")
                 if acker is not None and acker.channel is channel:
                     acker.other(tag)
-        except Exception as exc:
-            log.warning("could not %s message %s on %s: %r", how, tag, self.queue, exc)
+        except MmateError as exc:
+            log.warning("could not %s message %s on %s: %s", how, tag, self.queue, exc)
 
-    def _gone(self, held: Held) -> bool:
+    def _gone(self, held: Delivery) -> bool:
         """Delivered on a channel that died: the broker has requeued it; do nothing more."""
-        return held.message.channel.is_closed and not self._settings.auto_ack
+        return not held.channel.is_open and not self._settings.auto_ack
 
-    async def _process(self, held: Held) -> None:
+    async def _process(self, held: Delivery) -> None:
         if self._gone(held):
             return
         props = held.properties
         attempt = retry.attempt_of(props.headers, self.queue)
-        mtype, mid = props.message_type or "", props.message_id or ""
+        mtype, mid = props.type or "", props.message_id or ""
         bad = poison.check_body(held.body, self._max_bytes, self.queue, props.headers)
         if bad is not None:
             reason, error = bad
@@ -543,7 +428,7 @@ class QueueConsumer:
 
     async def _handle(
         self,
-        held: Held,
+        held: Delivery,
         envelope: Envelope,
         route: Route,
         model: Model,
@@ -607,13 +492,13 @@ class QueueConsumer:
                 )
             )
 
-    async def _fail(self, held: Held, failure: Failure) -> None:
+    async def _fail(self, held: Delivery, failure: Failure) -> None:
         """A delivery that never reached a handler (poison)."""
         await self._carry_out(held, failure, decide(failure, self._queue_def), "")
 
     async def _carry_out(
         self,
-        held: Held,
+        held: Delivery,
         failure: Failure,
         decision: Decision,
         handler: str,
@@ -626,7 +511,7 @@ class QueueConsumer:
             return
         props = held.properties
         now = datetime.now(UTC)
-        exchange, routing_key = held.message.exchange or "", held.message.routing_key or ""
+        exchange, routing_key = held.exchange or "", held.routing_key or ""
         what = f"{failure.message_type or 'message'} {failure.message_id or '?'} from {self.queue}"
         if isinstance(decision, RetryLater):
             headers = retry.retry_headers(
@@ -674,9 +559,19 @@ class QueueConsumer:
             to_exchange, to_key, properties = await self._through_cascade(
                 held, properties, decision, what
             )
-        properties = codec.encodable(properties)
+        out = Outgoing(
+            Encoded(
+                held.body,
+                encodable(properties),
+                failure.message_id,
+                properties.correlation_id,
+                failure.message_type or "message",
+            ),
+            to_exchange,
+            to_key,
+        )
         try:
-            await self._move(held, properties, to_exchange, to_key, what)
+            await self._move(out, what)
         except PublishError as exc:
             await self._requeue_later(held, what, exc)
             self._observe("requeued", failure, "move-failed", ctx)
@@ -692,16 +587,12 @@ class QueueConsumer:
         else:
             self._observe("dead_lettered", failure, decision.reason, ctx)
 
-    async def _move(
-        self, held: Held, properties: Basic.Properties, exchange: str, routing_key: str, what: str
-    ) -> None:
-        """Move ``held`` (confirmed, mandatory). When its target is missing (unroutable, or a 404
-        for the exchange: a dead-letter or wait queue deleted under a running service), declare
-        the client's topologies again and move it once more. Raises ``PublishError``."""
+    async def _move(self, out: Outgoing, what: str) -> None:
+        """Move a failed message (confirmed, mandatory). When its target is missing (unroutable,
+        or a 404 for the exchange: a dead-letter or wait queue deleted under a running service),
+        declare the client's topologies again and move it once more. Raises ``PublishError``."""
         try:
-            await self._mover.move(
-                held.body, properties, exchange=exchange, routing_key=routing_key, what=what
-            )
+            await self._mover.send(out)
             return
         except PublishError as exc:
             if self._redeclare is None or not _target_missing(exc):
@@ -716,11 +607,9 @@ class QueueConsumer:
             await self._redeclare()
         except Exception as exc:
             log.error("declaring the topology of %s again failed: %s", self.queue, exc)
-        await self._mover.move(
-            held.body, properties, exchange=exchange, routing_key=routing_key, what=what
-        )
+        await self._mover.send(out)
 
-    async def _requeue_later(self, held: Held, what: str, error: PublishError) -> None:
+    async def _requeue_later(self, held: Delivery, what: str, error: PublishError) -> None:
         """The move failed: the message goes back to its queue (never rejected into nothing),
         after a pause that doubles with every consecutive failed move (0.5 s to 30 s), so a
         missing dead-letter queue does not turn into a busy loop. It is delivered again later,
@@ -759,11 +648,11 @@ class QueueConsumer:
 
     async def _through_cascade(
         self,
-        held: Held,
-        properties: Basic.Properties,
+        held: Delivery,
+        properties: Properties,
         decision: RetryLater,
         what: str,
-    ) -> tuple[str, str, Basic.Properties]:
+    ) -> tuple[str, str, Properties]:
         """Exchange, routing key and properties of a retry through the delay cascade, back to this
         queue; the longest wait queue instead when the cascade cannot be declared."""
         delays = self._settings.delays
@@ -776,7 +665,7 @@ class QueueConsumer:
                 properties,
                 str(properties.message_id or ""),
                 properties.correlation_id,
-                str(properties.message_type or ""),
+                str(properties.type or ""),
             )
             out = delay.delayed(
                 Outgoing(encoded, "", self.queue),
@@ -808,7 +697,7 @@ class QueueConsumer:
                 "could not send the error reply to %s %s: %s", envelope.type, envelope.id, send_exc
             )
 
-    def _context(self, held: Held, envelope: Envelope, attempt: int) -> MessageContext:
+    def _context(self, held: Delivery, envelope: Envelope, attempt: int) -> MessageContext:
         props = held.properties
         headers: dict[str, Any] = dict(envelope.headers)
         if props.headers:
@@ -818,11 +707,11 @@ class QueueConsumer:
             message_type=envelope.type,
             correlation_id=envelope.correlation_id or props.correlation_id,
             headers=headers,
-            redelivered=bool(getattr(held.message.delivery, "redelivered", False)),
+            redelivered=held.redelivered,
             queue=self.queue,
-            exchange=held.message.exchange or "",
-            routing_key=held.message.routing_key or "",
-            delivery_tag=held.message.delivery_tag or 0,
+            exchange=held.exchange or "",
+            routing_key=held.routing_key or "",
+            delivery_tag=held.delivery_tag or 0,
             timestamp=envelope.timestamp or props.timestamp,
             reply_to=codec.reply_address(envelope, props.reply_to),
             attempt=attempt,
@@ -833,20 +722,9 @@ class QueueConsumer:
         """Stop consuming; finish and ack in-flight messages within ``timeout``; close the
         channel."""
         self._stopping = True
-        restart, self._restart = self._restart, None
-        if restart is not None and restart is not asyncio.current_task():
-            restart.cancel()
-            with contextlib.suppress(BaseException):
-                await restart
         if self._breaker is not None:
             await self._breaker.stop()
-        channel = self._channel
-        if channel is not None and not channel.is_closed and self._consumer_tag is not None:
-            try:
-                # Bounded: on a connection silently cut, nothing answers until heartbeats fail.
-                await asyncio.wait_for(channel.basic_cancel(self._consumer_tag), 5)
-            except Exception as exc:
-                log.debug("cancelling the consumer of %s: %r", self.queue, exc)
+        await self._loop.stop()
         try:
             await asyncio.wait_for(self._buffer.join(), timeout)
         except TimeoutError:
@@ -861,24 +739,21 @@ class QueueConsumer:
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
         acker = self._acker
-        if acker is not None and not acker.channel.is_closed:
+        if acker is not None and acker.channel.is_open:
             try:
                 await acker.flush()  # the finished messages whose acks wait for a batch
-            except Exception as exc:
-                log.warning("could not ack the last messages of %s: %r", self.queue, exc)
-        if channel is not None and not channel.is_closed:
-            try:
-                await channel.close()
-            except Exception as exc:
-                log.debug("closing the channel of %s: %r", self.queue, exc)
+            except MmateError as exc:
+                log.warning("could not ack the last messages of %s: %s", self.queue, exc)
+        await self._loop.close()
         await self._mover.close()
         log.info(
             "stopped consuming %s: %d handled, %d failed (%d retried, %d dead-lettered, "
-            "%d rejected)",
+            "%d rejected, %d requeued)",
             self.queue,
             self.handled,
             self.failed,
             self.retried,
             self.dead_lettered,
             self.rejected,
+            self.requeued,
         )

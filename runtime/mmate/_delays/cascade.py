@@ -44,8 +44,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from .._publishing.confirmed import Outgoing
-from .._publishing.republish import copied_properties
 from .._wire.envelope import Encoded
+from .._wire.headers import copied_properties
 from ..errors import MmateError
 
 LEVELS = 28
@@ -156,9 +156,9 @@ class DelayTopology:
         """Where level ``level`` hands on: the exchange one level down, or delivery."""
         return self.level(level - 1) if level > 0 else self.delivery
 
-    def exchanges(self) -> list[tuple[str, str, dict[str, Any]]]:
+    def exchanges(self) -> list[tuple[str, Literal["topic"], dict[str, Any]]]:
         """(name, type, arguments) of every cascade exchange, highest level first."""
-        out: list[tuple[str, str, dict[str, Any]]] = [
+        out: list[tuple[str, Literal["topic"], dict[str, Any]]] = [
             (self.level(level), "topic", {}) for level in reversed(range(LEVELS))
         ]
         out.append((self.delivery, "topic", {}))

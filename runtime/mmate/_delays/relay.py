@@ -30,28 +30,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any
-
-import aiormq.abc
-from pamqp.commands import Basic
 
 from .._consuming.raw import RawConsumer, ack, nack
 from .._publishing.confirmed import ConfirmedPublisher, Outgoing
-from .._publishing.republish import copied_properties
+from .._topology.exists import Prober
+from .._transport.base import Channel, Delivery, Properties
 from .._transport.connection import Connection
 from .._wire.envelope import Encoded
+from .._wire.headers import copied_properties, encodable
 from ..errors import (
     AccessRefused,
     EntityNotFound,
     FeatureNotAvailable,
     MmateError,
-    NackError,
     PublishError,
-    PublishTimeout,
     UnroutableError,
-    broker_reply,
-    classify,
-    translate,
 )
 from . import cascade as delay
 
@@ -99,9 +95,9 @@ class DelayService:
         self.mode: delay.DelayMode = mode
         self.topology = delay.DelayTopology(prefix)
         self._connection = connection
-        self._publisher = ConfirmedPublisher(connection, timeout=publish_timeout)
-        self._publish_timeout = publish_timeout
-        self._plugin_channel = connection.managed("delay-plugin", confirms=True)
+        self._publisher = ConfirmedPublisher(
+            connection, "delay relay", action="relaying", timeout=publish_timeout
+        )
         self._prefetch = prefetch
         self._declared = False
         self._lock = asyncio.Lock()
@@ -147,25 +143,18 @@ class DelayService:
         names += [("queue", name) for name, _ in topo.queues()]
         if self.mode == "plugin":
             names.append(("exchange", topo.plugin))
-        channel = await self._connection.channel(confirms=False)
-        try:
+        async with Prober(self._connection) as probe:
             for kind, name in names:
-                if kind == "exchange":
-                    await channel.exchange_declare(name, passive=True)
-                else:
-                    await channel.queue_declare(name, passive=True)
-        except Exception as exc:
-            raise AccessRefused(
-                f"the delay infrastructure under {topo.prefix!r} is incomplete ({kind} {name!r}: "
-                f"{broker_reply(exc)}) and this user may not declare it ({refused}). Declare it "
-                "once as a user with configure rights (any client that publishes a delayed "
-                "message or calls run_delay_relay() does)",
-                entity=name,
-                broker_reply=broker_reply(exc),
-            ) from exc
-        finally:
-            if not channel.is_closed:
-                await channel.close()
+                found = await (probe.exchange(name) if kind == "exchange" else probe.queue(name))
+                if not found:
+                    raise AccessRefused(
+                        f"the delay infrastructure under {topo.prefix!r} is incomplete ({kind} "
+                        f"{name!r} does not exist) and this user may not declare it ({refused}). "
+                        "Declare it once as a user with configure rights (any client that "
+                        "publishes a delayed message or calls run_delay_relay() does)",
+                        entity=name,
+                        broker_reply=f"404 NOT_FOUND - no {kind} '{name}'",
+                    )
         log.info("no configure rights: verified the existing delay infrastructure %s", topo.prefix)
 
     async def _declare_all(self) -> None:
@@ -175,56 +164,39 @@ class DelayService:
             if self.mode == "plugin":
                 await self._declare_plugin(channel)
             for name, kind, args in topo.exchanges():
-                await self._step(
-                    f"exchange {name!r}",
-                    channel.exchange_declare(
-                        name, exchange_type=kind, durable=True, arguments=args
-                    ),
-                )
+                await self._step(channel.declare_exchange(name, kind, arguments=args))
             for name, args in topo.queues():
-                await self._step(
-                    f"queue {name!r}", channel.queue_declare(name, durable=True, arguments=args)
-                )
+                await self._step(channel.declare_queue(name, arguments=args))
             for source, queue, pattern in topo.queue_bindings():
-                await self._step(
-                    f"binding {source!r} -> queue {queue!r}",
-                    channel.queue_bind(queue, source, routing_key=pattern),
-                )
+                await self._step(channel.bind_queue(queue, source, pattern))
             for source, dest, pattern in topo.exchange_bindings():
-                await self._step(
-                    f"binding {source!r} -> exchange {dest!r}",
-                    channel.exchange_bind(dest, source, routing_key=pattern),
-                )
+                await self._step(channel.bind_exchange(dest, source, pattern))
             if self.mode == "plugin":
-                await self._step(
-                    f"binding {topo.plugin!r} -> queue {topo.ready!r}",
-                    channel.queue_bind(topo.ready, topo.plugin, routing_key="#"),
-                )
+                await self._step(channel.bind_queue(topo.ready, topo.plugin, "#"))
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            await channel.close()
         log.info("declared the delay infrastructure under %s (%s)", topo.prefix, self.mode)
 
-    async def _step(self, what: str, declaration: Any) -> None:
+    @staticmethod
+    async def _step(declaration: Awaitable[Any]) -> None:
+        """One declaration; its error already names the entity, this says what it was for."""
         try:
             await declaration
-        except Exception as exc:
-            raise translate(exc, f"declaring the delay infrastructure: {what}") from exc
+        except MmateError as exc:
+            exc.args = (f"declaring the delay infrastructure: {exc}",)
+            raise
 
-    async def _declare_plugin(self, channel: aiormq.abc.AbstractChannel) -> None:
+    async def _declare_plugin(self, channel: Channel) -> None:
         name = self.topology.plugin
         try:
-            await channel.exchange_declare(
-                name,
-                exchange_type="x-delayed-message",
-                durable=True,
-                arguments={"x-delayed-type": "topic"},
+            await channel.declare_exchange(
+                name, "x-delayed-message", durable=True, arguments={"x-delayed-type": "topic"}
             )
-        except Exception as exc:
+        except MmateError as exc:
             raise FeatureNotAvailable(
                 f"delay_mode='plugin' needs the rabbitmq_delayed_message_exchange plugin, but the "
-                f"broker refused an x-delayed-message exchange ({broker_reply(exc)}). Enable the "
-                "plugin or use delay_mode='cascade' (the default, no plugin needed)"
+                f"broker refused an x-delayed-message exchange ({exc}). Enable the plugin or use "
+                "delay_mode='cascade' (the default, no plugin needed)"
             ) from exc
 
     # -- the relay --------------------------------------------------------------------------------
@@ -265,7 +237,6 @@ class DelayService:
         if relay is not None:
             await relay.stop(timeout)
         await self._publisher.close()
-        await self._plugin_channel.close()
 
     def needs_plugin_send(self, out: Outgoing) -> bool:
         """True for a message bound for the plugin exchange (sent by ``send_to_plugin``)."""
@@ -275,34 +246,10 @@ class DelayService:
         """Publish into the plugin's exchange, confirmed but NOT mandatory: the plugin routes only
         when the delay is over, so the broker returns every mandatory message to it as unroutable
         (rabbitmq-delayed-message-exchange issue #7). Its only binding is the ready queue."""
-        limit = self._publish_timeout if timeout is None else timeout
-        what = f"{out.encoded.type} {out.encoded.message_id} to {out.exchange!r}"
-        try:
-            async with asyncio.timeout(limit):
-                channel = await self._plugin_channel.get()
-                await channel.basic_publish(
-                    out.encoded.body,
-                    exchange=out.exchange,
-                    routing_key=out.routing_key,
-                    properties=out.encoded.properties,
-                    mandatory=False,
-                )
-        except TimeoutError:
-            raise PublishTimeout(
-                f"{what}: no confirm within {limit:g} s",
-                exchange=out.exchange,
-                routing_key=out.routing_key,
-            ) from None
-        except Exception as exc:
-            kind = NackError if classify(exc) is NackError else PublishError
-            raise kind(
-                f"publishing {what} failed: {broker_reply(exc)}",
-                exchange=out.exchange,
-                routing_key=out.routing_key,
-            ) from exc
+        await self._publisher.send(replace(out, mandatory=False), timeout=timeout)
 
-    async def _relay_one(self, message: aiormq.abc.DeliveredMessage) -> None:
-        props = message.header.properties
+    async def _relay_one(self, message: Delivery) -> None:
+        props = message.properties
         headers: dict[str, Any] = dict(props.headers or {})
         exchange = _text(headers.get(delay.HEADER_EXCHANGE))
         routing_key = _text(headers.get(delay.HEADER_ROUTING_KEY))
@@ -319,8 +266,7 @@ class DelayService:
         try:
             await self._publisher.send(out)
         except PublishError as exc:
-            cause = exc.__cause__
-            missing = cause is not None and classify(cause) is EntityNotFound
+            missing = isinstance(exc.__cause__, EntityNotFound)
             if isinstance(exc, UnroutableError) or missing:
                 await self._dead(message, headers, str(exc))
                 return
@@ -333,19 +279,17 @@ class DelayService:
         await ack(message)
 
     @staticmethod
-    def _encoded(message: aiormq.abc.DeliveredMessage, props: Basic.Properties) -> Encoded:
+    def _encoded(message: Delivery, props: Properties) -> Encoded:
         return Encoded(
             message.body,
-            props,
+            encodable(props),
             str(props.message_id or ""),
             props.correlation_id,
-            str(props.message_type or "delayed message"),
+            str(props.type or "delayed message"),
         )
 
-    async def _dead(
-        self, message: aiormq.abc.DeliveredMessage, headers: dict[str, Any], reason: str
-    ) -> None:
-        props = message.header.properties
+    async def _dead(self, message: Delivery, headers: dict[str, Any], reason: str) -> None:
+        props = message.properties
         log.error(
             "delayed message %s could not be delivered; moved to %s: %s",
             props.message_id,

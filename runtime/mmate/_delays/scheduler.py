@@ -53,18 +53,16 @@ from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, Unpack
 
-import aiormq.abc
-from pamqp.commands import Basic
-
 from .._consuming.raw import RawConsumer, ack
 from .._contract.model import Model
 from .._contract.options import PublishOptions
 from .._contract.publish_method import PublishMethod
 from .._publishing.confirmed import ConfirmedPublisher, Outgoing
+from .._transport.base import Delivery, Properties
 from .._wire import envelope as codec
 from .._wire.envelope import Encoded
 from ..client import Client
-from ..errors import DecodeError, MmateError, translate
+from ..errors import DecodeError, MmateError
 from . import cron
 
 log = logging.getLogger("mmate.scheduler")
@@ -98,7 +96,8 @@ class Schedule(Generic[M]):
     skipped: int = 0
     """Claims for a tick already published, or too old, or whose factory failed."""
     last_published: datetime | None = None
-    _last_done: datetime | None = field(default=None, repr=False)
+    last_done: datetime | None = field(default=None, repr=False)
+    """The last tick this instance published, or found recorded as published."""
 
 
 class Scheduler:
@@ -113,7 +112,8 @@ class Scheduler:
         self._prefix = prefix
         self._grace = misfire_grace
         self._schedules: dict[str, Schedule[Any]] = {}
-        self._publisher = ConfirmedPublisher(client.connection)
+        self._publisher = ConfirmedPublisher(client.connection, "schedules")
+        self._clock = client.connection.clock
         self._consumers: list[RawConsumer] = []
         self._tickers: list[asyncio.Task[None]] = []
         self._running = False
@@ -178,13 +178,9 @@ class Scheduler:
                         (self.last_queue(name), {"x-queue-type": "classic", "x-max-length": 1}),
                     ]
                     for queue, arguments in declarations:
-                        try:
-                            await channel.queue_declare(queue, durable=True, arguments=arguments)
-                        except Exception as exc:
-                            raise translate(exc, f"declaring {queue!r}") from exc
+                        await channel.declare_queue(queue, durable=True, arguments=arguments)
             finally:
-                if not channel.is_closed:
-                    await channel.close()
+                await channel.close()
             for schedule in self._schedules.values():
                 consumer = RawConsumer(
                     self._client.connection,
@@ -227,26 +223,26 @@ class Scheduler:
     # -- ticking: every instance claims every tick ------------------------------------------------
 
     async def _tick_loop(self, schedule: Schedule[Any]) -> None:
-        tick = schedule.cron.next_after(datetime.now(UTC))
+        tick = schedule.cron.next_after(self._clock.now())
         while True:
-            wait = (tick - datetime.now(UTC)).total_seconds()
+            wait = (tick - self._clock.now()).total_seconds()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self._clock.sleep(wait)
                 continue  # the event loop's clock and the wall clock may differ: check again
             try:
                 await self._claim(schedule, tick)
             except Exception as exc:  # another instance may still claim it
                 log.error("claiming tick %s of %s failed: %s", tick, schedule.name, exc)
-            tick = schedule.cron.next_after(max(tick, datetime.now(UTC)))
+            tick = schedule.cron.next_after(max(tick, self._clock.now()))
 
     async def _claim(self, schedule: Schedule[Any], tick: datetime) -> None:
         mid = tick_id(schedule.name, tick)
         body = json.dumps({"schedule": schedule.name, "tick": tick.isoformat()}).encode()
-        props = Basic.Properties(
+        props = Properties(
             content_type="application/json",
             delivery_mode=2,
             message_id=mid,
-            message_type=CLAIM_TYPE,
+            type=CLAIM_TYPE,
             app_id=self._client.service,
         )
         out = Outgoing(Encoded(body, props, mid, None, CLAIM_TYPE), "", self.queue(schedule.name))
@@ -256,26 +252,25 @@ class Scheduler:
         """The last tick any instance recorded as published (peeked: the record stays)."""
         channel = await self._client.connection.channel(confirms=False)
         try:
-            got = await channel.basic_get(self.last_queue(schedule.name), no_ack=False)
-            if not isinstance(got.delivery, Basic.GetOk) or got.delivery_tag is None:
+            got = await channel.get(self.last_queue(schedule.name))
+            if got is None:
                 return None
-            await channel.basic_nack(got.delivery_tag, requeue=True)
+            await channel.nack(got.delivery_tag, requeue=True)
             tick = datetime.fromisoformat(codec.load_json(got.body)["tick"])
             return tick if tick.tzinfo is not None else None
         except (DecodeError, ValueError, KeyError, TypeError):
             return None
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            await channel.close()
 
     async def _record(self, schedule: Schedule[Any], tick: datetime) -> None:
         mid = tick_id(schedule.name, tick)
         body = json.dumps({"schedule": schedule.name, "tick": tick.isoformat()}).encode()
-        props = Basic.Properties(
+        props = Properties(
             content_type="application/json",
             delivery_mode=2,
             message_id=mid,
-            message_type=RECORD_TYPE,
+            type=RECORD_TYPE,
             app_id=self._client.service,
         )
         queue = self.last_queue(schedule.name)
@@ -285,17 +280,13 @@ class Scheduler:
 
     # -- the active instance publishes ------------------------------------------------------------
 
-    def _claim_handler(
-        self, schedule: Schedule[Any]
-    ) -> Callable[[aiormq.abc.DeliveredMessage], Any]:
-        async def handle(message: aiormq.abc.DeliveredMessage) -> None:
+    def _claim_handler(self, schedule: Schedule[Any]) -> Callable[[Delivery], Any]:
+        async def handle(message: Delivery) -> None:
             await self._on_claim(schedule, message)
 
         return handle
 
-    async def _on_claim(
-        self, schedule: Schedule[Any], message: aiormq.abc.DeliveredMessage
-    ) -> None:
+    async def _on_claim(self, schedule: Schedule[Any], message: Delivery) -> None:
         try:
             tick = datetime.fromisoformat(codec.load_json(message.body)["tick"])
             if tick.tzinfo is None:
@@ -304,18 +295,18 @@ class Scheduler:
             log.error("dropping a malformed claim on %s: %r", self.queue(schedule.name), exc)
             await ack(message)
             return
-        if schedule._last_done is None or tick > schedule._last_done:
+        if schedule.last_done is None or tick > schedule.last_done:
             # Another instance may have published it before this one became active.
             recorded = await self._read_last(schedule)
             if recorded is not None and (
-                schedule._last_done is None or recorded > schedule._last_done
+                schedule.last_done is None or recorded > schedule.last_done
             ):
-                schedule._last_done = recorded
-        if schedule._last_done is not None and tick <= schedule._last_done:
+                schedule.last_done = recorded
+        if schedule.last_done is not None and tick <= schedule.last_done:
             schedule.skipped += 1  # another instance's claim of a tick already published
             await ack(message)
             return
-        age = (datetime.now(UTC) - tick).total_seconds()
+        age = (self._clock.now() - tick).total_seconds()
         if age > self._grace:
             log.warning(
                 "schedule %s: tick %s is %.0f s old (misfire_grace %g s); not published",
@@ -325,7 +316,7 @@ class Scheduler:
                 self._grace,
             )
             schedule.skipped += 1
-            schedule._last_done = tick
+            schedule.last_done = tick
             await ack(message)
             return
         try:
@@ -333,7 +324,7 @@ class Scheduler:
         except Exception:
             log.exception("schedule %s: the factory failed for tick %s", schedule.name, tick)
             schedule.skipped += 1
-            schedule._last_done = tick
+            schedule.last_done = tick
             await ack(message)
             return
         options = PublishOptions(**schedule.options)
@@ -348,7 +339,7 @@ class Scheduler:
                 exc,
             )
             raise  # RawConsumer requeues the claim after 1 s; it comes back to the active instance
-        schedule._last_done = tick
+        schedule.last_done = tick
         schedule.published += 1
         schedule.last_published = tick
         try:

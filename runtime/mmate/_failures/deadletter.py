@@ -36,8 +36,9 @@ from datetime import datetime
 from typing import Any
 
 from .._contract.topology import QueueDef
+from .._topology.exists import Prober
 from .._transport.connection import Connection
-from ..errors import EntityNotFound, broker_reply, classify, translate
+from ..errors import EntityNotFound
 from . import retry
 
 log = logging.getLogger("mmate.deadletter")
@@ -145,23 +146,13 @@ async def verify_routes(connection: Connection, queue: QueueDef) -> None:
         checks.append(("queue", wait, f"retries after {delay} ms through wait queue"))
     if not checks:
         return
-    channel = await connection.channel(confirms=False)
-    try:
+    async with Prober(connection) as probe:
         for kind, name, why in checks:
-            try:
-                if kind == "queue":
-                    await channel.queue_declare(name, passive=True)
-                else:
-                    await channel.exchange_declare(name, passive=True)
-            except Exception as exc:
-                if classify(exc) is EntityNotFound:
-                    raise EntityNotFound(
-                        f"queue {queue.name!r} {why} {name!r}, which does not exist: failed "
-                        "messages would be lost. Declare the topology first (client.declare)",
-                        entity=name,
-                        broker_reply=broker_reply(exc),
-                    ) from None
-                raise translate(exc, f"checking {kind} {name!r} of queue {queue.name!r}") from exc
-    finally:
-        if not channel.is_closed:
-            await channel.close()
+            found = await (probe.queue(name) if kind == "queue" else probe.exchange(name))
+            if not found:
+                raise EntityNotFound(
+                    f"queue {queue.name!r} {why} {name!r}, which does not exist: failed "
+                    "messages would be lost. Declare the topology first (client.declare)",
+                    entity=name,
+                    broker_reply=f"404 NOT_FOUND - no {kind} '{name}'",
+                )

@@ -6,7 +6,7 @@ fails validation, a handler that raised or timed out) is described as a ``Failur
 ``Decision``. The layers are applied in this fixed order, in ``decide`` and nowhere else:
 
 1. **Classification.** Poison (any stage but ``handler``) is permanent. A handler's exception is
-   classified by ``errors.failure_kind``; an unknown exception by the queue's
+   classified by ``classification.failure_kind``; an unknown exception by the queue's
    ``retry.unknown_errors`` (transient by default; transient too for a queue without a policy).
 2. **Permanent** -> ``DeadLetter`` at once (reason ``permanent-error`` or the poison reason).
 3. **Immediate retries**: a transient failure is retried in-process, at once, up to
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .._contract.topology import QueueDef
-from ..errors import DecodeError, FailureKind, RetryAfter, failure_kind
+from ..errors import DecodeError, RetryAfter
 from . import deadletter, poison, retry
+from .classification import FailureKind, failure_kind
 
 log = logging.getLogger("mmate.failure")
 

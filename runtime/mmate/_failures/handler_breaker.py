@@ -4,7 +4,7 @@ failing transiently, instead of burning every message's retries against a depend
 Contract (one ``HandlerBreaker`` per consumed queue, built from ``HandlerBreakerOptions``):
 
 * What counts: the outcome of each delivery's handler after its immediate retries. A transient
-  failure (``errors.failure_kind``, unknown exceptions per the queue's policy, timeouts) is a
+  failure (``classification.failure_kind``; unknown exceptions per the queue policy; timeouts) is a
   failure; a handler that returned, or raised a permanent error (the dependency answered; the input
   was bad), is a success. Poison messages never reach a handler and do not count.
 * **closed** -> **open** after ``failure_threshold`` consecutive failures: the consumer of the

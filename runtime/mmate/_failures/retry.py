@@ -83,15 +83,20 @@ def count_of(value: Any) -> int | None:
     return min(max(number, 0), MAX_ATTEMPT)
 
 
-def _rejections(x_death: Any, queue: str) -> int:
+def death_entries(headers: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The entries of a delivery's ``x-death`` header that are tables (newest first, as RabbitMQ
+    writes them); anything else in it is ignored."""
+    value = headers.get("x-death")
+    if not isinstance(value, list | tuple):
+        return []
+    return [entry for entry in value[:100] if isinstance(entry, Mapping)]
+
+
+def _rejections(headers: Mapping[str, Any], queue: str) -> int:
     """How often the broker dead-lettered this message from ``queue`` (``x-death`` entries),
     clamped to ``MAX_ATTEMPT``."""
-    if not isinstance(x_death, list | tuple):
-        return 0
     total = 0
-    for entry in x_death[:100]:  # RabbitMQ keeps one entry per queue and reason
-        if not isinstance(entry, Mapping):
-            continue
+    for entry in death_entries(headers):  # RabbitMQ keeps one entry per queue and reason
         if _text(entry.get("queue")) != queue:
             continue
         if _text(entry.get("reason")) not in ("rejected", "delivery_limit"):
@@ -117,12 +122,13 @@ def _sound_death(entry: Any) -> bool:
     """An ``x-death`` entry shaped as RabbitMQ writes it."""
     if not isinstance(entry, Mapping):
         return False
-    count, keys = entry.get("count"), entry.get("routing-keys", [])
+    count, keys, reason = entry.get("count"), entry.get("routing-keys", []), entry.get("reason")
     return (
         isinstance(count, int)
         and not isinstance(count, bool)
         and 0 <= count < 2**63
-        and entry.get("reason") in _DEATH_REASONS
+        and isinstance(reason, str)
+        and reason in _DEATH_REASONS
         and isinstance(entry.get("queue"), str)
         and isinstance(entry.get("exchange", ""), str)
         and isinstance(keys, list | tuple)
@@ -165,7 +171,7 @@ def attempt_of(headers: Mapping[str, Any] | None, queue: str) -> int:
     if not headers:
         return 1
     stamped = count_of(headers.get(ATTEMPT)) or 1
-    return min(max(stamped, 1 + _rejections(headers.get("x-death"), queue)), MAX_ATTEMPT)
+    return min(max(stamped, 1 + _rejections(headers, queue)), MAX_ATTEMPT)
 
 
 def nominal_delay_ms(policy: RetryPolicy, attempt: int) -> int:

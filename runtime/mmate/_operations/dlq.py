@@ -64,15 +64,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import aiormq.abc
-from pamqp.commands import Basic
-
 from .._failures import deadletter, retry
-from .._publishing.republish import copied_properties
+from .._publishing.confirmed import ConfirmedPublisher, Outgoing
+from .._topology.exists import Prober
+from .._transport.base import Delivery, Properties
 from .._transport.connection import Connection
 from .._wire import envelope as codec
+from .._wire.envelope import Encoded
+from .._wire.headers import copied_properties, encodable
 from ..client import Client
-from ..errors import DecodeError, EntityNotFound, UnroutableError, broker_reply, classify, translate
+from ..errors import DecodeError, EntityNotFound, MmateError, PublishError, UnroutableError
 
 log = logging.getLogger("mmate.dlq")
 
@@ -219,14 +220,7 @@ def _envelope_field(body: bytes, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _deaths(headers: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    value = headers.get("x-death")
-    if not isinstance(value, list | tuple):
-        return []
-    return [entry for entry in value if isinstance(entry, Mapping)]
-
-
-def message_id_of(properties: Basic.Properties, body: bytes) -> str:
+def message_id_of(properties: Properties, body: bytes) -> str:
     """The id ``replay`` selects by (see the module docstring)."""
     headers = properties.headers or {}
     return (
@@ -237,12 +231,12 @@ def message_id_of(properties: Basic.Properties, body: bytes) -> str:
     )
 
 
-def describe(message: aiormq.abc.DeliveredMessage, position: int) -> DeadLetter:
+def describe(message: Delivery, position: int) -> DeadLetter:
     """A ``DeadLetter`` from a message read from a dead-letter queue."""
-    properties = message.header.properties
+    properties = message.properties
     headers: Mapping[str, Any] = properties.headers or {}
     body = message.body
-    deaths = _deaths(headers)
+    deaths = retry.death_entries(headers)
     newest = deaths[0] if deaths else {}
     keys = newest.get("routing-keys")
     death_key = _text(keys[0]) if isinstance(keys, list | tuple) and keys else None
@@ -259,7 +253,7 @@ def describe(message: aiormq.abc.DeliveredMessage, position: int) -> DeadLetter:
         position=position,
         message_id=message_id_of(properties, body),
         type=(
-            properties.message_type
+            properties.type
             or _text(headers.get("x-message-type"))
             or _envelope_field(body, "type")
             or ""
@@ -313,38 +307,15 @@ async def _connected(source: Broker) -> AsyncIterator[Connection]:
 
 
 async def _depth(connection: Connection, queue: str) -> int:
-    channel = await connection.channel(confirms=False)
-    try:
-        ok = await channel.queue_declare(queue, passive=True)
-    except Exception as exc:
-        if classify(exc) is EntityNotFound:
-            raise EntityNotFound(
-                f"queue {queue!r} does not exist", entity=queue, broker_reply=broker_reply(exc)
-            ) from None
-        raise translate(exc, f"looking up queue {queue!r}") from exc
-    finally:
-        if not channel.is_closed:
-            await channel.close()
-    return int(ok.message_count or 0)
-
-
-async def _get(
-    channel: aiormq.abc.AbstractChannel, queue: str
-) -> aiormq.abc.DeliveredMessage | None:
-    try:
-        message = await channel.basic_get(queue, no_ack=False)
-    except Exception as exc:
-        raise translate(exc, f"reading from queue {queue!r}") from exc
-    return None if isinstance(message.delivery, Basic.GetEmpty) else message
-
-
-async def _close(channel: aiormq.abc.AbstractChannel) -> None:
-    """Close a reading channel: the broker puts every message not acked on it back in place."""
-    if not channel.is_closed:
-        try:
-            await channel.close()
-        except Exception as exc:  # the broker requeues them when the connection goes, too
-            log.debug("closing a dead-letter channel: %r", exc)
+    async with Prober(connection) as probe:
+        info = await probe.queue(queue)
+    if info is None:
+        raise EntityNotFound(
+            f"queue {queue!r} does not exist",
+            entity=queue,
+            broker_reply=f"404 NOT_FOUND - no queue '{queue}'",
+        )
+    return info.message_count
 
 
 async def count_dead_letters(source: Broker, queue: str) -> int:
@@ -373,26 +344,27 @@ async def list_dead_letters(
             # Every message is taken, not only the first ``limit``: a quorum queue puts returned
             # messages at its back, so only returning all of them keeps the order.
             for position in range(depth):
-                message = await _get(channel, queue)
+                message = await channel.get(queue)
                 if message is None:
                     break
                 if position < wanted:
                     letters.append(describe(message, position))
         finally:
-            await _close(channel)
+            # The broker puts every message not acked on it back in place.
+            await channel.close()
         return letters
 
 
 # -- replay ----------------------------------------------------------------------------------------
 
 
-def replay_properties(properties: Basic.Properties) -> Basic.Properties:
+def replay_properties(properties: Properties) -> Properties:
     """The properties a replayed message is published with (see the module docstring)."""
     headers = dict(properties.headers or {})
     for name in _REMOVED_ON_REPLAY:
         headers.pop(name, None)
     headers[REPLAYS] = min((retry.count_of(headers.get(REPLAYS)) or 0) + 1, retry.MAX_ATTEMPT)
-    return copied_properties(properties, headers)
+    return encodable(copied_properties(properties, headers))
 
 
 async def replay(
@@ -426,17 +398,18 @@ async def replay(
             result.not_found = sorted(wanted or ())
             return result
         reader = await connection.channel(confirms=False)
-        writer: aiormq.abc.AbstractChannel | None = None
+        writer = ConfirmedPublisher(
+            connection, "dlq replay", action="replaying", max_in_flight=window, timeout=timeout
+        )
         slots = asyncio.Semaphore(window)
         moves: list[asyncio.Task[Moved | Skipped]] = []
         try:
-            writer = await connection.channel(confirms=True)
             for position in range(depth):
-                message = await _get(reader, queue)
+                message = await reader.get(queue)
                 if message is None:
                     break
                 result.examined += 1
-                message_id = message_id_of(message.header.properties, message.body)
+                message_id = message_id_of(message.properties, message.body)
                 if wanted is not None and message_id not in wanted:
                     continue
                 found.add(message_id)
@@ -451,17 +424,14 @@ async def replay(
                     continue
                 await slots.acquire()
                 moves.append(
-                    asyncio.create_task(
-                        _move(reader, writer, message, message_id, position, target, timeout, slots)
-                    )
+                    asyncio.create_task(_move(writer, message, message_id, position, target, slots))
                 )
             outcomes = await asyncio.gather(*moves)
         finally:
             for task in moves:
                 task.cancel()
-            await _close(reader)
-            if writer is not None:
-                await _close(writer)
+            await reader.close()
+            await writer.close()
     for outcome in outcomes:
         if isinstance(outcome, Moved):
             result.moved.append(outcome)
@@ -474,45 +444,32 @@ async def replay(
 
 
 async def _move(
-    reader: aiormq.abc.AbstractChannel,
-    writer: aiormq.abc.AbstractChannel,
-    message: aiormq.abc.DeliveredMessage,
+    writer: ConfirmedPublisher,
+    message: Delivery,
     message_id: str,
     position: int,
     target: str,
-    timeout: float,
     slots: asyncio.Semaphore,
 ) -> Moved | Skipped:
-    """Publish one message to ``target`` and, once confirmed, ack it on ``reader``."""
+    """Publish one message to ``target`` and, once confirmed, ack it where it was read."""
     try:
+        properties = replay_properties(message.properties)
+        encoded = Encoded(
+            message.body, properties, message_id, properties.correlation_id, properties.type or ""
+        )
         try:
-            async with asyncio.timeout(timeout):
-                await writer.basic_publish(
-                    message.body,
-                    exchange="",
-                    routing_key=target,
-                    properties=replay_properties(message.header.properties),
-                    mandatory=True,
-                )
-        except TimeoutError:
-            return Skipped(message_id, position, f"no confirm from the broker within {timeout:g} s")
-        except Exception as exc:
-            kind = classify(exc)
-            if kind is UnroutableError:
-                why = f"queue {target!r} does not exist"
-            else:
-                why = f"publishing to {target!r} failed: {kind.__name__}: {broker_reply(exc)}"
-            return Skipped(message_id, position, why)
-        tag = message.delivery_tag
-        assert tag is not None
+            await writer.send(Outgoing(encoded, "", target))
+        except UnroutableError:
+            return Skipped(message_id, position, f"queue {target!r} does not exist")
+        except PublishError as exc:
+            return Skipped(message_id, position, str(exc))
         try:
-            await reader.basic_ack(tag)
-        except Exception as exc:
+            await message.channel.ack(message.delivery_tag)
+        except MmateError as exc:
             return Skipped(
                 message_id,
                 position,
-                f"published to {target!r}, but the ack failed ({broker_reply(exc)}): it is in "
-                "both queues",
+                f"published to {target!r}, but the ack failed ({exc}): it is in both queues",
             )
         return Moved(message_id, target)
     finally:

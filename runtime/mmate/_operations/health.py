@@ -21,15 +21,15 @@ report carries a password (the URL is masked). Never raises for broker trouble; 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import aiormq.abc
+from .._topology.exists import Prober
 
 if TYPE_CHECKING:
+    from .._consuming.consumer import QueueConsumer
     from ..client import Client
 
 Status = Literal["healthy", "degraded", "unhealthy"]
@@ -77,12 +77,14 @@ class HealthReport:
 
 
 class _Checker:
+    """Runs checks one after another, each within ``timeout``, recording their results."""
+
     def __init__(self, client: Client, timeout: float) -> None:
         self.client = client
         self.timeout = timeout
         self.checks: list[CheckResult] = []
         self.queues: list[QueueStats] = []
-        self.channel: aiormq.abc.AbstractChannel | None = None
+        self.probe = Prober(client.connection)
 
     async def run(self, name: str, check: Callable[[], Awaitable[tuple[Status, str]]]) -> None:
         start = time.monotonic()
@@ -95,83 +97,45 @@ class _Checker:
         ms = round((time.monotonic() - start) * 1000, 3)
         self.checks.append(CheckResult(name, status, detail, ms))
 
-    async def fresh_channel(self) -> aiormq.abc.AbstractChannel:
-        """The shared check channel, reopened when a failed passive declare closed it."""
-        if self.channel is None or self.channel.is_closed:
-            self.channel = await self.client.connection.channel(confirms=False)
-        return self.channel
+    def skip(self, names: list[str], why: str) -> None:
+        for name in names:
+            self.checks.append(CheckResult(name, "unhealthy", why, 0.0))
 
-    async def close(self) -> None:
-        if self.channel is not None and not self.channel.is_closed:
-            with contextlib.suppress(Exception):  # best effort
-                await self.channel.close()
-
-
-async def check_health(client: Client, *, timeout: float = 5.0) -> HealthReport:
-    """Run every check (each within ``timeout`` seconds) and report; see the module docstring."""
-    checker = _Checker(client, timeout)
-    conn = client.connection
-    topologies = client.declared
-    exchanges = sorted({e.name for t in topologies for e in t.exchanges})
-    queues = sorted({q.name for t in topologies for q in t.queues})
-    ours = {c.queue: c for s in client.servings for c in s.consumers}
-    served = sorted(ours)
-
-    async def connection() -> tuple[Status, str]:
+    async def connection(self) -> tuple[Status, str]:
+        conn = self.client.connection
         if conn.is_up:
             return "healthy", f"{conn.state}, {conn.reconnects} reconnects so far"
         return "unhealthy", f"not connected: {conn.describe_outage()}"
 
-    await checker.run("connection", connection)
-    names = (
-        ["channel"]
-        + [f"exchange:{e}" for e in exchanges]
-        + [f"queue:{q}" for q in queues]
-        + [f"consumers:{q}" for q in served]
-    )
-    if not conn.is_up:
-        for name in names:
-            checker.checks.append(CheckResult(name, "unhealthy", "not connected", 0.0))
-        return _report(client, checker)
-
-    async def channel() -> tuple[Status, str]:
-        ch = await conn.channel(confirms=False)
+    async def channel(self) -> tuple[Status, str]:
+        ch = await self.client.connection.channel(confirms=False)
         await ch.close()
         return "healthy", "opened and closed"
 
-    def exchange(name: str) -> Callable[[], Awaitable[tuple[Status, str]]]:
+    def exchange(self, name: str) -> Callable[[], Awaitable[tuple[Status, str]]]:
         async def check() -> tuple[Status, str]:
-            ch = await checker.fresh_channel()
-            try:
-                await ch.exchange_declare(name, passive=True)
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                return "unhealthy", "missing"
-            return "healthy", "exists"
+            found = await self.probe.exchange(name)
+            return ("healthy", "exists") if found else ("unhealthy", "missing")
 
         return check
 
-    def queue(name: str) -> Callable[[], Awaitable[tuple[Status, str]]]:
+    def queue(self, name: str) -> Callable[[], Awaitable[tuple[Status, str]]]:
         async def check() -> tuple[Status, str]:
-            ch = await checker.fresh_channel()
-            try:
-                await ch.queue_declare(name, passive=True)
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                return "unhealthy", "missing"
-            return "healthy", "exists"
+            found = await self.probe.queue(name)
+            return ("healthy", "exists") if found is not None else ("unhealthy", "missing")
 
         return check
 
-    def consumers(name: str) -> Callable[[], Awaitable[tuple[Status, str]]]:
+    def consumers(
+        self, name: str, consumer: QueueConsumer
+    ) -> Callable[[], Awaitable[tuple[Status, str]]]:
         async def check() -> tuple[Status, str]:
-            ch = await checker.fresh_channel()
-            try:
-                ok = await ch.queue_declare(name, passive=True)
-            except aiormq.exceptions.ChannelNotFoundEntity:
+            info = await self.probe.queue(name)
+            if info is None:
                 return "unhealthy", "missing"
-            stats = QueueStats(name, int(ok.message_count or 0), int(ok.consumer_count or 0))
-            checker.queues.append(stats)
+            stats = QueueStats(name, info.message_count, info.consumer_count)
+            self.queues.append(stats)
             detail = f"{stats.messages} messages, {stats.consumers} consumers"
-            consumer = ours[name]
             if consumer.paused:
                 return "degraded", f"{detail}; ours is paused by its circuit breaker"
             if not consumer.consuming:
@@ -180,16 +144,30 @@ async def check_health(client: Client, *, timeout: float = 5.0) -> HealthReport:
 
         return check
 
+
+async def check_health(client: Client, *, timeout: float = 5.0) -> HealthReport:
+    """Run every check (each within ``timeout`` seconds) and report; see the module docstring."""
+    checker = _Checker(client, timeout)
+    topologies = client.declared
+    exchanges = sorted({e.name for t in topologies for e in t.exchanges})
+    queues = sorted({q.name for t in topologies for q in t.queues})
+    ours = {c.queue: c for s in client.servings for c in s.consumers}
+    await checker.run("connection", checker.connection)
+    if not client.connection.is_up:
+        names = ["channel", *(f"exchange:{e}" for e in exchanges)]
+        names += [f"queue:{q}" for q in queues] + [f"consumers:{q}" for q in sorted(ours)]
+        checker.skip(names, "not connected")
+        return _report(client, checker)
     try:
-        await checker.run("channel", channel)
+        await checker.run("channel", checker.channel)
         for e in exchanges:
-            await checker.run(f"exchange:{e}", exchange(e))
+            await checker.run(f"exchange:{e}", checker.exchange(e))
         for q in queues:
-            await checker.run(f"queue:{q}", queue(q))
-        for q in served:
-            await checker.run(f"consumers:{q}", consumers(q))
+            await checker.run(f"queue:{q}", checker.queue(q))
+        for q in sorted(ours):
+            await checker.run(f"consumers:{q}", checker.consumers(q, ours[q]))
     finally:
-        await checker.close()
+        await checker.probe.close()
     return _report(client, checker)
 
 

@@ -45,7 +45,6 @@ from ..errors import (
     MmateError,
     PreconditionFailed,
     UnroutableError,
-    classify,
 )
 from .confirmed import ConfirmedPublisher, Outgoing
 
@@ -85,7 +84,7 @@ def counts_as_failure(error: BaseException) -> bool | None:
     if isinstance(error, _NOT_COUNTED):
         return None
     cause = error.__cause__
-    if cause is not None and issubclass(classify(cause), _NOT_COUNTED):
+    if isinstance(cause, _NOT_COUNTED):
         return None  # a plain PublishError wrapping 404 / 403 / 406 from the broker
     return True
 

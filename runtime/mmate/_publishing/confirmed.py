@@ -1,19 +1,28 @@
-"""Confirmed, mandatory publishing on one channel, pipelined.
+"""The one confirmed-publish path: every message the runtime publishes with a publisher confirm
+goes through ``ConfirmedPublisher.send`` (user publishes, batches, retry and dead-letter moves,
+DLQ replays, the delay relay, the scheduler's records).
 
 Contract: ``send`` returns only after the broker confirmed the message (``basic.ack``); an
-unroutable message (``mandatory`` is always set) raises ``UnroutableError``, a ``basic.nack`` raises
-``NackError``, no confirm within the timeout raises ``PublishTimeout``. Many tasks may call ``send``
-concurrently: their publishes go out back to back on the publishing channel and wait for their
-confirms together, up to ``max_in_flight`` unconfirmed at once (a semaphore; further callers wait
-for a slot, inside their timeout). ``send_many`` publishes a list that way and raises
-``BatchPublishError`` listing exactly the failed ones.
+unroutable message (``mandatory``, the default) raises ``UnroutableError``, a ``basic.nack`` that
+persists raises ``NackError``, no confirm within the timeout raises ``PublishTimeout``. Many tasks
+may call ``send`` concurrently: their publishes go out back to back on the publisher's channel and
+wait for their confirms together, up to ``max_in_flight`` unconfirmed at once (a semaphore;
+further callers wait for a slot, inside their timeout). ``send_many`` publishes a list that way
+and raises ``BatchPublishError`` listing exactly the failed ones.
 
-A publish whose confirm was lost with its channel or connection (``_lost_in_transit``) is sent
-again, the same bytes with the same message id, once the channel is back (after a recovery of the
-connection, ``connection.py``), as long as its timeout has not run out; its caller returns only on
-a real confirm. The broker may therefore get it twice (at least once; consumers can deduplicate by
-message id). Once the timeout has run out, ``PublishTimeout`` says that it may or may not have
-arrived. A publish never returns without a confirm.
+Sent again, the same bytes with the same message id, within the timeout, until confirmed:
+
+* a publish whose confirm was lost with its channel or connection (``_lost_in_transit``), once
+  the channel is back (after a recovery of the connection, ``_transport.connection``);
+* a publish the broker nacked: a nack is the broker refusing the message now (a quorum queue
+  without a leader during a failover, an overflowing queue), so it is sent again on a fresh
+  channel after a short backoff (0.05 s doubling to 1 s), and ``NackError`` is raised only when
+  the timeout runs out with the broker still nacking.
+
+The broker may therefore get a message twice (at least once; consumers can deduplicate by message
+id). Once the timeout has run out, ``PublishTimeout`` says whether it may have arrived. A publish
+never returns without a confirm. The hot path keeps no start time: a re-send gets the whole
+timeout again.
 """
 
 from __future__ import annotations
@@ -24,26 +33,26 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiormq.abc
-import aiormq.exceptions
-from pamqp.commands import Basic
-
-from .._transport.connection import Connection, ManagedChannel, stray_cancel, usable
+from .._transport.base import Channel
+from .._transport.connection import Connection, ManagedChannel
 from .._wire.envelope import Encoded
 from ..errors import (
     BatchFailure,
     BatchPublishError,
     BrokerConnectionError,
+    ChannelClosed,
     MmateError,
     NackError,
     PublishError,
     PublishTimeout,
+    TopologyError,
     UnroutableError,
-    broker_reply,
-    classify,
 )
 
 log = logging.getLogger("mmate.publish")
+
+_NACK_PAUSE = (0.05, 1.0)
+"""First and longest pause before a nacked message is sent again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,30 +62,36 @@ class Outgoing:
     encoded: Encoded
     exchange: str
     routing_key: str
+    mandatory: bool = True
+    """False only where the broker would return every message (the delayed-message plugin's
+    exchange routes when the delay is over)."""
+
+
+def where(exchange: str, routing_key: str) -> str:
+    return f"exchange {exchange or '(default)'!r} with routing key {routing_key!r}"
 
 
 def publish_error(
-    exc: BaseException, *, action: str, what: str, exchange: str, routing_key: str, where: str
+    exc: BaseException, *, action: str, what: str, exchange: str, routing_key: str
 ) -> PublishError:
-    """The ``PublishError`` for a failed publish, by the one aiormq -> mmate table (``errors``).
-
-    ``action`` says what was being done (``publishing``, ``moving``), ``what`` names the message and
-    ``where`` its destination; every publish path of the runtime words its errors through here.
-    ``exc`` may be aiormq's stray ``CancelledError`` (``stray_cancel``): a lost connection.
-    """
-    if not isinstance(exc, Exception):
-        exc = BrokerConnectionError("the connection was lost (missed heartbeats)")
-    kind = classify(exc)
-    if kind is UnroutableError:
-        text = f"{action} {what}: unroutable, no queue is bound to {where} ({broker_reply(exc)})"
-    elif kind is NackError:
-        text = f"{action} {what}: the broker nacked it on {where}"
-    else:
-        kind = PublishError
-        detail = str(exc) if isinstance(exc, MmateError) else broker_reply(exc)
-        # 404 on a missing exchange closes the channel; it is reopened on the next publish.
-        text = f"{action} {what} to {where} failed: {detail}"
-    return kind(text, exchange=exchange, routing_key=routing_key)
+    """The ``PublishError`` for a failed publish: ``action`` says what was being done
+    (``publishing``, ``moving``...), ``what`` names the message; every publish path of the
+    runtime words its errors through here."""
+    place = where(exchange, routing_key)
+    if isinstance(exc, UnroutableError):
+        text = f"{action} {what}: unroutable, no queue is bound to {place}"
+        reply = str(exc).rpartition(": ")[2]
+        return UnroutableError(f"{text} ({reply})", exchange=exchange, routing_key=routing_key)
+    if isinstance(exc, NackError):
+        return NackError(
+            f"{action} {what}: the broker nacked it on {place}",
+            exchange=exchange,
+            routing_key=routing_key,
+        )
+    # 404 on a missing exchange closes the channel; it is reopened on the next publish.
+    return PublishError(
+        f"{action} {what} to {place} failed: {exc}", exchange=exchange, routing_key=routing_key
+    )
 
 
 def as_publish_error(error: Exception) -> PublishError:
@@ -88,52 +103,53 @@ def as_publish_error(error: Exception) -> PublishError:
 
 def _lost_in_transit(exc: BaseException, out: Outgoing) -> bool:
     """The publish failed because its channel or the connection went away, not because of the
-    message: a closed channel (``ChannelInvalidStateError``), a lost connection (also aiormq's
-    stray ``CancelledError`` after missed heartbeats), or the broker closing the shared channel
+    message: a lost connection, a channel closed with it, or the broker closing the shared channel
     over another message (an error naming another exchange: the innocent messages in flight on
     that channel get the same error). A broker error about the message itself (naming its
     exchange, or none, such as a size limit; unroutable; nack) is not."""
-    if isinstance(exc, aiormq.exceptions.ChannelClosed):
+    if isinstance(exc, ChannelClosed | TopologyError):
+        if isinstance(exc, ChannelClosed) and not exc.reply_code:
+            return True  # closed with its connection, or by us
         text = str(exc)
         return "exchange '" in text and f"exchange '{out.exchange or 'amq.default'}'" not in text
-    return stray_cancel(exc) or isinstance(
-        exc, (aiormq.exceptions.ChannelInvalidStateError, ConnectionError, BrokerConnectionError)
-    )
-
-
-def _where(exchange: str, routing_key: str) -> str:
-    return f"exchange {exchange or '(default)'!r} with routing key {routing_key!r}"
+    return isinstance(exc, BrokerConnectionError)
 
 
 class ConfirmedPublisher:
-    """Publishes with confirms and ``mandatory`` on one managed channel.
+    """Publishes with confirms on one managed channel (``purpose`` names it in logs and errors).
 
-    Hot path (a free slot in the window, the channel open): no task, lock or timer of its own; the
-    timeout is aiormq's, which covers the write and the confirm; no drain per frame
-    (``wait=False``: the window bounds what can sit in the socket buffer). A publish that waits
-    for a slot or for the channel to be (re)opened has one timer over everything instead.
+    Hot path (a free slot in the window, the channel open): no task, lock or timer of its own;
+    the backend's timeout covers the write and the confirm. A publish that waits for a slot or for
+    the channel to be (re)opened has one timer over everything instead.
     """
 
     def __init__(
-        self, connection: Connection, *, max_in_flight: int = 1000, timeout: float = 10.0
+        self,
+        connection: Connection,
+        purpose: str = "publishing",
+        *,
+        action: str = "publishing",
+        max_in_flight: int = 1000,
+        timeout: float = 10.0,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self._connection = connection
-        self._channel: ManagedChannel = connection.managed("publishing", confirms=True)
-        self._open: aiormq.abc.AbstractChannel | None = None
+        self._action = action
+        self._channel: ManagedChannel = connection.managed(purpose, confirms=True)
+        self._open: Channel | None = None
         """The channel the last ``get`` returned, used while it is open and no ``get`` waits."""
         self._getting = 0
         self._window = asyncio.Semaphore(max_in_flight)
         self.timeout = timeout
         self.resent = 0
-        """Publishes sent again because their channel was lost before the confirm."""
+        """Publishes sent again because their channel was lost before the confirm, or nacked."""
 
     async def close(self) -> None:
         self._open = None
         await self._channel.close()
 
-    async def _reopened(self) -> aiormq.abc.AbstractChannel:
+    async def _reopened(self) -> Channel:
         """The channel through ``ManagedChannel.get``, which reopens a closed one and lets callers
         that queued meanwhile go first, in arrival order."""
         self._getting += 1
@@ -146,72 +162,79 @@ class ConfirmedPublisher:
         return channel
 
     async def send(self, out: Outgoing, *, timeout: float | None = None) -> None:
-        """Publish one message and wait for its confirm (see module docstring for the errors)."""
+        """Publish one message and wait for its confirm (see the module docstring)."""
         limit = self.timeout if timeout is None else timeout
         window = self._window
         channel = self._open
         sent = False
         try:
-            if window.locked() or not usable(channel) or self._getting:
+            if window.locked() or channel is None or not channel.is_open or self._getting:
                 # Waits for a slot or the channel: one timer over the wait, write and confirm.
                 async with asyncio.timeout(limit), window:
                     channel = await self._reopened()
                     sent = True
-                    result = await self._publish(channel, out, None)
+                    await self._publish(channel, out, None)
             else:
                 await window.acquire()  # a free slot: returns at once
                 sent = True
                 try:
-                    result = await self._publish(channel, out, limit)  # aiormq's timer
+                    await self._publish(channel, out, limit)  # the backend's timer
                 finally:
                     window.release()
         except TimeoutError:
             raise await self._timeout_error(out, limit, sent=sent) from None
-        except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
-                raise  # a real cancellation of the caller
-            if not _lost_in_transit(exc, out) or not self._connection.wanted:
+        except MmateError as exc:
+            if not self._again(exc, out):
                 raise self._error(out, exc) from exc
-            # The hot path keeps no start time: the resend gets the whole timeout again.
-            result = await self._resend(out, limit)
-        if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
-            raise NackError(
-                f"the broker nacked {out.encoded.type} {out.encoded.message_id} to "
-                f"{_where(out.exchange, out.routing_key)}",
-                exchange=out.exchange,
-                routing_key=out.routing_key,
-            )
+            await self._resend(out, limit, exc)
 
-    async def _resend(self, out: Outgoing, limit: float) -> object:
-        """Send ``out`` again until confirmed, its channel lost each time, within ``limit``."""
+    def _again(self, exc: MmateError, out: Outgoing) -> bool:
+        """Send it again: nacked, or lost in transit while the connection is wanted."""
+        if not self._connection.wanted:
+            return False
+        return isinstance(exc, NackError) or _lost_in_transit(exc, out)
+
+    async def _resend(self, out: Outgoing, limit: float, first: MmateError) -> None:
+        """Send ``out`` again until confirmed (module docstring), within ``limit``."""
         self.resent += 1
-        log.debug(
-            "%s %s: its channel was lost before the confirm; sending it again",
-            out.encoded.type,
-            out.encoded.message_id,
-        )
-        pause = 0.01
+        encoded = out.encoded
+        log.debug("%s %s: %s; sending it again", encoded.type, encoded.message_id, first)
+        error = first
+        pause = _NACK_PAUSE[0]
         try:
             async with asyncio.timeout(limit):
                 while True:
+                    if isinstance(error, NackError):
+                        await self._fresh_channel()
                     try:
                         async with self._window:
                             channel = await self._reopened()
-                            return await self._publish(channel, out, None)
-                    except (Exception, asyncio.CancelledError) as exc:
-                        if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
-                            raise
-                        if not _lost_in_transit(exc, out) or not self._connection.wanted:
+                            await self._publish(channel, out, None)
+                            return
+                    except MmateError as exc:
+                        if not self._again(exc, out):
                             raise self._error(out, exc) from exc
-                    # Channel killed again by other messages' errors: do not spin on it.
+                        error = exc
+                    # Nacked again, or the channel killed again by other messages' errors: do
+                    # not spin on it.
                     await asyncio.sleep(pause)
-                    pause = min(pause * 2, 1.0)
+                    pause = min(pause * 2, _NACK_PAUSE[1])
         except TimeoutError:
+            if isinstance(error, NackError):
+                raise self._error(out, error) from None
             raise await self._timeout_error(out, limit, sent=True) from None
 
+    async def _fresh_channel(self) -> None:
+        """Replace the channel after a nack: a channel opened while a quorum queue had no leader
+        can go on being nacked after the leader is back (RabbitMQ 3.10)."""
+        channel = self._open
+        if channel is not None and channel.is_open:
+            self._open = None
+            await self._channel.close()
+
     async def _timeout_error(self, out: Outgoing, limit: float, *, sent: bool) -> PublishTimeout:
-        where = _where(out.exchange, out.routing_key)
-        what = f"{out.encoded.type} {out.encoded.message_id} to {where}"
+        place = where(out.exchange, out.routing_key)
+        what = f"{self._action} {out.encoded.type} {out.encoded.message_id} to {place}"
         blocked = await self._connection.blocked()
         arrived = "it may have reached the broker" if sent else "nothing was published"
         if blocked is not None:
@@ -228,33 +251,25 @@ class ConfirmedPublisher:
             text = f"{what}: no confirm within {limit:g} s"
         return PublishTimeout(text, exchange=out.exchange, routing_key=out.routing_key)
 
-    @staticmethod
-    def _error(out: Outgoing, exc: BaseException) -> PublishError:
+    def _error(self, out: Outgoing, exc: MmateError) -> PublishError:
         return publish_error(
             exc,
-            action="publishing",
+            action=self._action,
             what=f"{out.encoded.type} {out.encoded.message_id}",
             exchange=out.exchange,
             routing_key=out.routing_key,
-            where=_where(out.exchange, out.routing_key),
         )
 
     @staticmethod
-    async def _publish(
-        channel: aiormq.abc.AbstractChannel, out: Outgoing, timeout: float | None
-    ) -> object:
+    async def _publish(channel: Channel, out: Outgoing, timeout: float | None) -> None:
         encoded = out.encoded
-        # ``wait`` is a parameter of aiormq's Channel.basic_publish, missing from its abstract type.
-        return await channel.basic_publish(  # type: ignore[call-arg]
+        await channel.publish(
             encoded.body,
+            encoded.properties,
             exchange=out.exchange,
             routing_key=out.routing_key,
-            properties=encoded.properties,
-            mandatory=True,
+            mandatory=out.mandatory,
             timeout=timeout,
-            # Not waiting for the socket buffer to drain after every frame: the confirm is what
-            # counts, and the in-flight window already bounds the unflushed bytes.
-            wait=False,
         )
 
     async def send_many(self, items: Sequence[Outgoing], *, timeout: float | None = None) -> None:

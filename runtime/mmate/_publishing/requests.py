@@ -25,14 +25,12 @@ import asyncio
 import logging
 import secrets
 
-import aiormq.abc
-from aiormq.exceptions import ChannelLockedResource
-
+from .._transport.base import Channel, Delivery
 from .._transport.connection import Connection, ManagedChannel
 from .._transport.recovery import ConnectionEvent
 from .._wire import envelope as codec
 from .._wire.envelope import Envelope
-from ..errors import BrokerConnectionError, DecodeError, MmateError, translate
+from ..errors import BrokerConnectionError, DecodeError, MmateError, ResourceLocked
 
 log = logging.getLogger("mmate.reply")
 
@@ -78,26 +76,21 @@ class ReplyQueue:
             return
         try:
             await self.ensure()
-        except MmateError as exc:
-            if not isinstance(exc.__cause__, ChannelLockedResource):
-                raise
+        except ResourceLocked:
             old, self.name = self.name, f"{self._service}.reply.{secrets.token_hex(4)}"
             log.warning(
                 "reply queue %s is still locked by the old connection; using %s", old, self.name
             )
             await self.ensure()
 
-    async def _setup(self, channel: aiormq.abc.AbstractChannel) -> None:
-        await channel.queue_declare(self.name, exclusive=True, auto_delete=True, durable=False)
-        await channel.basic_consume(self.name, self._on_reply, no_ack=True)
+    async def _setup(self, channel: Channel) -> None:
+        await channel.declare_queue(self.name, exclusive=True, auto_delete=True, durable=False)
+        await channel.consume(self.name, self._on_reply, no_ack=True)
 
     async def ensure(self) -> str:
         """Declare and consume the reply queue if not yet (or again after a channel loss)."""
         self._used = True
-        try:
-            await self._channel.get()
-        except Exception as exc:
-            raise translate(exc, f"setting up the reply queue {self.name!r}") from exc
+        await self._channel.get()  # errors name the queue (declaring queue '<name>': ...)
         return self.name
 
     def in_use(self, correlation_id: str) -> bool:
@@ -117,8 +110,8 @@ class ReplyQueue:
         self._pending.pop(correlation_id, None)
         self._sent.discard(correlation_id)
 
-    async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
-        props = message.header.properties
+    def _on_reply(self, message: Delivery) -> None:
+        props = message.properties
         try:
             envelope = codec.parse(message.body)
         except DecodeError as exc:

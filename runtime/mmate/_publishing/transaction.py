@@ -48,18 +48,15 @@ publishes already writing and are serialized with them.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 
-import aiormq
-import aiormq.abc
-
 from .._contract.model import Model
 from .._contract.options import PublishOptions
 from .._contract.topology import PublishRoute
+from .._transport.base import Channel, Returned
 from .._transport.connection import Connection
 from ..errors import (
     BatchFailure,
@@ -68,8 +65,6 @@ from ..errors import (
     TopologyError,
     TransactionError,
     UnroutableError,
-    broker_reply,
-    classify,
 )
 from .confirmed import Outgoing
 
@@ -94,10 +89,6 @@ State = Literal["new", "open", "broken", "closed"]
 _CLOSE_REASON_WAIT = 5.0
 """Seconds a failed commit waits for the reason its channel closed."""
 
-# Keys under which returned-message futures are registered on the channel: negative, so they can
-# never collide with aiormq's own delivery tags.
-_keys = itertools.count(-1, -1)
-
 
 class Transaction:
     """A publish transaction on its own channel (``Client.begin_tx``); see the module docstring."""
@@ -116,11 +107,13 @@ class Transaction:
         self._prepare = prepare
         self._intercept = intercept
         self._timeout = timeout
-        self._channel: aiormq.Channel | None = None
+        self._channel: Channel | None = None
         self._state: State = "new"
         self._broken = ""
         self._lock = asyncio.Lock()
-        self._pending: list[tuple[Outgoing, int, asyncio.Future[object]]] = []
+        self._pending: list[Outgoing] = []
+        self._returned: dict[str, Returned] = {}
+        """Message id -> its return, for the messages of the current transaction."""
         self.committed = 0
         """Messages committed by this transaction so far."""
         self.rolled_back = 0
@@ -157,23 +150,17 @@ class Transaction:
             await self._prepare((out,))
         async with self._lock:
             channel = await self._open()
-            key = next(_keys)
-            returned: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-            # aiormq resolves the future registered under a returned message's id with its
-            # basic.return; on a channel without confirms nothing else would look at it.
-            channel.message_id_delivery_tag[out.encoded.message_id] = key
-            channel.confirmations[key] = returned
-            self._pending.append((out, key, returned))
+            self._pending.append(out)
             try:
                 async with asyncio.timeout(options.get("timeout", self._timeout)):
-                    await channel.basic_publish(
+                    await channel.publish(
                         out.encoded.body,
+                        out.encoded.properties,
                         exchange=out.exchange,
                         routing_key=out.routing_key,
-                        properties=out.encoded.properties,
                         mandatory=True,
                     )
-            except Exception as exc:
+            except (MmateError, TimeoutError) as exc:
                 self._break(f"publishing {out.encoded.type} {out.encoded.message_id}", exc)
                 raise self._lost() from exc
 
@@ -214,7 +201,7 @@ class Transaction:
                         f"{len(pending)} messages: all or none of them were published",
                         outcome="unknown",
                     ) from None
-                except Exception as exc:
+                except MmateError as exc:
                     reason = await _broker_close_reason(channel, exc)
                     self._break("commit", reason or exc)
                     if reason is not None:
@@ -230,9 +217,9 @@ class Transaction:
                         "all or none of them were published",
                         outcome="unknown",
                     ) from exc
-                failures = _returned(pending)
+                failures = self._failures(pending)
             finally:
-                self._forget(channel, pending)
+                self._returned.clear()
             self.committed += len(pending) - len(failures)
             if failures:
                 raise BatchPublishError(failures, len(pending))
@@ -247,12 +234,12 @@ class Transaction:
             try:
                 async with asyncio.timeout(self._timeout):
                     await channel.tx_rollback()
-            except Exception as exc:
+            except (MmateError, TimeoutError) as exc:
                 # The broker discards an uncommitted transaction with its channel.
                 self._break("rollback", exc)
                 await self._close_channel()
             finally:
-                self._forget(channel, pending)
+                self._returned.clear()
             self.rolled_back += len(pending)
 
     async def close(self) -> None:
@@ -261,8 +248,7 @@ class Transaction:
             if self._pending:
                 log.info("transaction closed with %d uncommitted messages", len(self._pending))
             self.rolled_back += len(self._pending)
-            if self._channel is not None:
-                self._forget(self._channel, self._pending)
+            self._returned.clear()
             self._pending = []
             self._state = "closed"
             await self._close_channel()
@@ -289,31 +275,33 @@ class Transaction:
 
     # -- internals --------------------------------------------------------------------------------
 
-    async def _open(self) -> aiormq.Channel:
+    async def _open(self) -> Channel:
         if self._state == "open":
             return self._usable("publish")
         if self._state != "new":
             self._usable("publish")  # raises
         channel = await self._connection.channel(confirms=False)
-        if not isinstance(channel, aiormq.Channel):  # pragma: no cover - aiormq's only channel
-            raise MmateError(f"transactions need an aiormq.Channel, got {type(channel).__name__}")
+        channel.on_return(self._on_return)
         try:
             await channel.tx_select()
-        except Exception as exc:
-            if not channel.is_closed:
-                await channel.close()
+        except MmateError as exc:
+            await channel.close()
             raise TransactionError(
-                f"could not start a transaction: {broker_reply(exc)}", outcome="rolled-back"
+                f"could not start a transaction: {exc}", outcome="rolled-back"
             ) from exc
         self._channel = channel
         self._state = "open"
         return channel
 
-    def _usable(self, what: str) -> aiormq.Channel:
+    def _on_return(self, returned: Returned) -> None:
+        if returned.message_id is not None:
+            self._returned[returned.message_id] = returned
+
+    def _usable(self, what: str) -> Channel:
         channel = self._channel
         if self._state == "closed":
             raise MmateError(f"cannot {what}: the transaction is closed")
-        if self._state == "broken" or channel is None or channel.is_closed:
+        if self._state == "broken" or channel is None or not channel.is_open:
             if self._state != "broken":
                 self._break("the transaction's channel", None)
             raise self._lost()
@@ -326,8 +314,8 @@ class Transaction:
         channel = self._channel
         reason = ""
         if exc is not None:
-            reason = broker_reply(exc)
-        elif channel is not None and channel.is_closed:
+            reason = str(exc) or type(exc).__name__
+        elif channel is not None and not channel.is_open:
             reason = "channel closed"
         self._broken = f"{what}: {reason}" if reason else what
         log.warning("transaction lost (%s)", self._broken)
@@ -335,8 +323,7 @@ class Transaction:
     def _lost(self) -> TransactionError:
         count = len(self._pending)
         self.rolled_back += count
-        if self._channel is not None:
-            self._forget(self._channel, self._pending)
+        self._returned.clear()
         self._pending = []
         return TransactionError(
             f"the transaction was lost ({self._broken}): the broker discarded its {count} "
@@ -346,69 +333,34 @@ class Transaction:
 
     async def _close_channel(self) -> None:
         channel = self._channel
-        if channel is not None and not channel.is_closed:
-            try:
-                await channel.close()
-            except Exception as exc:
-                log.debug("closing the transaction channel: %r", exc)
+        if channel is not None:
+            await channel.close()
 
-    @staticmethod
-    def _forget(
-        channel: aiormq.Channel, pending: list[tuple[Outgoing, int, asyncio.Future[object]]]
-    ) -> None:
-        for out, key, returned in pending:
-            channel.confirmations.pop(key, None)
-            if channel.message_id_delivery_tag.get(out.encoded.message_id) == key:
-                del channel.message_id_delivery_tag[out.encoded.message_id]
-            if not returned.done():
-                returned.cancel()
-            elif not returned.cancelled():
-                returned.exception()  # retrieved: no "never retrieved" warning
-
-
-def _returned(pending: list[tuple[Outgoing, int, asyncio.Future[object]]]) -> list[BatchFailure]:
-    """The messages the broker returned at commit (their futures hold aiormq's PublishError)."""
-    failures: list[BatchFailure] = []
-    for index, (out, _key, returned) in enumerate(pending):
-        if not returned.done() or returned.cancelled() or returned.exception() is None:
-            continue
-        error = UnroutableError(
-            f"{out.encoded.type} {out.encoded.message_id} is unroutable: no queue is bound to "
-            f"exchange {out.exchange or '(default)'!r} with routing key {out.routing_key!r} "
-            f"({_reply_text(returned.exception())}); returned at commit",
-            exchange=out.exchange,
-            routing_key=out.routing_key,
-        )
-        failures.append(BatchFailure(index, out.encoded.message_id, error))
-    return failures
+    def _failures(self, pending: list[Outgoing]) -> list[BatchFailure]:
+        """The messages the broker returned at commit (every return precedes its commit-ok)."""
+        failures: list[BatchFailure] = []
+        for index, out in enumerate(pending):
+            returned = self._returned.get(out.encoded.message_id)
+            if returned is None:
+                continue
+            error = UnroutableError(
+                f"{out.encoded.type} {out.encoded.message_id} is unroutable: no queue is bound to "
+                f"exchange {out.exchange or '(default)'!r} with routing key {out.routing_key!r} "
+                f"({returned.reply_text}); returned at commit",
+                exchange=out.exchange,
+                routing_key=out.routing_key,
+            )
+            failures.append(BatchFailure(index, out.encoded.message_id, error))
+        return failures
 
 
-async def _broker_close_reason(
-    channel: aiormq.Channel, error: BaseException
-) -> BaseException | None:
+async def _broker_close_reason(channel: Channel, error: MmateError) -> MmateError | None:
     """The broker's channel error when the broker closed ``channel`` (its ``channel.close``
     precedes any later frame, so a commit sent after it was never carried out); None when the
     channel is open or was closed otherwise (a lost connection: the commit's fate is unknown)."""
-    if issubclass(classify(error), TopologyError):
+    if isinstance(error, TopologyError):
         return error
-    closing = channel.closing
-    if not closing.done():
-        # aiormq may refuse the commit as soon as the broker's close arrived, before it finished
-        # closing the channel; wait (briefly) for the reason.
-        await asyncio.wait({closing}, timeout=_CLOSE_REASON_WAIT)
-        if not closing.done():
-            closing.cancel()  # only this observer
-            return None
-    if closing.cancelled():
-        return None
-    reason = closing.exception()
-    if reason is not None and issubclass(classify(reason), TopologyError):
-        return reason
-    return None
-
-
-def _reply_text(exc: BaseException | None) -> str:
-    """The broker's reply text of a basic.return (``NO_ROUTE``)."""
-    frame = getattr(exc, "frame", None)
-    text = getattr(frame, "reply_text", None)
-    return str(text) if text else "returned"
+    # The backend may refuse the commit as soon as the broker's close arrived, before it finished
+    # closing the channel; wait (briefly) for the reason.
+    reason = await channel.wait_closed(_CLOSE_REASON_WAIT)
+    return reason if isinstance(reason, TopologyError) else None

@@ -17,18 +17,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import aiormq.abc
-
 from .._contract.topology import BindingDef, ExchangeDef, QueueDef, ServiceTopology
+from .._transport.base import Channel
 from .._transport.connection import Connection
-from ..errors import (
-    AccessRefused,
-    EntityNotFound,
-    PreconditionFailed,
-    broker_reply,
-    classify,
-    translate,
-)
+from ..errors import AccessRefused, EntityNotFound, MmateError, PreconditionFailed, TopologyError
 
 log = logging.getLogger("mmate.declare")
 
@@ -54,21 +46,20 @@ class _Declarer:
     def __init__(self, connection: Connection, passive: bool) -> None:
         self._connection = connection
         self._passive = passive
-        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._channel: Channel | None = None
 
-    async def channel(self) -> aiormq.abc.AbstractChannel:
-        if self._channel is None or self._channel.is_closed:
+    async def channel(self) -> Channel:
+        if self._channel is None or not self._channel.is_open:
             self._channel = await self._connection.channel(confirms=False)
         return self._channel
 
     async def close(self) -> None:
-        if self._channel is not None and not self._channel.is_closed:
+        if self._channel is not None:
             await self._channel.close()
 
-    def _fail(self, exc: Exception, what: str, name: str, wanted: Mapping[str, Any]) -> Exception:
-        reply = broker_reply(exc)
-        kind = classify(exc)
-        if kind is PreconditionFailed:
+    def _fail(self, exc: MmateError, what: str, name: str, wanted: Mapping[str, Any]) -> MmateError:
+        reply = exc.broker_reply if isinstance(exc, TopologyError) else str(exc)
+        if isinstance(exc, PreconditionFailed):
             return PreconditionFailed(
                 f"{what} {name!r} exists with other settings. The spec wants {wanted}; the broker "
                 f"said: {reply}. Delete it or change the spec (a queue is never changed in place)",
@@ -76,21 +67,21 @@ class _Declarer:
                 wanted=wanted,
                 broker_reply=reply,
             )
-        if kind is EntityNotFound:
+        if isinstance(exc, EntityNotFound):
             return EntityNotFound(
                 f"{what} {name!r} does not exist (verifying the topology); "
                 f"the broker said: {reply}",
                 entity=name,
                 broker_reply=reply,
             )
-        if kind is AccessRefused:
+        if isinstance(exc, AccessRefused):
             return AccessRefused(
                 f"{what} {name!r}: access refused; the broker said: {reply}"
                 + ("" if self._passive else " (without configure rights, use passive=True)"),
                 entity=name,
                 broker_reply=reply,
             )
-        return translate(exc, f"declaring {what} {name!r}")
+        return exc
 
     async def exchange(self, exchange: ExchangeDef) -> None:
         if exchange.name == "":
@@ -98,44 +89,37 @@ class _Declarer:
         passive = self._passive or _predeclared(exchange.name)
         channel = await self.channel()
         try:
-            await channel.exchange_declare(
-                exchange=exchange.name,
-                exchange_type=exchange.type,
+            await channel.declare_exchange(
+                exchange.name,
+                exchange.type,
                 passive=passive,
                 durable=exchange.durable,
                 auto_delete=exchange.auto_delete,
             )
-        except Exception as exc:
+        except MmateError as exc:
             raise self._fail(exc, "exchange", exchange.name, _exchange_wanted(exchange)) from exc
 
     async def queue(self, queue: QueueDef) -> None:
         channel = await self.channel()
         try:
-            await channel.queue_declare(
-                queue=queue.name,
+            await channel.declare_queue(
+                queue.name,
                 passive=self._passive,
                 durable=queue.durable,
                 exclusive=queue.exclusive,
                 auto_delete=queue.auto_delete,
-                arguments=dict(queue.arguments),
+                arguments=queue.arguments,
             )
-        except Exception as exc:
+        except MmateError as exc:
             raise self._fail(exc, "queue", queue.name, _queue_wanted(queue)) from exc
 
     async def binding(self, binding: BindingDef) -> None:
         if self._passive:
             return
         channel = await self.channel()
-        try:
-            await channel.queue_bind(
-                queue=binding.queue,
-                exchange=binding.exchange,
-                routing_key=binding.routing_key,
-                arguments=dict(binding.arguments),
-            )
-        except Exception as exc:
-            what = f"binding {binding.exchange!r} -> {binding.queue!r} ({binding.routing_key!r})"
-            raise translate(exc, f"declaring {what}") from exc
+        await channel.bind_queue(
+            binding.queue, binding.exchange, binding.routing_key, binding.arguments
+        )
 
 
 async def declare_entities(

@@ -1,4 +1,5 @@
-"""One aiormq connection, the channels the runtime owns on it, and its recovery.
+"""A connection to the broker through a transport backend, the channels the runtime owns on it,
+and its recovery.
 
 Channel ownership lives here and nowhere else: publishing has one confirm-mode channel, each
 consumer has its own, the reply queue has its own, and each topology declaration opens a short-lived
@@ -7,12 +8,12 @@ channel for one purpose that is reopened on next use when the broker closed it (
 on publish to a missing exchange).
 
 Recovery is owned here, in one task (``recovery.py`` has the policy, states and events): when the
-connection is lost (not closed by ``close``), it reconnects with jittered exponential backoff,
-trying the broker URLs in turn, then runs the ``on_reconnect`` hooks (the client declares its
-topologies again, re-creates its reply queue, redeclares the delay cascade) and only then lets
-anyone else have a channel. Meanwhile ``channel`` waits for the recovery, up to its ``wait``:
-consumers (whose channels died with the connection) wait and re-consume, a publish waits within
-its timeout. State changes are logged and reported to ``on_state`` callbacks.
+link is lost (not closed by ``close``), it reconnects with jittered exponential backoff, trying the
+broker URLs in turn, then runs the ``on_reconnect`` hooks (the client declares its topologies
+again, re-creates its reply queue, redeclares the delay cascade) and only then lets anyone else
+have a channel. Meanwhile ``channel`` waits for the recovery, up to its ``wait``: consumers (whose
+channels died with the connection) wait and re-consume, a publish waits within its timeout. State
+changes are logged and reported to ``on_state`` callbacks.
 
 Task safety: every method may be called from any task of the event loop that opened the connection.
 """
@@ -26,55 +27,23 @@ import logging
 import math
 import os
 import ssl
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
-from typing import TypeGuard
 
-import aiormq
-import aiormq.abc
-
-from .._transport.aiormq import frames, open_refusal
-from ..errors import BrokerConnectionError, MmateError, translate
+from ..errors import BrokerConnectionError, MmateError
+from .backends import backend_for
+from .base import Backend, Channel, Clock, Features, Link
 from .recovery import ConnectionEvent, ConnectionState, ReconnectPolicy, StateCallback
-from .urls import connection_url, mask
+from .urls import mask, validate
 
 log = logging.getLogger("mmate.connection")
 
-ChannelHook = Callable[[aiormq.abc.AbstractChannel], Awaitable[None]]
+ChannelHook = Callable[[Channel], Awaitable[None]]
 
 # True inside the recovery task and its children (the on_reconnect hooks): they may use the new
 # connection before it is handed out to everyone else.
 _recovering: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "mmate_recovering", default=False
 )
-
-
-class _BlockedReasons(logging.Filter):
-    """Remembers why the broker blocked a connection (``connection.blocked`` carries a reason such
-    as "low on memory"). aiormq keeps it to itself and only logs it, so its log record is read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reasons: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if record.msg == "Connection %r was blocked by: %r" and isinstance(args, tuple):
-            with contextlib.suppress(TypeError, IndexError):
-                self.reasons[args[0]] = str(args[1])
-        return True
-
-
-_blocked = _BlockedReasons()
-logging.getLogger("aiormq.connection").addFilter(_blocked)
-
-
-def _reason(error: BaseException | None) -> str:
-    if error is None:
-        return "closed"
-    text = str(error).split("Unexpected connection close", 1)[0].strip()
-    return text or type(error).__name__
 
 
 class Connection:
@@ -98,13 +67,18 @@ class Connection:
         for one in given:
             if ssl_context is not None and not one.startswith("amqps://"):
                 raise MmateError(f"an ssl_context needs an amqps:// URL, not {mask(one)}")
-        name = f"{service} (mmate-py, pid {os.getpid()})"
-        self._urls = [connection_url(u, heartbeat=heartbeat, connection_name=name) for u in given]
+        schemes = {validate(u) for u in given}
+        if "memory" in schemes and len(schemes) > 1:
+            raise MmateError("a client's URLs are either memory:// or amqp(s)://, not both")
+        self._backend: Backend = backend_for(given[0])
+        self._name = f"{service} (mmate-py, pid {os.getpid()})"
+        self._heartbeat = heartbeat
+        self._urls = list(given)
         self._masked = [mask(u) for u in given]
         self._current = 0
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
-        self._conn: aiormq.abc.AbstractConnection | None = None
+        self._conn: Link | None = None
         self._wanted = False
         self._up = asyncio.Event()
         self._recovery: asyncio.Task[None] | None = None
@@ -238,46 +212,36 @@ class Connection:
         tried = f" ({attempt} attempts in {retry_for:g} s)" if retry_for else ""
         raise BrokerConnectionError("; ".join(last) + tried)
 
-    async def _connect_to(self, index: int) -> aiormq.abc.AbstractConnection:
-        url, masked = self._urls[index], self._masked[index]
+    @property
+    def features(self) -> Features:
+        """What the backend of this connection can do (``Features``)."""
+        return self._backend.features
+
+    @property
+    def clock(self) -> Clock:
+        """The broker's clock (``Clock``): wall-clock time, or the in-memory broker's."""
+        return self._backend.clock
+
+    async def _connect_to(self, index: int) -> Link:
+        masked = self._masked[index]
         log.debug("connecting to %s as %s", masked, self.service)
-        frames.install()  # one hostile frame must not kill the connection (frames.py)
-        try:
-            return await asyncio.wait_for(
-                aiormq.connect(url, context=self._ssl_context), self._connect_timeout
-            )
-        except TimeoutError:
-            raise BrokerConnectionError(
-                f"connecting to {masked}: no answer within {self._connect_timeout:g} s"
-            ) from None
-        except Exception as exc:
-            refused = None
-            if "Connection.Close" in str(exc):  # aiormq lost the broker's words: ask again
-                refused = await open_refusal.ask(url, self._ssl_context, self._connect_timeout)
-            if refused is not None:
-                code, text = refused
-                raise BrokerConnectionError(
-                    f"connecting to {masked}: the broker refused to open the connection: "
-                    f"{code} {text}"
-                ) from None
-            error = _without_url(translate(exc, f"connecting to {masked}"), url)
-            if not isinstance(error, BrokerConnectionError):
-                hint = " (does the vhost exist, and may this user use it?)"
-                error = BrokerConnectionError(f"{error}{hint}")
-            raise error from None
+        return await self._backend.connect(
+            self._urls[index],
+            name=self._name,
+            heartbeat=self._heartbeat,
+            ssl_context=self._ssl_context,
+            timeout=self._connect_timeout,
+        )
 
-    def _adopt(self, conn: aiormq.abc.AbstractConnection, index: int) -> None:
-        self._conn = conn
+    def _adopt(self, link: Link, index: int) -> None:
+        self._conn = link
         self._current = index
-        conn.closing.add_done_callback(partial(self._on_closing, conn))
 
-    def _on_closing(
-        self, conn: aiormq.abc.AbstractConnection, done: asyncio.Future[object]
-    ) -> None:
-        if conn is not self._conn or not self._wanted:
-            return
-        error = None if done.cancelled() else done.exception()
-        self._lost(_reason(error))
+        def lost(reason: str) -> None:
+            if link is self._conn and self._wanted:
+                self._lost(reason)
+
+        link.on_lost(lost)
 
     def _lost(self, reason: str) -> None:
         """The connection died under us: stop handing it out and start the one recovery task."""
@@ -364,11 +328,8 @@ class Connection:
                 await recovery
         conn, self._conn = self._conn, None
         self._up.set()  # waiters wake and find the connection closed
-        if conn is not None and not conn.is_closed:
-            try:
-                await conn.close()
-            except Exception as exc:  # closing is best effort
-                log.debug("closing %s: %r", self.url, exc)
+        if conn is not None:
+            await conn.close()
         if self._state != "closed":
             self._emit(ConnectionEvent("closed", self.url))
 
@@ -390,11 +351,7 @@ class Connection:
         conn = self._conn
         if conn is None or conn.is_closed:
             return None
-        try:
-            await asyncio.wait_for(conn.ready(), 0.05)  # returns at once unless blocked
-        except TimeoutError:
-            return _blocked.reasons.get(conn) or "a resource alarm (memory or disk)"
-        return None
+        return await conn.blocked()
 
     def describe_outage(self) -> str:
         """What the connection is doing, for an error of a caller that waited for it."""
@@ -408,7 +365,7 @@ class Connection:
         """Return once the connection is up (see ``channel`` for ``wait``)."""
         await self._require(wait)
 
-    async def _require(self, wait: float | None) -> aiormq.abc.AbstractConnection:
+    async def _require(self, wait: float | None) -> Link:
         """The connection, once it is up; waits up to ``wait`` seconds (``inf``: no limit) while
         it is being recovered."""
         limit = self._connect_timeout if wait is None else wait
@@ -432,54 +389,17 @@ class Connection:
         except TimeoutError:
             raise self._down_error(limit) from None
 
-    async def channel(
-        self, *, confirms: bool, wait: float | None = None
-    ) -> aiormq.abc.AbstractChannel:
+    async def channel(self, *, confirms: bool, wait: float | None = None) -> Channel:
         """A new channel (publisher confirms on when ``confirms``). While the connection is being
         recovered, waits up to ``wait`` seconds (default ``connect_timeout``; ``math.inf``: until
         recovered or closed) and raises ``BrokerConnectionError`` after that."""
         conn = await self._require(wait)
-        try:
-            return await conn.channel(publisher_confirms=confirms)
-        except Exception as exc:
-            raise translate(exc, "opening a channel") from exc
+        return await conn.channel(confirms=confirms)
 
     def managed(
         self, purpose: str, *, confirms: bool, on_open: ChannelHook | None = None
     ) -> ManagedChannel:
         return ManagedChannel(self, purpose, confirms=confirms, on_open=on_open)
-
-
-def stray_cancel(exc: BaseException) -> bool:
-    """``exc`` is a ``CancelledError`` that nobody asked for: aiormq rejects the pending futures of
-    a connection it dropped for missed heartbeats (a silent network cut) with a ``CancelledError``
-    instance. The current task was not cancelled, so it is a lost connection, not a cancellation."""
-    if not isinstance(exc, asyncio.CancelledError):
-        return False
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() == 0
-
-
-def usable(channel: aiormq.abc.AbstractChannel | None) -> TypeGuard[aiormq.abc.AbstractChannel]:
-    """The channel is open and the broker has not begun closing it.
-
-    aiormq answers the broker's ``Channel.Close`` with ``Close-Ok`` at once but marks the channel
-    closed only a moment later; a frame written on it in between makes the broker close the whole
-    connection (504 CHANNEL_ERROR). aiormq records the close reason first, so that is checked too.
-    """
-    return (
-        channel is not None
-        and not channel.is_closed
-        and getattr(channel, "_close_exception", None) is None
-    )
-
-
-def _without_url(error: MmateError, url: str) -> MmateError:
-    """Defence in depth: an error text never carries the unmasked URL."""
-    text = str(error)
-    if url in text:
-        return type(error)(text.replace(url, mask(url)))
-    return error
 
 
 class ManagedChannel:
@@ -498,7 +418,7 @@ class ManagedChannel:
         self._purpose = purpose
         self._confirms = confirms
         self._on_open = on_open
-        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._channel: Channel | None = None
         self._lock = asyncio.Lock()
         self._queued = 0
         self.reopened = 0
@@ -507,13 +427,13 @@ class ManagedChannel:
     def __repr__(self) -> str:
         return f"<mmate.ManagedChannel {self._purpose}>"
 
-    async def get(self, *, wait: float | None = None) -> aiormq.abc.AbstractChannel:
+    async def get(self, *, wait: float | None = None) -> Channel:
         """The open channel, opening a new one if there is none or the broker closed it (waiting
         up to ``wait`` for a connection being recovered, as ``Connection.channel``)."""
         channel = self._channel
         # Callers that queued while the channel was (re)opened go first, in arrival order, so that
         # concurrent publishes of one batch reach the channel in the order they were started.
-        if usable(channel) and self._queued == 0:
+        if channel is not None and channel.is_open and self._queued == 0:
             return channel
         self._queued += 1
         try:
@@ -522,7 +442,7 @@ class ManagedChannel:
             await self._connection.ready(wait)
             async with self._lock:
                 channel = self._channel
-                if usable(channel):
+                if channel is not None and channel.is_open:
                     return channel
                 if channel is not None:
                     self.reopened += 1
@@ -532,9 +452,8 @@ class ManagedChannel:
                     try:
                         await self._on_open(channel)
                     except BaseException:
-                        if not channel.is_closed:
-                            with contextlib.suppress(Exception):
-                                await channel.close()
+                        with contextlib.suppress(Exception):
+                            await channel.close()
                         raise
                 self._channel = channel
                 return channel
@@ -543,8 +462,5 @@ class ManagedChannel:
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            try:
-                await channel.close()
-            except Exception as exc:
-                log.debug("closing the %s channel: %r", self._purpose, exc)
+        if channel is not None:
+            await channel.close()

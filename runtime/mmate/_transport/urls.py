@@ -1,4 +1,4 @@
-"""Broker URLs: build the URL aiormq connects with, and mask passwords for anything humans read.
+"""Broker URLs: check them, and mask passwords for anything humans read.
 
 ``amqp://user:pass@host:5672/vhost`` and ``amqps://...`` (TLS). The vhost is the path (``%2F`` for
 ``/``). Query parameters understood by aiormq pass through (``heartbeat``, ``name``, ``cafile``,
@@ -8,7 +8,7 @@ log line, an error message or a repr.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ..errors import MmateError
 
@@ -47,23 +47,18 @@ def vhost_of(url: str) -> str:
     return "/" if path in ("", "/") else unquote(path[1:])
 
 
-def connection_url(
-    url: str,
-    *,
-    heartbeat: int | None = None,
-    connection_name: str | None = None,
-) -> str:
-    """Validate ``url`` and add ``heartbeat`` and ``name`` query parameters unless it already has
-    them.
-
-    Raises ``MmateError`` (with the password masked) for another scheme or a missing host.
-    """
+def validate(url: str) -> str:
+    """Check a broker URL when a client is created and return its scheme: ``amqp`` or ``amqps``
+    (RabbitMQ; a host and, when given, a port of 1-65535) or ``memory`` (the in-process broker,
+    ``memory://`` or ``memory://name``). Raises ``MmateError`` with the password masked."""
     try:
         parts = urlsplit(url)
     except ValueError as exc:
         raise MmateError(f"invalid broker URL {mask(url)}: {exc}") from None
+    if parts.scheme == "memory":
+        return "memory"
     if parts.scheme not in SCHEMES:
-        raise MmateError(f"broker URL {mask(url)} must start with amqp:// or amqps://")
+        raise MmateError(f"broker URL {mask(url)} must start with amqp://, amqps:// or memory://")
     if not parts.hostname:
         raise MmateError(f"broker URL {mask(url)} names no host")
     try:
@@ -75,11 +70,4 @@ def connection_url(
         ) from None
     if port == 0:
         raise MmateError(f"broker URL {mask(url)} has port 0; write a number from 1 to 65535")
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if heartbeat is not None and "heartbeat" not in query:
-        query["heartbeat"] = str(int(heartbeat))
-    if connection_name and "name" not in query:
-        query["name"] = connection_name
-    return urlunsplit(
-        (parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), "")
-    )
+    return parts.scheme

@@ -5,9 +5,7 @@ dict, the model serialized by its own compiled serializer, by alias); decoding i
 parse (``load_json``) plus one ``model_validate`` of the payload dict. What depends only on the
 message contract (static headers and their encoded AMQP table entries, which base fields to copy
 into headers) is computed once per ``MessageDef`` and cached; nothing inspects the model class per
-message. The AMQP properties marshal themselves (``_Properties``) byte for byte as pamqp would,
-without re-encoding what is the same for every message. All functions are pure and safe to call
-from any task.
+message. All functions are pure and safe to call from any task.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,13 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
-from pamqp import encode as amqp_encode
-from pamqp.commands import Basic
 from pydantic import ValidationError
 
 from .._contract.model import Model
 from .._contract.topology import HeaderValue, Kind, MessageDef
-from .._failures.retry import DROPPED
+from .._transport.base import Properties
 from ..errors import DecodeError
 
 SOURCE = "mmate-py"
@@ -42,171 +37,10 @@ class Encoded:
     """A message ready for ``basic.publish``: body bytes and AMQP properties (headers included)."""
 
     body: bytes
-    properties: Basic.Properties
+    properties: Properties
     message_id: str
     correlation_id: str | None
     type: str
-
-
-# -- AMQP properties ------------------------------------------------------------------------------
-
-_LENGTH = tuple(bytes((n,)) for n in range(256))
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
-_CACHE_LIMIT = 4096
-_shortstrs: dict[str, bytes] = {}
-"""Encoded short strings of property values that repeat (content type, type, app id, reply
-queue)."""
-_keys: dict[str, bytes] = {}
-"""Encoded header-table keys."""
-_entries: dict[tuple[str, str], bytes] = {}
-"""Encoded header-table entries (key and string value) that are the same for every message of a
-contract: ``x-message-type``, ``x-message-kind``, ``x-source``, ``x-schema-version``."""
-_CONSTANT_KEYS = frozenset({"x-message-type", "x-message-kind", "x-source", "x-schema-version"})
-
-
-class _Unusual(Exception):
-    """A value the fast encoder leaves to pamqp (which encodes it, or raises its own error)."""
-
-
-def _short(value: str) -> bytes:
-    raw = value.encode()
-    if len(raw) > 255:
-        raise _Unusual
-    return _LENGTH[len(raw)] + raw
-
-
-def _short_cached(value: str) -> bytes:
-    found = _shortstrs.get(value)
-    if found is None:
-        if len(_shortstrs) >= _CACHE_LIMIT:
-            _shortstrs.clear()
-        found = _shortstrs[value] = _short(value)
-    return found
-
-
-def _key(key: str) -> bytes:
-    found = _keys.get(key)
-    if found is None:
-        raw = key.encode()
-        if len(raw) > 128:  # pamqp truncates (and warns)
-            raise _Unusual
-        if len(_keys) >= _CACHE_LIMIT:
-            _keys.clear()
-        found = _keys[key] = _LENGTH[len(raw)] + raw
-    return found
-
-
-def _table(headers: Mapping[str, Any]) -> bytes:
-    """pamqp's ``field_table``: entries sorted by key, strings as long strings (``S``)."""
-    parts: list[bytes] = []
-    for key in sorted(headers):
-        value = headers[key]
-        if type(value) is str:
-            if key in _CONSTANT_KEYS:
-                entry = _entries.get((key, value))
-                if entry is None:
-                    raw = value.encode()
-                    entry = _key(key) + b"S" + _U32.pack(len(raw)) + raw
-                    if len(_entries) >= _CACHE_LIMIT:
-                        _entries.clear()
-                    _entries[(key, value)] = entry
-                parts.append(entry)
-            else:
-                raw = value.encode()
-                parts.append(_key(key) + b"S" + _U32.pack(len(raw)) + raw)
-        else:  # numbers, booleans, nested values: pamqp's own rules (integer widths, float)
-            parts.append(_key(key) + amqp_encode.encode_table_value(value))
-    data = b"".join(parts)
-    return _U32.pack(len(data)) + data
-
-
-def _octet(value: Any) -> bytes:
-    if type(value) is not int or not 0 <= value <= 255:
-        raise _Unusual
-    return _LENGTH[value]
-
-
-def _marshal(p: Basic.Properties) -> bytes:
-    """What ``BasicProperties.marshal`` returns for ``p``: the set properties (not None, not empty)
-    in slot order behind their flags, each encoded as pamqp encodes it."""
-    flags = 0
-    parts: list[bytes] = [b""]
-    v: Any = p.content_type
-    if v is not None and v != "":
-        flags |= 0x8000
-        parts.append(_short_cached(v))
-    v = p.content_encoding
-    if v is not None and v != "":
-        flags |= 0x4000
-        parts.append(_short_cached(v))
-    v = p.headers
-    if v is not None and v != "":
-        flags |= 0x2000
-        parts.append(_table(v) if v else b"\x00\x00\x00\x00")
-    v = p.delivery_mode
-    if v is not None and v != "":
-        flags |= 0x1000
-        parts.append(_octet(v))
-    v = p.priority
-    if v is not None and v != "":
-        flags |= 0x0800
-        parts.append(_octet(v))
-    v = p.correlation_id
-    if v is not None and v != "":
-        flags |= 0x0400
-        parts.append(_short(v))
-    v = p.reply_to
-    if v is not None and v != "":
-        flags |= 0x0200
-        parts.append(_short_cached(v))
-    v = p.expiration
-    if v is not None and v != "":
-        flags |= 0x0100
-        parts.append(_short(v))
-    v = p.message_id
-    if v is not None and v != "":
-        flags |= 0x0080
-        parts.append(_short(v))
-    v = p.timestamp
-    if v is not None and v != "":
-        if type(v) is not datetime or v.tzinfo is None:
-            raise _Unusual
-        flags |= 0x0040
-        parts.append(_U64.pack(int(v.timestamp())))
-    v = p.message_type
-    if v is not None and v != "":
-        flags |= 0x0020
-        parts.append(_short_cached(v))
-    v = p.user_id
-    if v is not None and v != "":
-        flags |= 0x0010
-        parts.append(_short(v))
-    v = p.app_id
-    if v is not None and v != "":
-        flags |= 0x0008
-        parts.append(_short_cached(v))
-    v = p.cluster_id
-    if v is not None and v != "":
-        flags |= 0x0004
-        parts.append(_short(v))
-    parts[0] = flags.to_bytes(2, "big")
-    return b"".join(parts)
-
-
-class _Properties(Basic.Properties):
-    """``Basic.Properties`` whose ``marshal`` (called by aiormq for every publish) produces pamqp's
-    bytes faster: constant header entries and repeating strings are encoded once, and strings take
-    a direct path. Anything unusual (a string over its length limit, a naive or non-datetime
-    timestamp, an out-of-range octet) goes to pamqp's own encoder, which encodes it or raises its
-    usual error. Reads the attributes when marshalled, so changing them before publishing is
-    fine."""
-
-    def marshal(self) -> bytes:
-        try:
-            return _marshal(self)
-        except _Unusual:
-            return super().marshal()
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +166,7 @@ def encode(
     envelope["headers"] = hdrs
     envelope["payload"] = message
     body = pydantic_core.to_json(envelope, by_alias=True)
-    props = _Properties(
+    props = Properties(
         content_type=CONTENT_TYPE,
         content_encoding=CONTENT_ENCODING,
         headers=hdrs,  # the same dict: the body is already serialized
@@ -343,63 +177,10 @@ def encode(
         expiration=str(expiration_ms) if expiration_ms is not None else None,
         message_id=mid,
         timestamp=second,
-        message_type=p.name,
+        type=p.name,
         app_id=app_id,
     )
     return Encoded(body, props, mid, correlation_id, p.name)
-
-
-def _table_encodes(table: Mapping[str, Any]) -> bool:
-    try:
-        amqp_encode.field_table(table)  # type: ignore[arg-type]
-    except Exception:  # pamqp raises TypeError, ValueError, struct.error, UnicodeEncodeError...
-        return False
-    return True
-
-
-def encodable(properties: Basic.Properties) -> Basic.Properties:
-    """``properties`` as they can go back on the wire when republishing a received message:
-    headers pamqp cannot encode again (values read from the wire are untrusted: an attempt count
-    of 10**30, a key over 128 bytes...) are dropped and named in ``x-mmate-dropped-headers`` (a
-    string value that was not UTF-8 is kept, decoded with replacement characters), and
-    a message id over 255 bytes is left out, so recording why a message failed can never fail
-    on what it carried. Returns ``properties`` itself when everything encodes (the usual case)."""
-    headers = properties.headers or {}
-    message_id = properties.message_id
-    long_id = message_id is not None and len(str(message_id).encode("utf-8", "replace")) > 255
-    if not long_id and _table_encodes(headers):
-        return properties
-    kept: dict[str, Any] = {}
-    dropped: list[str] = []
-    for key, value in headers.items():
-        if isinstance(value, bytes):  # a long string that was not UTF-8: keep it readable
-            value = value.decode("utf-8", "replace")
-        short = isinstance(key, str) and len(key.encode("utf-8", "replace")) <= 128
-        if short and _table_encodes({key: value}):
-            kept[key] = value
-            continue
-        dropped.append(repr(key)[:100])
-    if dropped:
-        before = kept.get(DROPPED)
-        names = ", ".join(dropped)
-        kept[DROPPED] = (f"{before}, {names}" if isinstance(before, str) else names)[:1000]
-    copy = Basic.Properties(
-        content_type=properties.content_type,
-        content_encoding=properties.content_encoding,
-        headers=kept,
-        delivery_mode=properties.delivery_mode,
-        priority=properties.priority,
-        correlation_id=properties.correlation_id,
-        reply_to=properties.reply_to,
-        expiration=properties.expiration,
-        message_id=None if long_id else message_id,
-        timestamp=properties.timestamp,
-        message_type=properties.message_type,
-        user_id=properties.user_id,
-        app_id=properties.app_id,
-        cluster_id=properties.cluster_id,
-    )
-    return copy
 
 
 def with_reply_to(message_def: MessageDef, message: Model, reply_to: str) -> Model:
