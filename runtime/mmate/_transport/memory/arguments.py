@@ -336,8 +336,8 @@ def check_queue_equivalent(
         now_value = have.get(key, _MISSING)
         want_value = want_args.get(key, _MISSING)
         if key == "x-queue-type" and kind == "classic":
-            now_value = "classic" if now_value is _MISSING else now_value
-            want_value = "classic" if want_value is _MISSING else want_value
+            if all(v is _MISSING or v == "classic" for v in (now_value, want_value)):
+                continue  # absent means classic on a classic queue
         if now_value is _MISSING and want_value is _MISSING:
             continue
         if now_value is _MISSING or want_value is _MISSING or not equivalent(now_value, want_value):
