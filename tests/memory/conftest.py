@@ -42,11 +42,12 @@ def rabbit_vhost() -> Iterator[str | None]:
 
 
 @pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.broker)])
-async def side(request: pytest.FixtureRequest, rabbit_vhost: str | None) -> AsyncIterator[Side]:
+async def side(request: pytest.FixtureRequest) -> AsyncIterator[Side]:
     if request.param == "memory":
         broker = MemoryBroker()
         made = Side("memory", broker.url, broker=broker)
     else:
+        rabbit_vhost = request.getfixturevalue("rabbit_vhost")
         if rabbit_vhost is None:
             pytest.skip("no RabbitMQ broker (rabbitmqctl failed)")
         made = Side(

@@ -45,12 +45,13 @@ class Side:
             link = self.links[0] if self.links else await self.link()
         return await link.channel(confirms=confirms)
 
-    async def wait(self, seconds: float) -> None:
-        """Let ``seconds`` of broker time pass."""
+    async def wait(self, seconds: float, *, slack: bool = True) -> None:
+        """Let ``seconds`` of broker time pass (on RabbitMQ, with ``slack``, a little more so
+        that what is due by then has happened)."""
         if self.broker is not None:
             await self.broker.advance(seconds)
         else:
-            await asyncio.sleep(seconds + _RABBIT_SLACK)
+            await asyncio.sleep(seconds + (_RABBIT_SLACK if slack else 0))
 
     async def settle(self) -> None:
         """Let deliveries reach their consumers (no broker time passes in memory)."""
