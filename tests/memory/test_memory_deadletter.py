@@ -53,13 +53,20 @@ async def _dead_letters(side: Side) -> dict[str, Any]:
     src = (
         await ch.declare_queue("src", durable=False, arguments={"x-dead-letter-exchange": dlx})
     ).name
-    await ch.publish(b"a", Properties(expiration="30", headers={"h": 1, "CC": ["cc1"]}),
-                     exchange="", routing_key=src)  # fmt: skip
+    await ch.publish(
+        b"a",
+        Properties(expiration="30", headers={"h": 1, "CC": ["cc1"]}),
+        exchange="",
+        routing_key=src,
+    )
     await side.wait(0.3)
     await taken("per-message expiration")
 
-    ttl_args = {"x-dead-letter-exchange": dlx, "x-dead-letter-routing-key": "newkey",
-                "x-message-ttl": 20}  # fmt: skip
+    ttl_args = {
+        "x-dead-letter-exchange": dlx,
+        "x-dead-letter-routing-key": "newkey",
+        "x-message-ttl": 20,
+    }
     ttl = (await ch.declare_queue("ttl", durable=False, arguments=ttl_args)).name
     await ch.publish(b"b", Properties(headers={"CC": ["gone"]}), exchange="", routing_key=ttl)
     await side.wait(0.3)
@@ -76,8 +83,11 @@ async def _dead_letters(side: Side) -> dict[str, Any]:
     (delivery,) = await drain(ch, rej)
     out["rejected three times into itself"] = _shape(delivery.headers)
 
-    self_args = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "self",
-                 "x-message-ttl": 20}  # fmt: skip
+    self_args = {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "self",
+        "x-message-ttl": 20,
+    }
     await ch.declare_queue("self", durable=False, arguments=self_args)
     await ch.publish(b"d", Properties(), exchange="", routing_key="self")
     await side.wait(0.3)
@@ -110,8 +120,9 @@ async def _dead_letters(side: Side) -> dict[str, Any]:
     await ch.publish(b"g", Properties(headers={"x": 1}), exchange="", routing_key=ttl)
     await side.wait(0.3)
     (first,) = await drain(ch, dst)
-    await ch.publish(b"g", Properties(headers=first.headers, expiration="10"), exchange="",
-                     routing_key=src)  # fmt: skip
+    await ch.publish(
+        b"g", Properties(headers=first.headers, expiration="10"), exchange="", routing_key=src
+    )
     await side.wait(0.3)
     (second,) = await drain(ch, dst)
     out["two queues"] = _shape(second.headers)
@@ -122,58 +133,99 @@ async def _dead_letters(side: Side) -> dict[str, Any]:
 
 
 def _expected() -> dict[str, Any]:
-    def death(queue: str, reason: str, keys: list[str], exchange: str = "", count: int = 1,
-              **extra: Any) -> dict[str, Any]:  # fmt: skip
-        return {"count": count, "reason": reason, "queue": queue, "time": "<time>",
-                "exchange": exchange, "routing-keys": keys, **extra}  # fmt: skip
+    def death(
+        queue: str, reason: str, keys: list[str], exchange: str = "", count: int = 1, **extra: Any
+    ) -> dict[str, Any]:
+        return {
+            "count": count,
+            "reason": reason,
+            "queue": queue,
+            "time": "<time>",
+            "exchange": exchange,
+            "routing-keys": keys,
+            **extra,
+        }
 
     def first(queue: str, reason: str, exchange: str = "") -> dict[str, str]:
-        return {"x-first-death-reason": reason, "x-first-death-queue": queue,
-                "x-first-death-exchange": exchange}  # fmt: skip
+        return {
+            "x-first-death-reason": reason,
+            "x-first-death-queue": queue,
+            "x-first-death-exchange": exchange,
+        }
 
     return {
         "per-message expiration": {
-            "exchange": "<dlx>", "routing_key": "src", "expiration": None, "redelivered": False,
-            "headers": {"h": 1, "CC": ["cc1"], **first("src", "expired"),
-                        "x-death": [death("src", "expired", ["src", "cc1"],
-                                          **{"original-expiration": "30"})]},
+            "exchange": "<dlx>",
+            "routing_key": "src",
+            "expiration": None,
+            "redelivered": False,
+            "headers": {
+                "h": 1,
+                "CC": ["cc1"],
+                **first("src", "expired"),
+                "x-death": [
+                    death("src", "expired", ["src", "cc1"], **{"original-expiration": "30"})
+                ],
+            },
         },
         "queue ttl with a dead-letter routing key": {
-            "exchange": "<dlx>", "routing_key": "newkey", "expiration": None,
+            "exchange": "<dlx>",
+            "routing_key": "newkey",
+            "expiration": None,
             "redelivered": False,
-            "headers": {**first("ttl", "expired"),
-                        "x-death": [death("ttl", "expired", ["ttl", "gone"])]},
+            "headers": {
+                **first("ttl", "expired"),
+                "x-death": [death("ttl", "expired", ["ttl", "gone"])],
+            },
         },
         "rejected three times into itself": {
             **first("rej", "rejected"),
-            "x-death": [death("rej", "rejected", ["rej"], count=3,
-                              **{"original-expiration": "100000"})],
+            "x-death": [
+                death("rej", "rejected", ["rej"], count=3, **{"original-expiration": "100000"})
+            ],
         },
         "expired into itself": 0,
         "max length": {
-            "exchange": "<dlx>", "routing_key": "len", "expiration": None, "redelivered": False,
+            "exchange": "<dlx>",
+            "routing_key": "len",
+            "expiration": None,
+            "redelivered": False,
             "headers": {**first("len", "maxlen"), "x-death": [death("len", "maxlen", ["len"])]},
         },
         "delivery counts": [0, 1, 2],
         "delivery limit": {
-            "exchange": "<dlx>", "routing_key": "<qq>", "expiration": None, "redelivered": False,
-            "headers": {**first("<qq>", "delivery_limit"),
-                        "x-death": [death("<qq>", "delivery_limit", "<qq>")]},  # type: ignore[arg-type]
+            "exchange": "<dlx>",
+            "routing_key": "<qq>",
+            "expiration": None,
+            "redelivered": False,
+            "headers": {
+                **first("<qq>", "delivery_limit"),
+                "x-death": [death("<qq>", "delivery_limit", "<qq>")],
+            },  # type: ignore[arg-type]
         },
         "two queues": {
-            "x": 1, **first("ttl", "expired"),
-            "x-death": [death("src", "expired", ["src"], **{"original-expiration": "10"}),
-                        death("ttl", "expired", ["ttl"])],
+            "x": 1,
+            **first("ttl", "expired"),
+            "x-death": [
+                death("src", "expired", ["src"], **{"original-expiration": "10"}),
+                death("ttl", "expired", ["ttl"]),
+            ],
         },
         "the first queue again": {
-            "exchange": "<dlx>", "routing_key": "newkey", "expiration": None,
+            "exchange": "<dlx>",
+            "routing_key": "newkey",
+            "expiration": None,
             "redelivered": False,
-            "headers": {"x": 1, **first("ttl", "expired"),
-                        "x-death": [death("ttl", "expired", ["ttl"], count=2),
-                                    death("src", "expired", ["src"],
-                                          **{"original-expiration": "10"})]},
+            "headers": {
+                "x": 1,
+                **first("ttl", "expired"),
+                "x-death": [
+                    death("ttl", "expired", ["ttl"], count=2),
+                    death("src", "expired", ["src"], **{"original-expiration": "10"}),
+                ],
+            },
         },
-    }  # fmt: skip
+    }
 
 
 def _named(out: dict[str, Any], dlx_prefix: str = "dlx.") -> dict[str, Any]:
@@ -229,8 +281,9 @@ async def test_a_message_expires_only_at_the_head(side: Side) -> None:
 
 async def test_a_requeued_message_keeps_its_expiry(side: Side) -> None:
     ch = await side.channel()
-    q = (await ch.declare_queue(side.unique("q"), durable=False,
-                                arguments={"x-message-ttl": 100})).name  # fmt: skip
+    q = (
+        await ch.declare_queue(side.unique("q"), durable=False, arguments={"x-message-ttl": 100})
+    ).name
     await ch.publish(b"m", Properties(), exchange="", routing_key=q)
     held = await ch.get(q)
     await side.wait(0.2)  # unacknowledged messages do not expire...
@@ -241,8 +294,9 @@ async def test_a_requeued_message_keeps_its_expiry(side: Side) -> None:
 
 async def test_the_shorter_ttl_wins_and_a_delivery_keeps_its_expiration(side: Side) -> None:
     ch = await side.channel()
-    q = (await ch.declare_queue(side.unique("q"), durable=False,
-                                arguments={"x-message-ttl": 50})).name  # fmt: skip
+    q = (
+        await ch.declare_queue(side.unique("q"), durable=False, arguments={"x-message-ttl": 50})
+    ).name
     await ch.publish(b"m", Properties(expiration="100000"), exchange="", routing_key=q)
     await side.wait(0.15)
     assert (await ch.declare_queue(q, passive=True)).message_count == 0
@@ -254,8 +308,9 @@ async def test_the_shorter_ttl_wins_and_a_delivery_keeps_its_expiration(side: Si
 
 async def test_a_zero_ttl_reaches_a_waiting_consumer(side: Side) -> None:
     ch = await side.channel()
-    q = (await ch.declare_queue(side.unique("q"), durable=False,
-                                arguments={"x-message-ttl": 0})).name  # fmt: skip
+    q = (
+        await ch.declare_queue(side.unique("q"), durable=False, arguments={"x-message-ttl": 0})
+    ).name
     got: list[bytes] = []
     await ch.consume(q, lambda d: got.append(d.body), no_ack=True)
     await ch.publish(b"z", Properties(), exchange="", routing_key=q)
@@ -297,8 +352,13 @@ async def test_valid_expirations(side: Side) -> None:
 async def test_malformed_x_death_headers_are_handled_as_rabbitmq_does(side: Side) -> None:
     ch = await side.channel()
     dst = (await ch.declare_queue(side.unique("dst"), durable=False)).name
-    src = (await ch.declare_queue(side.unique("src"), durable=False,
-           arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dst})).name  # fmt: skip
+    src = (
+        await ch.declare_queue(
+            side.unique("src"),
+            durable=False,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dst},
+        )
+    ).name
     cases: dict[str, Any] = {
         "not a list": "abc",
         "not tables": [1, 2],
@@ -308,14 +368,15 @@ async def test_malformed_x_death_headers_are_handled_as_rabbitmq_does(side: Side
         "repeated": [
             {"count": 7, "queue": src, "reason": "rejected"},
             {"count": 2, "queue": src, "reason": "rejected"},
-        ],  # fmt: skip
+        ],
         "another queue": [{"count": "x", "queue": "o", "reason": "expired"}],
         "empty": [],
     }
     got: dict[str, Any] = {}
     for label, forged in cases.items():
-        await ch.publish(label.encode(), Properties(headers={"x-death": forged}), exchange="",
-                         routing_key=src)  # fmt: skip
+        await ch.publish(
+            label.encode(), Properties(headers={"x-death": forged}), exchange="", routing_key=src
+        )
         delivery = await ch.get(src)
         await ch.nack(delivery.delivery_tag, requeue=False)
         await side.settle()
@@ -344,9 +405,17 @@ async def test_malformed_x_death_headers_are_handled_as_rabbitmq_does(side: Side
 async def test_expiry_happens_on_time_without_a_consumer(side: Side) -> None:
     ch = await side.channel()
     dst = (await ch.declare_queue(side.unique("dst"), durable=False)).name
-    src = (await ch.declare_queue(side.unique("src"), durable=False, arguments={
-        "x-message-ttl": 200, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dst,
-    })).name  # fmt: skip
+    src = (
+        await ch.declare_queue(
+            side.unique("src"),
+            durable=False,
+            arguments={
+                "x-message-ttl": 200,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": dst,
+            },
+        )
+    ).name
     await ch.publish(b"m", Properties(), exchange="", routing_key=src)
     await side.wait(0.1, slack=False)
     assert (await ch.declare_queue(dst, passive=True)).message_count == 0
@@ -356,8 +425,13 @@ async def test_expiry_happens_on_time_without_a_consumer(side: Side) -> None:
 
 async def test_dead_letters_to_a_missing_exchange_are_dropped(side: Side) -> None:
     ch = await side.channel()
-    src = (await ch.declare_queue(side.unique("src"), durable=False, arguments={
-        "x-message-ttl": 10, "x-dead-letter-exchange": side.unique("missing")})).name  # fmt: skip
+    src = (
+        await ch.declare_queue(
+            side.unique("src"),
+            durable=False,
+            arguments={"x-message-ttl": 10, "x-dead-letter-exchange": side.unique("missing")},
+        )
+    ).name
     await ch.publish(b"m", Properties(), exchange="", routing_key=src)
     await side.wait(0.1)
     assert (await ch.declare_queue(src, passive=True)).message_count == 0
@@ -371,9 +445,16 @@ async def test_quorum_at_least_once_dead_letters_wait_for_a_route(
     180 s (measured: not delivered within 6 s of a binding appearing)."""
     ch = await link.channel(confirms=True)
     await ch.declare_exchange("dlx", "fanout", durable=False)
-    await ch.declare_queue("src", arguments={
-        "x-queue-type": "quorum", "x-dead-letter-strategy": "at-least-once",
-        "x-overflow": "reject-publish", "x-dead-letter-exchange": "dlx", "x-message-ttl": 50})  # fmt: skip
+    await ch.declare_queue(
+        "src",
+        arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-dead-letter-exchange": "dlx",
+            "x-message-ttl": 50,
+        },
+    )
     await ch.publish(b"m", Properties(), exchange="", routing_key="src")
     await broker.advance(0.1)
     view = broker.queue("src")
@@ -386,8 +467,14 @@ async def test_quorum_at_least_once_dead_letters_wait_for_a_route(
     assert broker.message_count("dst") == 1
     assert broker.queue("src").held_dead_letters == ()
     # at-most-once (the default) drops it
-    await ch.declare_queue("lossy", arguments={"x-queue-type": "quorum", "x-message-ttl": 50,
-                                               "x-dead-letter-exchange": "nowhere"})  # fmt: skip
+    await ch.declare_queue(
+        "lossy",
+        arguments={
+            "x-queue-type": "quorum",
+            "x-message-ttl": 50,
+            "x-dead-letter-exchange": "nowhere",
+        },
+    )
     await ch.publish(b"m", Properties(), exchange="", routing_key="lossy")
     await broker.advance(0.1)
     assert broker.queue("lossy").held_dead_letters == ()

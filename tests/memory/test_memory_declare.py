@@ -108,24 +108,56 @@ INEQUIVALENT = "PRECONDITION_FAILED - inequivalent arg '{key}' for queue '{q}' i
 @pytest.mark.parametrize(
     ("first", "again", "key", "rest"),
     [
-        ({"x-message-ttl": 100}, {"x-message-ttl": 200}, "x-message-ttl",
-         "received '200' but current is '100'"),
-        ({"x-message-ttl": 100}, {"x-message-ttl": "100"}, "x-message-ttl",
-         "received '100' but current is '100'"),  # an int is not a string
-        ({"x-message-ttl": 100}, {"x-message-ttl": 100.0}, "x-message-ttl",
-         "received '100.0' but current is '100'"),
-        ({"x-max-length": 5}, {"x-max-length": True}, "x-max-length",
-         "received 'true' but current is '5'"),
-        ({"x-max-length": 5}, {}, "x-max-length",
-         "received none but current is the value '5' of type 'byte'"),
-        ({}, {"x-expires": 100000}, "x-expires",
-         "received the value '100000' of type 'signedint' but current is none"),
-        ({}, {"x-single-active-consumer": False}, "x-single-active-consumer",
-         "received the value 'false' of type 'bool' but current is none"),
-        ({}, {"x-queue-type": "quorum"}, "x-queue-type",
-         "received the value 'quorum' of type 'longstr' but current is none"),
+        (
+            {"x-message-ttl": 100},
+            {"x-message-ttl": 200},
+            "x-message-ttl",
+            "received '200' but current is '100'",
+        ),
+        (
+            {"x-message-ttl": 100},
+            {"x-message-ttl": "100"},
+            "x-message-ttl",
+            "received '100' but current is '100'",
+        ),  # an int is not a string
+        (
+            {"x-message-ttl": 100},
+            {"x-message-ttl": 100.0},
+            "x-message-ttl",
+            "received '100.0' but current is '100'",
+        ),
+        (
+            {"x-max-length": 5},
+            {"x-max-length": True},
+            "x-max-length",
+            "received 'true' but current is '5'",
+        ),
+        (
+            {"x-max-length": 5},
+            {},
+            "x-max-length",
+            "received none but current is the value '5' of type 'byte'",
+        ),
+        (
+            {},
+            {"x-expires": 100000},
+            "x-expires",
+            "received the value '100000' of type 'signedint' but current is none",
+        ),
+        (
+            {},
+            {"x-single-active-consumer": False},
+            "x-single-active-consumer",
+            "received the value 'false' of type 'bool' but current is none",
+        ),
+        (
+            {},
+            {"x-queue-type": "quorum"},
+            "x-queue-type",
+            "received the value 'quorum' of type 'longstr' but current is none",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_a_classic_redeclaration_compares_arguments_like_rabbitmq(
     side: Side, first: dict[str, Any], again: dict[str, Any], key: str, rest: str
 ) -> None:
@@ -138,8 +170,13 @@ async def test_a_classic_redeclaration_compares_arguments_like_rabbitmq(
 async def test_what_a_classic_redeclaration_ignores(side: Side) -> None:
     ch = await side.channel()
     q = (await ch.declare_queue(side.unique("q"), arguments={"x-message-ttl": 100})).name
-    for extra in ({"foo": 1}, {"x-delivery-limit": 3}, {"x-dead-letter-strategy": "at-most-once"},
-                  {"x-queue-type": "classic"}, {"x-max-age": "1D"}):  # fmt: skip
+    for extra in (
+        {"foo": 1},
+        {"x-delivery-limit": 3},
+        {"x-dead-letter-strategy": "at-most-once"},
+        {"x-queue-type": "classic"},
+        {"x-max-age": "1D"},
+    ):
         info = await ch.declare_queue(q, arguments={"x-message-ttl": 100, **extra})
         assert info.name == q
     # the same integer of another width is the same value
@@ -169,14 +206,23 @@ async def test_a_quorum_redeclaration_compares_its_own_arguments(side: Side) -> 
     q = (await ch.declare_queue(side.unique("qq"), arguments=args)).name
     await ch.declare_queue(q, arguments={**args, "x-max-priority": 3, "x-queue-mode": "lazy"})
     for again, key, rest in (
-        ({"x-delivery-limit": 3}, "x-queue-type",
-         "received none but current is the value 'quorum' of type 'longstr'"),
+        (
+            {"x-delivery-limit": 3},
+            "x-queue-type",
+            "received none but current is the value 'quorum' of type 'longstr'",
+        ),
         ({**args, "x-delivery-limit": 4}, "x-delivery-limit", "received '4' but current is '3'"),
-        ({**args, "x-dead-letter-strategy": "at-most-once"}, "x-dead-letter-strategy",
-         "received the value 'at-most-once' of type 'longstr' but current is none"),
-        ({"x-queue-type": "classic", "x-delivery-limit": 3}, "x-queue-type",
-         "received 'classic' but current is 'quorum'"),
-    ):  # fmt: skip
+        (
+            {**args, "x-dead-letter-strategy": "at-most-once"},
+            "x-dead-letter-strategy",
+            "received the value 'at-most-once' of type 'longstr' but current is none",
+        ),
+        (
+            {"x-queue-type": "classic", "x-delivery-limit": 3},
+            "x-queue-type",
+            "received 'classic' but current is 'quorum'",
+        ),
+    ):
         ch = await side.channel()
         reply = await _fails(side, PreconditionFailed, ch.declare_queue(q, arguments=again), ch)
         assert reply == INEQUIVALENT.format(key=key, q=q, rest=rest)
@@ -184,11 +230,23 @@ async def test_a_quorum_redeclaration_compares_its_own_arguments(side: Side) -> 
 
 async def test_the_first_difference_in_rabbitmqs_order_is_reported(side: Side) -> None:
     ch = await side.channel()
-    args = {"x-message-ttl": 1, "x-max-length": 1, "x-overflow": "drop-head",
-            "x-dead-letter-exchange": "a", "x-expires": 100000, "x-max-priority": 2}  # fmt: skip
+    args = {
+        "x-message-ttl": 1,
+        "x-max-length": 1,
+        "x-overflow": "drop-head",
+        "x-dead-letter-exchange": "a",
+        "x-expires": 100000,
+        "x-max-priority": 2,
+    }
     q = (await ch.declare_queue(side.unique("q"), arguments=args)).name
-    keys = ["x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-max-length",
-            "x-max-priority", "x-overflow"]  # fmt: skip
+    keys = [
+        "x-expires",
+        "x-message-ttl",
+        "x-dead-letter-exchange",
+        "x-max-length",
+        "x-max-priority",
+        "x-overflow",
+    ]
     for index, key in enumerate(keys):
         given = {k: args[k] for k in keys[:index]}
         ch = await side.channel()
@@ -214,7 +272,7 @@ async def test_the_first_difference_in_rabbitmqs_order_is_reported(side: Side) -
         ({"x-queue-type": "quorum", "x-max-priority": 5}, " of queue type rabbit_quorum_queue"),
         ({"x-queue-type": "quorum", "x-dead-letter-strategy": "bogus"}, ": invalid_dlx_strategy"),
     ],
-)  # fmt: skip
+)
 async def test_invalid_arguments_of_a_new_queue(
     side: Side, arguments: dict[str, Any], problem: str
 ) -> None:
@@ -228,8 +286,11 @@ async def test_invalid_arguments_of_a_new_queue(
 
 
 async def test_quorum_queues_are_durable_and_not_exclusive_or_auto_delete(side: Side) -> None:
-    for kwargs, prop in (({"durable": False}, "non-durable"), ({"auto_delete": True}, "auto-delete"),
-                         ({"exclusive": True}, "exclusive-owner")):  # fmt: skip
+    for kwargs, prop in (
+        ({"durable": False}, "non-durable"),
+        ({"auto_delete": True}, "auto-delete"),
+        ({"exclusive": True}, "exclusive-owner"),
+    ):
         ch = await side.channel()
         q = side.unique("qq")
         call = ch.declare_queue(q, arguments={"x-queue-type": "quorum"}, **kwargs)
@@ -273,9 +334,12 @@ async def test_exchange_redeclaration(side: Side) -> None:
         ({"type": "direct"}, "type", "received 'direct' but current is 'topic'"),
         ({"durable": False}, "durable", "received 'false' but current is 'true'"),
         ({"auto_delete": True}, "auto_delete", "received 'true' but current is 'false'"),
-        ({"arguments": {"alternate-exchange": "a"}}, "alternate-exchange",
-         "received the value 'a' of type 'longstr' but current is none"),
-    ):  # fmt: skip
+        (
+            {"arguments": {"alternate-exchange": "a"}},
+            "alternate-exchange",
+            "received the value 'a' of type 'longstr' but current is none",
+        ),
+    ):
         ch = await side.channel()
         call = ch.declare_exchange(x, **{"type": "topic", "durable": True, **kwargs})
         assert await _fails(side, PreconditionFailed, call, ch) == text.format(k=key, r=rest)

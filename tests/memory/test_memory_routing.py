@@ -11,8 +11,28 @@ import pytest
 from mmate._transport.base import Properties
 from sides import Side, bodies, drain
 
-KEYS = ["", "a", "b", "a.b", "a.a", "a.b.b", "a.x.b", "a.x.y.b", "b.a", "x.a", "a..b", ".", "..",
-        "a.", ".a", "a.b.c", "ab", "a#", "a*", "a.b#"]  # fmt: skip
+KEYS = [
+    "",
+    "a",
+    "b",
+    "a.b",
+    "a.a",
+    "a.b.b",
+    "a.x.b",
+    "a.x.y.b",
+    "b.a",
+    "x.a",
+    "a..b",
+    ".",
+    "..",
+    "a.",
+    ".a",
+    "a.b.c",
+    "ab",
+    "a#",
+    "a*",
+    "a.b#",
+]
 ALL = KEYS
 TOPIC: dict[str, list[str]] = {
     "#": ALL,
@@ -48,7 +68,7 @@ TOPIC: dict[str, list[str]] = {
         ".a",
         "a.b.c",
         "a.b#",
-    ],  # fmt: skip
+    ],
     "a.b#": ["a.b#"],
     "a*": ["a*"],
     "..": [".."],
@@ -67,7 +87,7 @@ TOPIC: dict[str, list[str]] = {
         ".a",
         "a.b.c",
         "a.b#",
-    ],  # fmt: skip
+    ],
 }
 
 
@@ -80,8 +100,9 @@ async def test_topic_matching_is_rabbitmqs(side: Side) -> None:
         queues[pattern] = await ch.declare_queue(side.unique(f"t{index}"), durable=False)
         await ch.bind_queue(queues[pattern].name, x, pattern)
     for key in KEYS:
-        await ch.publish(json.dumps(key).encode(), Properties(), exchange=x, routing_key=key,
-                         mandatory=False)  # fmt: skip
+        await ch.publish(
+            json.dumps(key).encode(), Properties(), exchange=x, routing_key=key, mandatory=False
+        )
     await side.settle()
     got = {p: [json.loads(b) for b in await bodies(ch, q.name)] for p, q in queues.items()}
     assert got == TOPIC
@@ -101,12 +122,35 @@ BINDINGS: list[dict[str, Any]] = [
     {"x-match": "all", "c": None},
     {"x-match": "all", "a": True},
 ]
-HEADERS: list[dict[str, Any] | None] = [None, {}, {"a": 1}, {"a": 1, "b": "x"}, {"b": "x"},
-    {"a": "1"}, {"x-foo": "y"}, {"a": 2, "x-foo": "y"}, {"c": None}, {"c": 1}, {"a": True},
-    {"a": 1, "b": "x", "z": 9}]  # fmt: skip
+HEADERS: list[dict[str, Any] | None] = [
+    None,
+    {},
+    {"a": 1},
+    {"a": 1, "b": "x"},
+    {"b": "x"},
+    {"a": "1"},
+    {"x-foo": "y"},
+    {"a": 2, "x-foo": "y"},
+    {"c": None},
+    {"c": 1},
+    {"a": True},
+    {"a": 1, "b": "x", "z": 9},
+]
 # which messages (by index in HEADERS) each binding matches, measured on RabbitMQ 3.10
-MATCHED = [[3, 11], [2, 3, 4, 11], [2, 3, 11], list(range(12)), [], list(range(12)), [], [6, 7],
-           [6, 7], [5], [8, 9], [10]]  # fmt: skip
+MATCHED = [
+    [3, 11],
+    [2, 3, 4, 11],
+    [2, 3, 11],
+    list(range(12)),
+    [],
+    list(range(12)),
+    [],
+    [6, 7],
+    [6, 7],
+    [5],
+    [8, 9],
+    [10],
+]
 
 
 async def test_headers_matching_is_rabbitmqs(side: Side) -> None:
@@ -119,8 +163,13 @@ async def test_headers_matching_is_rabbitmqs(side: Side) -> None:
         await ch.bind_queue(queue.name, x, "ignored", arguments)
         names.append(queue.name)
     for index, headers in enumerate(HEADERS):
-        await ch.publish(str(index).encode(), Properties(headers=headers), exchange=x,
-                         routing_key="whatever", mandatory=False)  # fmt: skip
+        await ch.publish(
+            str(index).encode(),
+            Properties(headers=headers),
+            exchange=x,
+            routing_key="whatever",
+            mandatory=False,
+        )
     await side.settle()
     assert [[int(b) for b in await bodies(ch, name)] for name in names] == MATCHED
 
@@ -152,8 +201,9 @@ async def test_direct_fanout_default_and_exchange_to_exchange(side: Side) -> Non
     await ch.bind_exchange(src, fanout)  # a cycle: fanout -> src -> mid -> fanout
 
     async def send(body: str, exchange: str, key: str) -> None:
-        await ch.publish(body.encode(), Properties(), exchange=exchange, routing_key=key,
-                         mandatory=False)  # fmt: skip
+        await ch.publish(
+            body.encode(), Properties(), exchange=exchange, routing_key=key, mandatory=False
+        )
 
     await send("1", direct, "k")
     await send("2", direct, "K")  # direct keys are case-sensitive
