@@ -656,7 +656,8 @@ class MemoryBroker:
             for channel in self.channels()
             for entry in channel.unacked_entries(queue)
         ]
-        active = queue.consumers[0] if queue.settings.single_active_consumer else None
+        sac = queue.settings.single_active_consumer and queue.consumers
+        active = queue.consumers[0] if sac else None
         consumers = tuple(
             ConsumerView(
                 tag=c.tag,

@@ -129,6 +129,7 @@ class VirtualClock:
             raise ValueError(f"advance needs a finite number of seconds >= 0, got {seconds!r}")
         async with self._lock():
             target = self.time() + seconds
+            await settle()  # what is under way now happens now
             while True:
                 due = self.next_due()
                 if due is None or due > target:
