@@ -280,3 +280,27 @@ async def test_no_ack_consumers_and_empty_gets(side: Side) -> None:
     reader = await side.channel()
     assert [d.body for d in got] == [b"1", b"2"]
     assert await drain(reader, q) == []  # no-ack deliveries were settled when sent
+
+
+async def test_consumer_priority(side: Side) -> None:
+    ch = await side.channel()
+    q = await _queue(side, ch)
+    got: list[str] = []
+    low, high = await side.channel(), await side.channel()
+    await low.qos(1)
+    await high.qos(2)
+    await low.consume(q, lambda d: got.append("low"))
+    await high.consume(q, lambda d: got.append("high"), arguments={"x-priority": 10})
+    await _fill(ch, q, *"1234")
+    await side.settle()
+    assert sorted(got) == ["high", "high", "low"]  # the higher first, until it has no room
+    assert got[:2] == ["high", "high"]
+
+
+async def test_wait_closed_times_out_on_an_open_channel(side: Side) -> None:
+    ch = await side.channel()
+    if side.memory:
+        with pytest.raises(TimeoutError):
+            await ch.wait_closed(0.01)
+    await ch.close()
+    assert await ch.wait_closed(1) is None

@@ -259,3 +259,20 @@ async def test_a_cc_header_that_is_not_a_list_closes_the_channel(side: Side) -> 
         'PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,"CC",longstr}'
     )
     assert not ch.is_open
+
+
+async def test_an_alternate_exchange_takes_what_routes_nowhere(side: Side) -> None:
+    ch = await side.channel()
+    alternate, main = side.unique("ae"), side.unique("main")
+    await ch.declare_exchange(alternate, "fanout", durable=False)
+    await ch.declare_exchange(
+        main, "direct", durable=False, arguments={"alternate-exchange": alternate}
+    )
+    caught = (await ch.declare_queue(side.unique("caught"), durable=False)).name
+    routed = (await ch.declare_queue(side.unique("routed"), durable=False)).name
+    await ch.bind_queue(caught, alternate)
+    await ch.bind_queue(routed, main, "known")
+    await ch.publish(b"1", Properties(), exchange=main, routing_key="known")
+    await ch.publish(b"2", Properties(), exchange=main, routing_key="unknown")
+    await side.settle()
+    assert (await bodies(ch, routed), await bodies(ch, caught)) == (["1"], ["2"])

@@ -442,9 +442,9 @@ class MemoryChannel:
         """Called by a queue: hand ``entry`` to ``consumer`` from the event loop, in order."""
         consumer.held += 1
         self._outbox.append((consumer, entry))
-        self._broker.pending += 1
         loop = self._link.loop
-        if not loop.is_closed():
+        if not loop.is_closed():  # else the link is reaped and the entry given back
+            self._broker.pending += 1
             loop.call_soon(self._hand_over)
 
     def _hand_over(self) -> None:
