@@ -335,11 +335,11 @@ def check_queue_equivalent(
             continue
         now_value = have.get(key, _MISSING)
         want_value = want_args.get(key, _MISSING)
-        if key == "x-queue-type" and kind == "classic":
-            if all(v is _MISSING or v == "classic" for v in (now_value, want_value)):
-                continue  # absent means classic on a classic queue
-        if now_value is _MISSING and want_value is _MISSING:
-            continue
+        pair = (now_value, want_value)
+        if all(v is _MISSING for v in pair) or (
+            key == "x-queue-type" and all(v is _MISSING or v == "classic" for v in pair)
+        ):
+            continue  # absent on both sides; an absent queue type is classic
         if now_value is _MISSING or want_value is _MISSING or not equivalent(now_value, want_value):
             text = _difference(key, now_value, want_value, what)
             raise replies.precondition_failed(text, name, doing, spec)
