@@ -407,6 +407,15 @@ async def test_auto_delete_queues_and_exchanges(side: Side) -> None:
     await side.settle()
     with pytest.raises(EntityNotFound):
         await ch.declare_queue(q, passive=True)
+    # or when the channel of its last consumer closes
+    ch = await side.channel()
+    q = (await ch.declare_queue(side.unique("ad"), durable=False, auto_delete=True)).name
+    await ch.consume(q, lambda d: None)
+    await ch.close()
+    await side.settle()
+    ch = await side.channel()
+    with pytest.raises(EntityNotFound):
+        await ch.declare_queue(q, passive=True)
     # an auto-delete exchange goes with its last binding (as the source)
     ch = await side.channel()
     x = side.unique("adx")
