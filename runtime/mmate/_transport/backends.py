@@ -16,7 +16,7 @@ def backend_for(url: str) -> Backend:
     if urlsplit(url).scheme == "memory":
         from .memory import memory_backend
 
-        return memory_backend()
+        return memory_backend(url)
     if _aiormq is None:
         from .aiormq.backend import AiormqBackend
 

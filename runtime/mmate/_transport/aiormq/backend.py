@@ -121,6 +121,8 @@ class AiormqChannel:
         self._return_callbacks: list[ReturnCallback] = []
         self._cancel_callbacks: list[CancelCallback] = []
         self._reason: MmateError | None = None
+        self._reply: tuple[int, str] = (0, "")
+        """The broker's reply code and text when it closed the channel."""
         self._closed_by_us = False
         self._returns: dict[str, int] = {}
         """Message id -> key of a mandatory publish on a channel without confirms."""
@@ -158,6 +160,7 @@ class AiormqChannel:
                 self._reason = BrokerConnectionError("the channel closed with its connection")
             else:
                 self._reason = translate(error, "the channel was closed")
+                self._reply = reply_of(error)
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
             _run_callback("channel close", callback, self._reason)
@@ -177,14 +180,18 @@ class AiormqChannel:
             if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
                 raise
             if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
-                reason = self._reason
-                raise ChannelClosed(
-                    f"{what}: the channel is closed"
-                    + (f" ({reason})" if reason is not None else ""),
-                    reply_code=getattr(reason, "reply_code", 0),
-                    reply_text=str(reason or ""),
-                ) from None
+                raise self._closed(what) from None
             raise translate(exc, what) from None
+
+    def _closed(self, what: str) -> ChannelClosed:
+        """The error of a call on a channel that is closed already."""
+        reason = self._reason
+        code, text = self._reply
+        return ChannelClosed(
+            f"{what}: the channel is closed" + (f" ({reason})" if reason is not None else ""),
+            reply_code=code,
+            reply_text=text,
+        )
 
     # -- topology -------------------------------------------------------------------------------
 
@@ -331,13 +338,7 @@ class AiormqChannel:
                 raise
             where = f"exchange {exchange or '(default)'!r} with routing key {routing_key!r}"
             if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
-                reason = self._reason
-                raise ChannelClosed(
-                    f"publishing to {where}: the channel is closed"
-                    + (f" ({reason})" if reason is not None else ""),
-                    reply_code=getattr(reason, "reply_code", 0),
-                    reply_text=str(reason or ""),
-                ) from None
+                raise self._closed(f"publishing to {where}") from None
             raise translate(exc, f"publishing to {where}") from None
         if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
             raise NackError(f"publishing to exchange {exchange!r}: nacked")

@@ -90,9 +90,9 @@ def translate(exc: BaseException, context: str) -> MmateError:
             detail = f"{code} {text}" if code else text
             message = f"{context}: {what}: {detail}"
             if issubclass(target, PreconditionFailed):
-                return target(message, entity="", wanted={}, broker_reply=detail)
+                return target(message, entity="", wanted={}, broker_reply=text)
             if issubclass(target, TopologyError):
-                return target(message, entity="", broker_reply=detail)
+                return target(message, entity="", broker_reply=text)
             if issubclass(target, ChannelClosed):
                 return target(message, reply_code=code, reply_text=text)
             if issubclass(target, PublishError):
