@@ -1,7 +1,7 @@
 """Fixtures of the in-memory broker's tests.
 
 ``side`` runs a test twice: on a fresh ``MemoryBroker`` and on RabbitMQ (a vhost of this test
-session, through the aiormq probe in ``rabbit.py``), so every behaviour asserted there is proven
+session, through the aiormq backend of the seam), so every behaviour asserted there is proven
 against the real broker. ``side.wait(seconds)`` lets time pass: the memory broker advances its
 clock (milliseconds), RabbitMQ sleeps. ``broker`` is a fresh ``MemoryBroker`` for memory-only
 tests.
