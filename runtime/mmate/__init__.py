@@ -1,5 +1,6 @@
 """mmate: contract-first messaging over RabbitMQ, wire-compatible with Mmate for Go and .NET."""
 
+from ._consuming.serving import Serving
 from ._contract.context import MessageContext
 from ._contract.handler import HandlerBase
 from ._contract.model import Model
@@ -25,15 +26,17 @@ from ._failures.handler_breaker import HandlerBreakerOptions
 from ._observation.interceptors import HandleNext, Interceptor, Outcome, PublishInfo, PublishNext
 from ._operations.health import CheckResult, HealthReport, QueueStats, check_health
 from ._operations.health_http import HealthServer, serve_health
+from ._publishing.batch import Batch, Publication
 from ._publishing.breaker import PublishBreakerOptions
 from ._publishing.transaction import Transaction
 from ._transport.recovery import ConnectionEvent, ReconnectPolicy
-from .client import Batch, Client, Publication, Serving
+from .client import Client, ClientOptions, ClientSettings
 from .errors import (
     AccessRefused,
     BatchFailure,
     BatchPublishError,
     BrokerConnectionError,
+    ChannelClosed,
     CircuitOpenError,
     DecodeError,
     EntityNotFound,
@@ -47,6 +50,7 @@ from .errors import (
     RemoteError,
     ReplyError,
     RequestTimeout,
+    ResourceLocked,
     RetryAfter,
     TopologyError,
     TransactionError,
@@ -71,9 +75,12 @@ __all__ = [
     "BindingDef",
     "BreakerState",
     "BrokerConnectionError",
+    "ChannelClosed",
     "CircuitBreaker",
     "CircuitOpenError",
     "Client",
+    "ClientOptions",
+    "ClientSettings",
     "ConnectionEvent",
     "CronError",
     "DecodeError",
@@ -104,6 +111,7 @@ __all__ = [
     "PublishOptions",
     "PublishRoute",
     "PublishTimeout",
+    "ResourceLocked",
     "PublishTransport",
     "Publisher",
     "QueueDef",

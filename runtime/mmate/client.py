@@ -9,13 +9,11 @@
         await StorefrontPublisher(client).send_create_order_command(cmd)
         await serving.stop()
 
-Architecture: one aiormq connection (``connection.Connection``) owns every channel. ``publishing``
-has the confirm-mode channel all publishes share (pipelined, bounded in flight), ``reply`` the
-per-client reply queue, ``consumer`` one channel per consumed queue, ``declare`` a short-lived one
-per declaration. ``codec`` turns models into envelopes and back, ``failure`` decides about every
-failed delivery.
-
-Task safety: every coroutine method may be called concurrently from any task of one event loop.
+The client composes the parts (docs/architecture.md has the map): a ``Connection`` through a
+transport backend (``_transport``), an ``Outbox`` that encodes and sends every publish
+(``_publishing``), a ``ReplyQueue`` for requests, the delay infrastructure (``_delays``), and one
+``QueueConsumer`` per served queue (``_consuming``). Task safety: every coroutine method may be
+called concurrently from any task of one event loop.
 """
 
 from __future__ import annotations
@@ -23,71 +21,104 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Self, TypedDict, TypeVar, Unpack
 
-from ._consuming.consumer import ConsumerSettings, QueueConsumer, Route
+from ._consuming.consumer import ConsumerSettings, QueueConsumer
+from ._consuming.dispatch import dispatch_table
+from ._consuming.serving import Serving
 from ._contract.handler import HandlerBase
 from ._contract.model import Model
 from ._contract.options import PublishOptions
 from ._contract.publish_method import PublishMethod
 from ._contract.publisher import PublishTransport
-from ._contract.topology import HeaderValue, MessageDef, PublishRoute, ServiceTopology
-from ._delays.cascade import DEFAULT_PREFIX, DelayMode, delay_seconds, delayed
+from ._contract.topology import PublishRoute, ServiceTopology
+from ._delays.cascade import DEFAULT_PREFIX, DelayMode
 from ._delays.relay import DelayService
 from ._failures.breaker import CircuitBreaker
 from ._failures.handler_breaker import DEFAULT_HANDLER_BREAKER, HandlerBreakerOptions
-from ._observation.interceptors import Draft, Interceptor, Interceptors, PublishKind, publish_info
-from ._publishing import routing
+from ._observation.interceptors import Interceptor, Interceptors
+from ._publishing.batch import Batch, Publication
 from ._publishing.breaker import GuardedPublisher, PublishBreakerOptions
-from ._publishing.confirmed import ConfirmedPublisher, Outgoing
-from ._publishing.requests import ReplyQueue
+from ._publishing.confirmed import ConfirmedPublisher
+from ._publishing.outbox import Outbox
+from ._publishing.requests import ReplyQueue, reply_model
 from ._publishing.transaction import Transaction
 from ._topology.declare import declare_topology
 from ._transport.connection import Connection
 from ._transport.recovery import ReconnectPolicy, StateCallback
 from ._wire import envelope as codec
-from ._wire.envelope import Envelope
-from .errors import DecodeError, FeatureNotAvailable, MmateError, RemoteError, RequestTimeout
+from .errors import MmateError, RequestTimeout
 
 log = logging.getLogger("mmate.client")
 
 R = TypeVar("R", bound=Model)
 M = TypeVar("M", bound=Model)
 
-_KNOWN_OPTIONS = frozenset(PublishOptions.__annotations__)
-
-
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
 
 @dataclass(frozen=True, slots=True)
-class Publication:
-    """One message for ``Client.publish_many``: what a generated publisher method would publish."""
+class ClientSettings:
+    """How a ``Client`` connects, publishes and consumes; every field has a default.
 
-    route: PublishRoute
-    message: Model
-    routing_key: str = ""
-    options: PublishOptions = field(default_factory=lambda: PublishOptions())
+    Pass one as ``Client(url, service=..., settings=ClientSettings(...))``, or give single fields
+    as keyword arguments (``Client(url, service=..., publish_timeout=5)``), which override it.
+    """
+
+    heartbeat: int = 30
+    """Seconds between AMQP heartbeats; a silent network cut is noticed after about three."""
+    ssl_context: ssl.SSLContext | None = None
+    """For ``amqps://`` URLs (or use aiormq's ``cafile``/``certfile``/``keyfile`` query)."""
+    connect_timeout: float = 15.0
+    connect_retry: float = 0.0
+    """Seconds the first ``connect`` keeps retrying (for a service that starts before its
+    broker); 0: each URL once."""
+    reconnect: ReconnectPolicy | None = None
+    """How a lost connection is recovered (``ReconnectPolicy()`` when None)."""
+    publish_timeout: float = 10.0
+    """Default ``timeout`` of a publish (write and confirm)."""
+    request_timeout: float = 30.0
+    """Default ``timeout`` of a request (its reply)."""
+    max_in_flight: int = 1000
+    """Unconfirmed publishes at once."""
+    publish_breaker: PublishBreakerOptions | None = None
+    """A circuit breaker around publishing; off when None."""
+    handler_breaker: HandlerBreakerOptions | None = DEFAULT_HANDLER_BREAKER
+    """The per-queue circuit breaker around handlers; off when None."""
+    delay_mode: DelayMode = "cascade"
+    delay_relay: bool = True
+    """This client relays delayed messages once it published one or serves handlers."""
+    delay_prefix: str = DEFAULT_PREFIX
+
+
+class ClientOptions(TypedDict, total=False):
+    """The fields of ``ClientSettings``, as keyword arguments of ``Client``."""
+
+    heartbeat: int
+    ssl_context: ssl.SSLContext | None
+    connect_timeout: float
+    connect_retry: float
+    reconnect: ReconnectPolicy | None
+    publish_timeout: float
+    request_timeout: float
+    max_in_flight: int
+    publish_breaker: PublishBreakerOptions | None
+    handler_breaker: HandlerBreakerOptions | None
+    delay_mode: DelayMode
+    delay_relay: bool
+    delay_prefix: str
 
 
 class Client:
-    """A service's connection to RabbitMQ; ``async with`` connects and closes it.
+    """A service's connection to its broker; ``async with`` connects and closes it.
 
-    ``url``: ``amqp://`` or ``amqps://`` (vhost as path; aiormq's query parameters such as
-    ``cafile``, ``certfile``, ``keyfile`` work; or pass ``ssl_context``), or several (a cluster's
-    nodes, tried in turn; for ``connect_retry`` seconds with backoff when none answers at first).
-    The connection is named after ``service`` in the management UI; a lost one is recovered as
-    ``reconnect`` says (``ReconnectPolicy``; state changes through
-    ``on_state``). ``publish_timeout`` and ``request_timeout`` are the
-    defaults of the ``timeout`` publish option; ``max_in_flight`` bounds unconfirmed publishes.
-    ``publish_breaker`` puts a circuit breaker around publishing (``mmate.publish_breaker``; off
-    when None). ``interceptors`` run around every publish and handled message, the first
-    outermost (``mmate.interceptors``).
+    ``url``: ``amqp://`` or ``amqps://`` (the vhost as path), several of them (a cluster's nodes,
+    tried in turn), or ``memory://[name]`` (the in-process broker). The connection is named after
+    ``service`` in the management UI. ``settings`` (``ClientSettings``) and keyword ``options``
+    say how it connects, publishes and consumes. ``interceptors`` run around every publish and
+    handled message, the first outermost.
     """
 
     def __init__(
@@ -95,55 +126,52 @@ class Client:
         url: str | Sequence[str],
         *,
         service: str,
-        heartbeat: int = 30,
-        ssl_context: ssl.SSLContext | None = None,
-        connect_timeout: float = 15.0,
-        connect_retry: float = 0.0,
-        reconnect: ReconnectPolicy | None = None,
-        publish_timeout: float = 10.0,
-        request_timeout: float = 30.0,
-        max_in_flight: int = 1000,
-        publish_breaker: PublishBreakerOptions | None = None,
-        handler_breaker: HandlerBreakerOptions | None = DEFAULT_HANDLER_BREAKER,
-        delay_mode: DelayMode = "cascade",
-        delay_relay: bool = True,
-        delay_prefix: str = DEFAULT_PREFIX,
+        settings: ClientSettings | None = None,
         interceptors: Sequence[Interceptor] = (),
+        **options: Unpack[ClientOptions],
     ) -> None:
         if not service:
             raise MmateError("Client needs a service name")
-        self._interceptors = Interceptors.of(interceptors)
-        chain = self._interceptors
-        self._publish_chain = chain if chain is not None and chain.publishes else None
-        """None when no interceptor wraps publishing: the publish paths skip it entirely."""
+        known = {f.name for f in fields(ClientSettings)}
+        unknown = options.keys() - known
+        if unknown:
+            raise MmateError(f"unknown Client options: {', '.join(sorted(unknown))}")
+        self.settings = s = replace(settings or ClientSettings(), **options)
         self.service = service
-        self._connect_retry = connect_retry
         self._connection = Connection(
             url,
             service=service,
-            heartbeat=heartbeat,
-            ssl_context=ssl_context,
-            connect_timeout=connect_timeout,
-            reconnect=reconnect,
+            heartbeat=s.heartbeat,
+            ssl_context=s.ssl_context,
+            connect_timeout=s.connect_timeout,
+            reconnect=s.reconnect,
         )
-        self._publisher: ConfirmedPublisher | GuardedPublisher = ConfirmedPublisher(
-            self._connection, max_in_flight=max_in_flight, timeout=publish_timeout
+        confirmed = ConfirmedPublisher(
+            self._connection, max_in_flight=s.max_in_flight, timeout=s.publish_timeout
         )
-        if publish_breaker is not None:
-            self._publisher = GuardedPublisher(self._publisher, publish_breaker)
+        publisher: ConfirmedPublisher | GuardedPublisher = confirmed
+        if s.publish_breaker is not None:
+            publisher = GuardedPublisher(confirmed, s.publish_breaker)
+        # Delayed delivery: declared on first use, relayed by this client when delay_relay is
+        # on and it published a delayed message or serves handlers.
+        self._delays = DelayService(
+            self._connection,
+            mode=s.delay_mode,
+            prefix=s.delay_prefix,
+            publish_timeout=s.publish_timeout,
+        )
+        self._interceptors = Interceptors(interceptors)
+        self._outbox = Outbox(
+            service=service,
+            publisher=publisher,
+            delays=self._delays,
+            relay_delays=s.delay_relay,
+            interceptors=self._interceptors,
+        )
         self._replies = ReplyQueue(self._connection, service)
-        self._request_timeout = request_timeout
-        self._handler_breaker = handler_breaker
-        self._publish_timeout = publish_timeout
         self._servings: list[Serving] = []
         self._declared: dict[str, tuple[ServiceTopology, bool]] = {}
         self._connection.on_reconnect(self._redeclare)
-        # Delayed delivery (delay.py, delay_relay.py): declared on first use, relayed by this
-        # client when delay_relay is on and it published a delayed message or serves handlers.
-        self._delays = DelayService(
-            self._connection, mode=delay_mode, prefix=delay_prefix, publish_timeout=publish_timeout
-        )
-        self._delay_relay = delay_relay
         self._connection.on_reconnect(self._delays.redeclare)
         for interceptor in interceptors:
             interceptor.bind(self)
@@ -168,7 +196,7 @@ class Client:
     async def connect(self) -> None:
         """Connect (``connect_retry`` seconds of retrying with the reconnect backoff when the
         broker is not there yet; 0: each URL once)."""
-        await self._connection.open(retry_for=self._connect_retry)
+        await self._connection.open(retry_for=self.settings.connect_retry)
         if self._delays.mode == "plugin":
             await self._delays.ensure()  # FeatureNotAvailable now, not at the first delay
 
@@ -179,7 +207,7 @@ class Client:
             await serving.stop(timeout)
         await self._delays.stop()
         await self._replies.close()
-        await self._publisher.close()
+        await self._outbox.publisher.close()
         await self._connection.close()
 
     async def __aenter__(self) -> Self:
@@ -220,139 +248,13 @@ class Client:
 
     # -- publishing -------------------------------------------------------------------------------
 
-    def _outgoing(
-        self,
-        route: PublishRoute,
-        message: Model | Mapping[str, Any],
-        routing_key: str,
-        options: PublishOptions,
-        *,
-        correlation_id: str | None = None,
-        reply_to: str | None = None,
-    ) -> Outgoing:
-        unknown = options.keys() - _KNOWN_OPTIONS
-        if unknown:
-            raise MmateError(f"unknown publish options: {', '.join(sorted(unknown))}")
-        wait: int | None = None
-        if "delay" in options or "schedule_at" in options:
-            wait = delay_seconds(options.get("delay"), options.get("schedule_at"))
-        expiration: int | None = None
-        if "ttl" in options:
-            expiration = round(_seconds(options["ttl"]) * 1000)
-            if expiration < 0:
-                raise MmateError(f"ttl must not be negative, got {options['ttl']!r}")
-        priority = options.get("priority", route.priority)
-        if priority is not None and not 0 <= priority <= 255:
-            raise MmateError(f"priority must be 0-255, got {priority}")
-        key = options.get("routing_key") or routing_key
-        if not key and isinstance(message, Model):
-            key = routing.fill(route.routing_key, message)
-        reply_to = reply_to or options.get("reply_to")
-        if reply_to and isinstance(message, Model) and not getattr(message, "reply_to", "x"):
-            # A command's payload.replyTo is where a Go handler looks; fill it unless already set.
-            message = codec.with_reply_to(route.message, message, reply_to)
-        encoded = codec.encode(
-            route.message,
-            message,
-            app_id=self.service,
-            correlation_id=correlation_id or options.get("correlation_id"),
-            reply_to=reply_to,
-            headers=options.get("headers"),
-            expiration_ms=expiration,
-            priority=priority,
-            persistent=options.get("persistent", route.persistent),
-            message_id=options.get("message_id"),
-        )
-        out = Outgoing(encoded, options.get("exchange", route.exchange), key)
-        if wait is not None:
-            out = delayed(out, wait, self._delays.topology, self._delays.mode)
-        return out
-
-    async def _prepare_delays(self, items: Iterable[Outgoing], *, single: bool = True) -> None:
-        """Declare the delay infrastructure (and start the relay) before the first delayed
-        publish."""
-        if not single and any(self._delays.needs_plugin_send(out) for out in items):
-            raise FeatureNotAvailable(
-                "delay_mode='plugin' delays one publish at a time; batches and publish_many "
-                "need delay_mode='cascade'. Nothing was published"
-            )
-        if any(self._delays.is_delayed(out) for out in items):
-            if self._delay_relay:
-                await self._delays.start_relay()
-            else:
-                await self._delays.ensure()
-
     async def publish(
         self, route: PublishRoute, message: Model, routing_key: str, options: PublishOptions
     ) -> None:
         """Publish and return once the broker confirmed it (``PublishError`` subclasses
         otherwise)."""
-        out = self._outgoing(route, message, routing_key, options)
-        await self._send_intercepted(
-            "publish", out, route, message, routing_key, options, options.get("timeout")
-        )
-
-    async def _send_intercepted(
-        self,
-        kind: PublishKind,
-        out: Outgoing,
-        route: PublishRoute,
-        message: Model,
-        routing_key: str,
-        options: PublishOptions,
-        timeout: float | None,
-        *,
-        correlation_id: str | None = None,
-        reply_to: str | None = None,
-    ) -> None:
-        """``_send_one``, through the publish interceptors when there are any."""
-        chain = self._publish_chain
-        if chain is None:
-            await self._send_one(out, timeout)
-            return
-        draft = self._draft(
-            kind,
-            out,
-            route,
-            message,
-            routing_key,
-            options,
-            correlation_id=correlation_id,
-            reply_to=reply_to,
-        )
-        await chain.publish_one(draft, lambda final: self._send_one(final, timeout))
-
-    def _draft(
-        self,
-        kind: PublishKind,
-        out: Outgoing,
-        route: PublishRoute,
-        message: Model,
-        routing_key: str,
-        options: PublishOptions,
-        *,
-        correlation_id: str | None = None,
-        reply_to: str | None = None,
-    ) -> Draft:
-        """What the interceptors see of ``out``, and how to encode it again with their headers."""
-
-        def reencode(headers: Mapping[str, HeaderValue]) -> Outgoing:
-            again = options.copy()
-            again["headers"] = headers
-            again["message_id"] = out.encoded.message_id
-            return self._outgoing(
-                route, message, routing_key, again, correlation_id=correlation_id, reply_to=reply_to
-            )
-
-        return Draft(publish_info(out, kind, options.get("headers")), out, reencode)
-
-    async def _send_one(self, out: Outgoing, timeout: float | None) -> None:
-        """Send one message: into the delay infrastructure (declared first) or straight."""
-        await self._prepare_delays((out,))
-        if self._delays.needs_plugin_send(out):
-            await self._delays.send_to_plugin(out, timeout=timeout)
-        else:
-            await self._publisher.send(out, timeout=timeout)
+        out = self._outbox.encode(route, message, routing_key, options)
+        await self._outbox.send("publish", out, route, message, routing_key, options)
 
     async def publish_with_delay(
         self,
@@ -408,64 +310,31 @@ class Client:
         failed message; every other message was confirmed. Encoding errors raise before anything is
         sent.
         """
-        wanted = list(publications)
-        items = [self._outgoing(p.route, p.message, p.routing_key, p.options) for p in wanted]
-        chain = self._publish_chain
-        if chain is None:
-            await self._send_many(items, timeout)
-            return
-        drafts = [
-            self._draft("batch", out, p.route, p.message, p.routing_key, p.options)
-            for p, out in zip(wanted, items, strict=True)
-        ]
-        await chain.publish_batch(drafts, lambda finals: self._send_many(finals, timeout))
-
-    async def _send_many(self, items: Sequence[Outgoing], timeout: float | None) -> None:
-        await self._prepare_delays(items, single=False)
-        await self._publisher.send_many(items, timeout=timeout)
+        batch = Batch(self._outbox, timeout)
+        for publication in publications:
+            batch.add(publication)
+        await batch.send()
 
     def batch(self, *, timeout: float | None = None) -> Batch:
         """A ``PublishTransport`` that collects publishes and sends them together on exit."""
-        return Batch(self, timeout)
+        return Batch(self._outbox, timeout)
 
     def begin_tx(self, *, timeout: float | None = None) -> Transaction:
         """A publish transaction, a ``PublishTransport`` on a channel of its own: its messages
-        reach their queues only on commit (``async with`` commits, or rolls back on an exception;
-        see ``mmate.tx``). ``timeout`` bounds the commit (default ``publish_timeout``)."""
-        limit = self._publish_timeout if timeout is None else timeout
-
-        async def prepare(items: Sequence[Outgoing]) -> None:
-            # Like a batch: plugin-mode delays (never mandatory) cannot be in a transaction.
-            await self._prepare_delays(items, single=False)
-
-        chain = self._publish_chain
-        if chain is None:
-            return Transaction(self._connection, self._outgoing, timeout=limit, prepare=prepare)
-
-        async def intercept(
-            out: Outgoing,
-            route: PublishRoute,
-            message: Model,
-            routing_key: str,
-            options: PublishOptions,
-            write: Callable[[Outgoing], Awaitable[None]],
-        ) -> None:
-            draft = self._draft("transaction", out, route, message, routing_key, options)
-            await chain.publish_one(draft, write)
-
-        return Transaction(
-            self._connection, self._outgoing, timeout=limit, prepare=prepare, intercept=intercept
-        )
+        reach their queues only on commit (``async with`` commits, or rolls back on an exception).
+        ``timeout`` bounds the commit (default ``publish_timeout``)."""
+        limit = self.settings.publish_timeout if timeout is None else timeout
+        return Transaction(self._connection, self._outbox, timeout=limit)
 
     @property
     def resent(self) -> int:
-        """Publishes sent again because their confirm was lost with a channel or connection."""
-        return self._publisher.resent
+        """Publishes sent again because their confirm was lost, or the broker nacked them."""
+        return self._outbox.publisher.resent
 
     @property
     def publish_breaker(self) -> CircuitBreaker | None:
         """The circuit breaker around publishing (``.state``), None when it is off."""
-        publisher = self._publisher
+        publisher = self._outbox.publisher
         return publisher.breaker if isinstance(publisher, GuardedPublisher) else None
 
     # -- request/reply ----------------------------------------------------------------------------
@@ -481,30 +350,33 @@ class Client:
         """Send a query and wait for its reply.
 
         Raises ``RequestTimeout`` (query type and correlation id) when none arrives within the
-        ``timeout`` option (default ``request_timeout``), ``RemoteError`` for an error reply,
-        ``DecodeError`` for a reply that fails validation.
+        ``timeout`` option (default ``request_timeout``), ``RemoteError`` for an error reply
+        (``success: false``, whatever its type), ``DecodeError`` for a reply of another type or
+        one that fails validation.
         """
         queue = await self._replies.ensure()
         correlation_id = options.get("correlation_id") or codec.new_id()
         if self._replies.in_use(correlation_id):
             correlation_id = codec.new_id()  # the matching key must be unique among open requests
         query = codec.with_reply_to(route.message, message, queue)
-        out = self._outgoing(
+        outbox = self._outbox
+        out = outbox.encode(
             route, query, routing_key, options, correlation_id=correlation_id, reply_to=queue
         )
-        timeout = options.get("timeout", self._request_timeout)
+        timeout = options.get("timeout", self.settings.request_timeout)
         waiter = self._replies.expect(correlation_id)
+        send_options = options.copy()
+        send_options.pop("timeout", None)  # the request's timeout bounds the send
         try:
             async with asyncio.timeout(timeout):
                 # The request's own timeout bounds the send: a delayed query waits for its delay.
-                await self._send_intercepted(
+                await outbox.send(
                     "request",
                     out,
                     route,
                     query,
                     routing_key,
-                    options,
-                    None,
+                    send_options,
                     correlation_id=correlation_id,
                     reply_to=queue,
                 )
@@ -514,44 +386,7 @@ class Client:
             raise RequestTimeout(route.message.name, correlation_id, timeout) from None
         finally:
             self._replies.forget(correlation_id)
-        return _reply_model(envelope, reply, correlation_id)
-
-    async def _send_reply(
-        self,
-        request: Envelope,
-        property_reply_to: str | None,
-        reply: MessageDef,
-        payload: Model | dict[str, Any],
-    ) -> None:
-        address = codec.reply_address(request, property_reply_to)
-        if not address:
-            raise MmateError(f"{request.type} {request.id} names no reply address")
-        correlation_id = request.correlation_id or request.id
-
-        def encode(
-            headers: Mapping[str, HeaderValue] | None = None, message_id: str | None = None
-        ) -> Outgoing:
-            encoded = codec.encode(
-                reply,
-                payload,
-                app_id=self.service,
-                correlation_id=correlation_id,
-                headers=headers,
-                message_id=message_id,
-            )
-            return Outgoing(encoded, "", address)
-
-        out = encode()
-        chain = self._publish_chain
-        if chain is None:
-            await self._publisher.send(out)
-            return
-
-        def reencode(headers: Mapping[str, HeaderValue]) -> Outgoing:
-            return encode(headers, out.encoded.message_id)
-
-        draft = Draft(publish_info(out, "reply", None), out, reencode)
-        await chain.publish_one(draft, self._publisher.send)
+        return reply_model(envelope, route.message.reply, reply, correlation_id)
 
     # -- consuming --------------------------------------------------------------------------------
 
@@ -578,9 +413,10 @@ class Client:
                 raise MmateError(f"{type(handlers).__name__} does not consume {sorted(missing)}")
             table = {q: r for q, r in table.items() if q in wanted}
         queue_defs = {q.name: q for q in type(handlers).TOPOLOGY.queues}
-        if self._delay_relay:  # a serving client relays delayed messages
+        relay = self.settings.delay_relay
+        if relay:  # a serving client relays delayed messages
             await self._delays.start_relay(required=False)
-        serving = Serving(self)
+        serving = Serving(self._servings.remove)
         try:
             for queue, routes in table.items():
                 qdef = queue_defs.get(queue)
@@ -590,9 +426,9 @@ class Client:
                     auto_ack=auto_ack,
                     handler_timeout=handler_timeout,
                     queue_def=qdef,
-                    breaker=self._handler_breaker,
-                    move_timeout=self._publish_timeout,
-                    delays=self._delays if self._delay_relay else None,
+                    breaker=self.settings.handler_breaker,
+                    move_timeout=self.settings.publish_timeout,
+                    delays=self._delays if relay else None,
                     interceptors=self._interceptors,
                 )
                 consumer = QueueConsumer(
@@ -601,172 +437,17 @@ class Client:
                     routes,
                     settings,
                     transport=self,
-                    send_reply=self._send_reply,
+                    send_reply=self._outbox.send_reply,
                     redeclare=self._redeclare,
                 )
                 await consumer.start()
                 serving.consumers.append(consumer)
         except BaseException:
+            self._servings.append(serving)  # stop() removes it again
             await serving.stop(0)
             raise
         self._servings.append(serving)
         return serving
-
-
-def _reply_model(envelope: Envelope, reply: type[R], correlation_id: str) -> R:
-    failure = codec.reply_failure(envelope)
-    if failure is not None:
-        raise RemoteError(
-            failure[0], failure[1], reply_type=envelope.type, correlation_id=correlation_id
-        )
-    try:
-        return reply.model_validate(envelope.payload)
-    except ValueError as exc:
-        raise DecodeError(
-            f"reply {envelope.type} {envelope.id} fails validation as {reply.__name__}: {exc}",
-            message_type=envelope.type,
-            message_id=envelope.id,
-        ) from None
-
-
-def dispatch_table(handlers: HandlerBase) -> dict[str, dict[str, Route]]:
-    """Queue -> wire type -> route, built once from ``TOPOLOGY.consumes`` (bound methods
-    resolved)."""
-    cls = type(handlers)
-    topology = getattr(cls, "TOPOLOGY", None)
-    if not isinstance(topology, ServiceTopology):
-        raise MmateError(f"{cls.__name__} has no TOPOLOGY; subclass a generated Handlers class")
-    table: dict[str, dict[str, Route]] = {}
-    for queue, types in topology.consumes.items():
-        routes: dict[str, Route] = {}
-        for type_name, handler_route in types.items():
-            method = getattr(handlers, handler_route.method, None)
-            if not callable(method) or getattr(method, "__isabstractmethod__", False):
-                raise MmateError(
-                    f"{cls.__name__} does not implement {handler_route.method}() for {type_name} "
-                    f"on queue {queue!r}"
-                )
-            reply_def: MessageDef | None = None
-            if handler_route.message.kind == "query":
-                reply_name = handler_route.message.reply or ""
-                reply_def = topology.messages.get(reply_name)
-                if reply_def is None:
-                    raise MmateError(
-                        f"{type_name}: its reply {reply_name!r} is not among the messages "
-                        f"of {topology.name}"
-                    )
-            routes[type_name] = Route(handler_route.message, method, reply_def)
-        table[queue] = routes
-    return table
-
-
-class Serving:
-    """The consumers started by one ``Client.serve`` call."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self.consumers: list[QueueConsumer] = []
-        self._stopped = False
-        self._done = asyncio.Event()
-
-    def __repr__(self) -> str:
-        return f"<mmate.Serving {[c.queue for c in self.consumers]}>"
-
-    @property
-    def handled(self) -> int:
-        return sum(c.handled for c in self.consumers)
-
-    @property
-    def failed(self) -> int:
-        return sum(c.failed for c in self.consumers)
-
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Stop consuming, let in-flight handlers finish within ``timeout`` and ack them."""
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            await asyncio.gather(*(c.stop(timeout) for c in self.consumers))
-        finally:
-            if self in self._client._servings:
-                self._client._servings.remove(self)
-            self._done.set()
-
-    async def wait(self) -> None:
-        """Return once ``stop`` has finished (called by a signal handler or ``Client.close``)."""
-        await self._done.wait()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-
-class Batch:
-    """Collects publishes (``PublishTransport``) and sends them together, all confirms awaited at
-    once.
-
-    ``publish`` only encodes and records (it returns before anything is sent); ``send`` (or leaving
-    ``async with`` without an exception) publishes them and raises ``BatchPublishError`` naming
-    exactly the failed ones. ``request`` is not available in a batch.
-    """
-
-    def __init__(self, client: Client, timeout: float | None) -> None:
-        self._client = client
-        self._timeout = timeout
-        self._items: list[Outgoing] = []
-        self._drafts: list[Draft] = []
-        """With publish interceptors: what they see of each item."""
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    async def publish(
-        self, route: PublishRoute, message: Model, routing_key: str, options: PublishOptions
-    ) -> None:
-        client = self._client
-        out = client._outgoing(route, message, routing_key, options)
-        self._items.append(out)
-        if client._publish_chain is not None:
-            self._drafts.append(client._draft("batch", out, route, message, routing_key, options))
-
-    async def request(
-        self,
-        route: PublishRoute,
-        message: Model,
-        routing_key: str,
-        reply: type[R],
-        options: PublishOptions,
-    ) -> R:
-        raise MmateError(f"{route.message.name}: a query cannot be sent in a batch")
-
-    async def send(self) -> None:
-        items, self._items = self._items, []
-        drafts, self._drafts = self._drafts, []
-        chain = self._client._publish_chain
-        if chain is None:
-            await self._client._send_many(items, self._timeout)
-        else:
-            timeout = self._timeout
-            await chain.publish_batch(
-                drafts, lambda finals: self._client._send_many(finals, timeout)
-            )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            await self.send()
-        else:
-            self._items.clear()
-            self._drafts.clear()
 
 
 def _implements_publish_transport(client: Client, batch: Batch) -> tuple[PublishTransport, ...]:

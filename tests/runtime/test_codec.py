@@ -220,7 +220,7 @@ def _client() -> Client:
 def test_options_become_real_amqp_properties() -> None:
     app = make_app("unit")
     route = app.order_service.publishes["OrderCreatedEvent"]
-    out = _client()._outgoing(
+    out = _client()._outbox.encode(
         route,
         event(),
         "order.eu.created",
@@ -247,10 +247,10 @@ def test_exchange_and_routing_key_overrides_and_template_fill() -> None:
     app = make_app("unit")
     route = app.order_service.publishes["OrderCreatedEvent"]
     client = _client()
-    out = client._outgoing(route, event(), "ignored", {"exchange": "x", "routing_key": "rk"})
+    out = client._outbox.encode(route, event(), "ignored", {"exchange": "x", "routing_key": "rk"})
     assert (out.exchange, out.routing_key) == ("x", "rk")
     us = event().model_copy(update={"region": Region.US})
-    assert client._outgoing(route, us, "", {}).routing_key == "order.us.created"
+    assert client._outbox.encode(route, us, "", {}).routing_key == "order.us.created"
 
 
 @pytest.mark.parametrize("option", ["delay", "schedule_at"])
@@ -258,7 +258,7 @@ def test_delay_enters_the_cascade_never_ignored(option: str) -> None:
     app = make_app("unit")
     route = app.order_service.publishes["OrderCreatedEvent"]
     value = datetime.now(UTC) + timedelta(seconds=5) if option == "schedule_at" else 5
-    out = _client()._outgoing(route, event(), "k", {option: value})
+    out = _client()._outbox.encode(route, event(), "k", {option: value})
     assert out.exchange == "mmate.delay.2"  # 5 s = 101: highest bit 2
     assert out.routing_key.startswith("0." * 25 + "1.0.1.")
     headers = out.encoded.properties.headers
@@ -269,7 +269,7 @@ def test_delay_enters_the_cascade_never_ignored(option: str) -> None:
 def test_unknown_option_is_an_error() -> None:
     app = make_app("unit")
     with pytest.raises(MmateError, match="unknown publish options: colour"):
-        _client()._outgoing(
+        _client()._outbox.encode(
             app.order_service.publishes["OrderCreatedEvent"], event(), "k", {"colour": 1}
         )
 
@@ -396,12 +396,12 @@ def test_reply_to_option_fills_an_empty_payload_reply_to_but_never_overrides_it(
     app = make_app("unit")
     route = app.order_service.publishes["CreateOrderCommand"]
     client = _client()
-    out = client._outgoing(
+    out = client._outbox.encode(
         route, CreateOrderCommand(customer_id="c", amount=1), "k", {"reply_to": "r1"}
     )
     body = json.loads(out.encoded.body)
     assert body["payload"]["replyTo"] == "r1" and body["replyTo"] == "r1"
     assert out.encoded.properties.reply_to == "r1"
     own = CreateOrderCommand(customer_id="c", amount=1, reply_to="mine")
-    out = client._outgoing(route, own, "k", {"reply_to": "r2"})
+    out = client._outbox.encode(route, own, "k", {"reply_to": "r2"})
     assert json.loads(out.encoded.body)["payload"]["replyTo"] == "mine"

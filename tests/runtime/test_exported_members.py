@@ -8,6 +8,8 @@ import mmate
 EXPECTED = {
     # runtime
     "Client",
+    "ClientSettings",
+    "ClientOptions",
     "ConnectionEvent",
     "ReconnectPolicy",
     "Serving",
@@ -51,6 +53,8 @@ EXPECTED = {
     "PreconditionFailed",
     "EntityNotFound",
     "AccessRefused",
+    "ResourceLocked",
+    "ChannelClosed",
     "PublishError",
     "UnroutableError",
     "NackError",

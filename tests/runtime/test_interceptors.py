@@ -447,7 +447,9 @@ async def test_a_whole_batch_error_is_raised_as_itself_after_every_chain_saw_it(
         raise refused
 
     with pytest.raises(mmate.CircuitOpenError) as caught:
-        await chain.publish_batch(drafts, send_many)
+        await chain.publish_batch(
+            [d.out for d in drafts], [lambda d=d: d for d in drafts], send_many
+        )
     assert caught.value is refused
     assert sorted(log) == sorted(
         ["rec>publish batch OrderCreatedEvent", "rec<publish batch OrderCreatedEvent"] * 3

@@ -72,7 +72,7 @@ async def test_publish_to_missing_exchange_raises_and_the_channel_is_reopened(ap
                 event(), exchange=f"missing.{app.suffix}"
             )
         await app.publisher(client).publish_order_created_event(event())
-        assert client._publisher._channel.reopened == 1
+        assert client._outbox.publisher._channel.reopened == 1
 
 
 async def test_nack_raises(extra_entities: tuple[list[str], list[str]]) -> None:

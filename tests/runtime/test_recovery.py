@@ -168,7 +168,7 @@ async def test_recovery_moves_on_to_the_next_url(vhost: str) -> None:
         assert [e.url for e in reconnecting[:2]] == [mask(vhost_url(vhost)), mask(BROKER_URL)]
         # and it works: a publish to the default exchange with no queue is unroutable, not stuck
         with pytest.raises(mmate.UnroutableError):
-            await client._publisher.send(_outgoing(f"nobody-{uuid.uuid4().hex}"))
+            await client._outbox.publisher.send(_outgoing(f"nobody-{uuid.uuid4().hex}"))
 
 
 async def test_a_publish_waits_for_the_outage_then_goes_through(vhost: str) -> None:
@@ -212,7 +212,7 @@ async def test_giving_up_after_max_attempts(vhost: str) -> None:
         assert events.states()[2:] == ["lost", "reconnecting", "reconnecting", "failed"]
         assert events.seen[-1].attempt == 2
         with pytest.raises(mmate.PublishError, match="gave up reconnecting after 2 attempts"):
-            await client._publisher.send(_outgoing("anything"))
+            await client._outbox.publisher.send(_outgoing("anything"))
 
 
 def _outgoing(queue: str) -> Outgoing:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
@@ -60,11 +60,11 @@ from ..errors import (
     UnroutableError,
 )
 from .acks import Acker
+from .dispatch import Route, handler_name
 from .loop import ConsumeLoop
 
 log = logging.getLogger("mmate.consumer")
 
-HandlerMethod = Callable[[Any, MessageContext], Awaitable[Any]]
 ReplySender = Callable[
     [Envelope, "str | None", MessageDef, "Model | dict[str, Any]"], Awaitable[None]
 ]
@@ -84,16 +84,6 @@ def warn_auto_ack_once() -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
-    """One dispatch-table entry: a message type on a queue and the bound handler method."""
-
-    message: MessageDef
-    method: HandlerMethod
-    reply: MessageDef | None = None
-    """For a query: the reply contract the method returns."""
-
-
-@dataclass(frozen=True, slots=True)
 class ConsumerSettings:
     prefetch: int = 10
     concurrency: int = 10
@@ -110,21 +100,14 @@ class ConsumerSettings:
     delays: DelayService | None = None
     """The client's delay cascade, for a ``RetryAfter`` longer than every wait queue (None: such
     a retry uses the longest wait queue)."""
-    interceptors: Interceptors | None = None
-    """The client's interceptors (``mmate.interceptors``; None: none)."""
+    interceptors: Interceptors = field(default_factory=lambda: Interceptors(()))
+    """The client's interceptors (``_observation.interceptors``)."""
 
 
 def _target_missing(error: PublishError) -> bool:
     """The move failed because its target does not exist: unroutable (no queue bound, e.g. a
     deleted dead-letter queue) or a 404 for its exchange."""
     return isinstance(error, UnroutableError) or isinstance(error.__cause__, EntityNotFound)
-
-
-def handler_name(method: HandlerMethod) -> str:
-    """``Class.method`` of a bound handler method (for ``x-mmate-handler``)."""
-    owner = getattr(method, "__self__", None)
-    name = getattr(method, "__name__", repr(method))
-    return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
 class QueueConsumer:
@@ -160,9 +143,7 @@ class QueueConsumer:
             self._breaker = HandlerBreaker(
                 queue, settings.breaker, pause=self._pause, resume=self._resume
             )
-        chain = settings.interceptors
-        self._handle_chain = chain if chain is not None and chain.handles else None
-        self._observers = chain if chain is not None and chain.observes else None
+        self._chain = settings.interceptors
         self._buffer: asyncio.Queue[Delivery] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._acker: Acker | None = None
@@ -435,15 +416,12 @@ class QueueConsumer:
         ctx: MessageContext,
     ) -> None:
         props = held.properties
-        chain = self._handle_chain
+        chain = self._chain
         immediate = 0
         while True:
             try:
-                if chain is None:
-                    result = await self._call(route, model, ctx)
-                else:
-                    call = partial(self._call_replying, route, model, ctx, envelope, props.reply_to)
-                    result = await chain.handle(model, ctx, call)
+                call = partial(self._call_replying, route, model, ctx, envelope, props.reply_to)
+                await chain.handle(model, ctx, call)
                 break
             except Exception as exc:
                 failure = Failure(
@@ -473,12 +451,10 @@ class QueueConsumer:
                 return
         if self._breaker is not None:
             self._breaker.record("success")
-        if route.reply is not None and chain is None:  # with interceptors: sent inside them
-            await self._reply(envelope, props.reply_to, route.reply, result)
         self.handled += 1
         await self._settle(held, "ack")
-        if self._observers is not None:
-            self._observers.outcome(
+        if chain.observes:
+            chain.outcome(
                 Outcome(
                     result="handled",
                     queue=self.queue,
@@ -630,9 +606,9 @@ class QueueConsumer:
     def _observe(
         self, result: OutcomeResult, failure: Failure, reason: str, ctx: MessageContext | None
     ) -> None:
-        observers = self._observers
-        if observers is not None:
-            observers.outcome(
+        chain = self._chain
+        if chain.observes:
+            chain.outcome(
                 Outcome(
                     result=result,
                     queue=self.queue,

@@ -95,6 +95,8 @@ class DelayService:
         self.mode: delay.DelayMode = mode
         self.topology = delay.DelayTopology(prefix)
         self._connection = connection
+        self.clock = connection.clock
+        """The broker's clock: ``schedule_at`` becomes a delay against it."""
         self._publisher = ConfirmedPublisher(
             connection, "delay relay", action="relaying", timeout=publish_timeout
         )

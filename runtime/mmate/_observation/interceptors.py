@@ -167,7 +167,8 @@ def _overrides(interceptor: Interceptor, name: str) -> bool:
 
 
 class Interceptors:
-    """The chains of one client, built once. Use ``of`` (None when there is nothing to run)."""
+    """The chains of one client, built once. Each chain passes straight through when no
+    interceptor overrides its hook, so the runtime calls them unconditionally."""
 
     def __init__(self, interceptors: Sequence[Interceptor]) -> None:
         for item in interceptors:
@@ -181,10 +182,6 @@ class Interceptors:
         self.handles = bool(self._handle)
         self.observes = bool(self._outcome)
 
-    @classmethod
-    def of(cls, interceptors: Sequence[Interceptor]) -> Interceptors | None:
-        return cls(interceptors) if interceptors else None
-
     # -- publishing -------------------------------------------------------------------------------
 
     def publish(self, info: PublishInfo, last: PublishNext) -> Awaitable[None]:
@@ -196,24 +193,39 @@ class Interceptors:
             return last()
         return self._publish[index](info, lambda: self._publish_from(index + 1, info, last))
 
-    async def publish_one(self, draft: Draft, send: Callable[[Outgoing], Awaitable[None]]) -> None:
-        """Publish ``draft`` through the chain; re-encoded first when the headers were changed."""
-        info = draft.info
+    async def publish_one(
+        self,
+        out: Outgoing,
+        draft: Callable[[], Draft],
+        send: Callable[[Outgoing], Awaitable[None]],
+    ) -> None:
+        """Publish ``out`` through the chain (``draft`` builds what the interceptors see; not
+        called when none publishes); re-encoded first when they changed the headers."""
+        if not self.publishes:
+            await send(out)
+            return
+        made = draft()
+        info = made.info
         original = dict(info.headers)
 
         async def last() -> None:
-            await send(draft.final(original))
+            await send(made.final(original))
 
         await self.publish(info, last)
 
     async def publish_batch(
         self,
-        drafts: Sequence[Draft],
+        outs: Sequence[Outgoing],
+        draft: Sequence[Callable[[], Draft]],
         send_many: Callable[[list[Outgoing]], Awaitable[None]],
     ) -> None:
         """Publish a batch, each message through its own chain (see the module docstring)."""
-        if not drafts:
+        if not outs:
             return
+        if not self.publishes:
+            await send_many(list(outs))
+            return
+        drafts = [make() for make in draft]
         loop = asyncio.get_running_loop()
         results: list[asyncio.Future[None]] = [loop.create_future() for _ in drafts]
         reached: dict[int, Outgoing] = {}
@@ -289,6 +301,8 @@ class Interceptors:
 
     def handle(self, message: Model, ctx: MessageContext, last: HandleNext) -> Awaitable[Any]:
         """Run the handle chain around ``last`` (the handler call)."""
+        if not self.handles:
+            return last()
         return self._handle_from(0, message, ctx, last)
 
     def _handle_from(

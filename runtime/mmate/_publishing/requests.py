@@ -24,15 +24,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from typing import TypeVar
 
+from .._contract.model import Model
 from .._transport.base import Channel, Delivery
 from .._transport.connection import Connection, ManagedChannel
 from .._transport.recovery import ConnectionEvent
 from .._wire import envelope as codec
 from .._wire.envelope import Envelope
-from ..errors import BrokerConnectionError, DecodeError, MmateError, ResourceLocked
+from ..errors import BrokerConnectionError, DecodeError, MmateError, RemoteError, ResourceLocked
 
 log = logging.getLogger("mmate.reply")
+
+R = TypeVar("R", bound=Model)
 
 
 class ReplyQueue:
@@ -137,3 +141,30 @@ class ReplyQueue:
         self._pending.clear()
         self._sent.clear()
         await self._channel.close()
+
+
+def reply_model(envelope: Envelope, expected: str | None, reply: type[R], correlation_id: str) -> R:
+    """The reply to a request as its model. A reply with ``success: false`` is the responder's
+    error, whatever its type (Go answers a failed query with type ``<Query>Error``):
+    ``RemoteError``. A success reply of another type than ``expected`` (the query's reply
+    contract) is ``DecodeError``, never a half-filled model; so is one that fails validation."""
+    failure = codec.reply_failure(envelope)
+    if failure is not None:
+        raise RemoteError(
+            failure[0], failure[1], reply_type=envelope.type, correlation_id=correlation_id
+        )
+    if expected is not None and envelope.type != expected:
+        raise DecodeError(
+            f"reply {envelope.id} to request {correlation_id} has type {envelope.type!r}, "
+            f"expected {expected!r}",
+            message_type=envelope.type,
+            message_id=envelope.id,
+        )
+    try:
+        return reply.model_validate(envelope.payload)
+    except ValueError as exc:
+        raise DecodeError(
+            f"reply {envelope.type} {envelope.id} fails validation as {reply.__name__}: {exc}",
+            message_type=envelope.type,
+            message_id=envelope.id,
+        ) from None

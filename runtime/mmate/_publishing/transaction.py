@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 
@@ -67,22 +66,11 @@ from ..errors import (
     UnroutableError,
 )
 from .confirmed import Outgoing
+from .outbox import Outbox
 
 log = logging.getLogger("mmate.tx")
 
 R = TypeVar("R", bound=Model)
-
-Encoder = Callable[[PublishRoute, Model, str, PublishOptions], Outgoing]
-"""Turns a publish call into an ``Outgoing`` (``Client._outgoing``)."""
-Preparer = Callable[[Sequence[Outgoing]], Awaitable[None]]
-"""Runs before messages are sent (e.g. declares the delay infrastructure a message needs)."""
-Writer = Callable[[Outgoing], Awaitable[None]]
-Interceptor = Callable[
-    [Outgoing, PublishRoute, Model, str, PublishOptions, Writer], Awaitable[None]
-]
-"""Runs the client's publish interceptors around writing one message into the transaction
-(``Client.begin_tx``): called with the encoded message, the publish call's arguments and the
-writer, which it calls with the (possibly re-encoded) message."""
 
 State = Literal["new", "open", "broken", "closed"]
 
@@ -93,19 +81,9 @@ _CLOSE_REASON_WAIT = 5.0
 class Transaction:
     """A publish transaction on its own channel (``Client.begin_tx``); see the module docstring."""
 
-    def __init__(
-        self,
-        connection: Connection,
-        encode: Encoder,
-        *,
-        timeout: float,
-        prepare: Preparer | None = None,
-        intercept: Interceptor | None = None,
-    ) -> None:
+    def __init__(self, connection: Connection, outbox: Outbox, *, timeout: float) -> None:
         self._connection = connection
-        self._encode = encode
-        self._prepare = prepare
-        self._intercept = intercept
+        self._outbox = outbox
         self._timeout = timeout
         self._channel: Channel | None = None
         self._state: State = "new"
@@ -137,17 +115,18 @@ class Transaction:
         self, route: PublishRoute, message: Model, routing_key: str, options: PublishOptions
     ) -> None:
         """Add the message to the transaction (see the module docstring)."""
-        out = self._encode(route, message, routing_key, options)
-        if self._intercept is None:
-            await self._write(out, options)
-        else:
-            await self._intercept(
-                out, route, message, routing_key, options, lambda final: self._write(final, options)
-            )
+        outbox = self._outbox
+        out = outbox.encode(route, message, routing_key, options)
+        draft = outbox.draft("transaction", out, route, message, routing_key, options)
+
+        async def write(final: Outgoing) -> None:
+            await self._write(final, options)
+
+        await outbox.interceptors.publish_one(out, draft, write)
 
     async def _write(self, out: Outgoing, options: PublishOptions) -> None:
-        if self._prepare is not None:
-            await self._prepare((out,))
+        # Like a batch: plugin-mode delays (never mandatory) cannot be in a transaction.
+        await self._outbox.prepare_delays((out,), single=False)
         async with self._lock:
             channel = await self._open()
             self._pending.append(out)

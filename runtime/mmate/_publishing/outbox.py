@@ -1,0 +1,251 @@
+"""``Outbox``: turns a publish call into an encoded message and sends it, the one way every
+publishing API of a client goes (``Client.publish`` / ``request``, ``publish_many``, batches,
+transactions, a handler's replies).
+
+For each message: the publish options are checked and applied (``encode``: routing key, TTL,
+priority, persistence, reply address, delay), the client's publish interceptors run around the send
+(``Interceptors``; a pass-through when there are none), a delayed message first makes sure the delay
+infrastructure exists (and this client relays it), and the message goes out through the client's
+confirmed publisher (``confirmed.ConfirmedPublisher``, or the publish circuit breaker around it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from .._contract.model import Model
+from .._contract.options import PublishOptions
+from .._contract.topology import HeaderValue, MessageDef, PublishRoute
+from .._delays.cascade import delay_seconds, delayed
+from .._delays.relay import DelayService
+from .._observation.interceptors import Draft, Interceptors, PublishKind, publish_info
+from .._wire import envelope as codec
+from .._wire.envelope import Envelope
+from ..errors import FeatureNotAvailable, MmateError
+from . import routing
+from .breaker import GuardedPublisher
+from .confirmed import ConfirmedPublisher, Outgoing
+
+_KNOWN_OPTIONS = frozenset(PublishOptions.__annotations__)
+
+Publisher = ConfirmedPublisher | GuardedPublisher
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class Outbox:
+    """The publishing side of one client (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        publisher: Publisher,
+        delays: DelayService,
+        relay_delays: bool,
+        interceptors: Interceptors,
+    ) -> None:
+        self.service = service
+        self.publisher = publisher
+        self.delays = delays
+        self.interceptors = interceptors
+        self._relay_delays = relay_delays
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def encode(
+        self,
+        route: PublishRoute,
+        message: Model | Mapping[str, Any],
+        routing_key: str,
+        options: PublishOptions,
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> Outgoing:
+        """The message as it goes out, every option applied; raises ``MmateError`` for a bad
+        option before anything is sent."""
+        unknown = options.keys() - _KNOWN_OPTIONS
+        if unknown:
+            raise MmateError(f"unknown publish options: {', '.join(sorted(unknown))}")
+        wait: int | None = None
+        if "delay" in options or "schedule_at" in options:
+            wait = delay_seconds(
+                options.get("delay"), options.get("schedule_at"), now=self.delays.clock.now()
+            )
+        expiration: int | None = None
+        if "ttl" in options:
+            expiration = round(_seconds(options["ttl"]) * 1000)
+            if expiration < 0:
+                raise MmateError(f"ttl must not be negative, got {options['ttl']!r}")
+        priority = options.get("priority", route.priority)
+        if priority is not None and not 0 <= priority <= 255:
+            raise MmateError(f"priority must be 0-255, got {priority}")
+        key = options.get("routing_key") or routing_key
+        if not key and isinstance(message, Model):
+            key = routing.fill(route.routing_key, message)
+        reply_to = reply_to or options.get("reply_to")
+        if reply_to and isinstance(message, Model) and not getattr(message, "reply_to", "x"):
+            # A command's payload.replyTo is where a Go handler looks; fill it unless already set.
+            message = codec.with_reply_to(route.message, message, reply_to)
+        encoded = codec.encode(
+            route.message,
+            message,
+            app_id=self.service,
+            correlation_id=correlation_id or options.get("correlation_id"),
+            reply_to=reply_to,
+            headers=options.get("headers"),
+            expiration_ms=expiration,
+            priority=priority,
+            persistent=options.get("persistent", route.persistent),
+            message_id=options.get("message_id"),
+        )
+        out = Outgoing(encoded, options.get("exchange", route.exchange), key)
+        if wait is not None:
+            out = delayed(out, wait, self.delays.topology, self.delays.mode)
+        return out
+
+    def draft(
+        self,
+        kind: PublishKind,
+        out: Outgoing,
+        route: PublishRoute,
+        message: Model,
+        routing_key: str,
+        options: PublishOptions,
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> Callable[[], Draft]:
+        """How the interceptors see ``out`` (built only when some interceptor publishes), and how
+        to encode it again with the headers they set."""
+
+        def make() -> Draft:
+            def reencode(headers: Mapping[str, HeaderValue]) -> Outgoing:
+                again = options.copy()
+                again["headers"] = headers
+                again["message_id"] = out.encoded.message_id
+                return self.encode(
+                    route,
+                    message,
+                    routing_key,
+                    again,
+                    correlation_id=correlation_id,
+                    reply_to=reply_to,
+                )
+
+            return Draft(publish_info(out, kind, options.get("headers")), out, reencode)
+
+        return make
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        kind: PublishKind,
+        out: Outgoing,
+        route: PublishRoute,
+        message: Model,
+        routing_key: str,
+        options: PublishOptions,
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> None:
+        """Send one encoded message through the interceptors and wait for its confirm."""
+        draft = self.draft(
+            kind,
+            out,
+            route,
+            message,
+            routing_key,
+            options,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+        )
+        timeout = options.get("timeout")
+
+        async def send(final: Outgoing) -> None:
+            await self.send_one(final, timeout)
+
+        await self.interceptors.publish_one(out, draft, send)
+
+    async def send_one(self, out: Outgoing, timeout: float | None) -> None:
+        """Send one message, no interceptors: into the delay infrastructure (declared first) or
+        straight."""
+        await self.prepare_delays((out,))
+        if self.delays.needs_plugin_send(out):
+            await self.delays.send_to_plugin(out, timeout=timeout)
+        else:
+            await self.publisher.send(out, timeout=timeout)
+
+    async def send_all(
+        self,
+        outs: Sequence[Outgoing],
+        drafts: Sequence[Callable[[], Draft]],
+        timeout: float | None,
+    ) -> None:
+        """Send messages together (pipelined), each through the interceptors; raises
+        ``BatchPublishError`` naming exactly the failed ones."""
+
+        async def send_many(finals: Sequence[Outgoing]) -> None:
+            await self.prepare_delays(finals, single=False)
+            await self.publisher.send_many(finals, timeout=timeout)
+
+        await self.interceptors.publish_batch(outs, drafts, send_many)
+
+    async def prepare_delays(self, items: Iterable[Outgoing], *, single: bool = True) -> None:
+        """Declare the delay infrastructure (and start the relay) before the first delayed
+        publish."""
+        if not single and any(self.delays.needs_plugin_send(out) for out in items):
+            raise FeatureNotAvailable(
+                "delay_mode='plugin' delays one publish at a time; batches, publish_many and "
+                "transactions need delay_mode='cascade'. Nothing was published"
+            )
+        if any(self.delays.is_delayed(out) for out in items):
+            if self._relay_delays:
+                await self.delays.start_relay()
+            else:
+                await self.delays.ensure()
+
+    # -- replies ----------------------------------------------------------------------------
+
+    async def send_reply(
+        self,
+        request: Envelope,
+        property_reply_to: str | None,
+        reply: MessageDef,
+        payload: Model | dict[str, Any],
+    ) -> None:
+        """Publish a query handler's reply (or an error reply) to the requester's address."""
+        address = codec.reply_address(request, property_reply_to)
+        if not address:
+            raise MmateError(f"{request.type} {request.id} names no reply address")
+        correlation_id = request.correlation_id or request.id
+
+        def encode(
+            headers: Mapping[str, HeaderValue] | None = None, message_id: str | None = None
+        ) -> Outgoing:
+            encoded = codec.encode(
+                reply,
+                payload,
+                app_id=self.service,
+                correlation_id=correlation_id,
+                headers=headers,
+                message_id=message_id,
+            )
+            return Outgoing(encoded, "", address)
+
+        out = encode()
+
+        def draft() -> Draft:
+            def reencode(headers: Mapping[str, HeaderValue]) -> Outgoing:
+                return encode(headers, out.encoded.message_id)
+
+            return Draft(publish_info(out, "reply", None), out, reencode)
+
+        await self.interceptors.publish_one(out, draft, self.publisher.send)
