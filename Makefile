@@ -9,7 +9,7 @@ TOOLS := .tools
 ASYNCAPI_PARSER := @asyncapi/parser@3.6.6
 TOOLS_STAMP := $(TOOLS)/.installed-$(subst /,_,$(ASYNCAPI_PARSER))
 
-.PHONY: setup tools generate demo check test lint format typecheck drift pytest bench docs-topology
+.PHONY: setup tools generate demo check test test-fast lint format typecheck drift pytest bench docs-topology
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ pytest: setup tools
 	$(BIN)/pytest -q
 
 check: lint typecheck drift pytest
+
+# The quick loop while developing: everything that needs no broker (generator, diff, exports, type
+# tests, the in-memory broker, packaging), after format, lint, types and drift.
+FAST_TESTS := tests/gen tests/diff tests/export tests/typing tests/memory tests/runtime/test_packaging.py \
+	tests/runtime/test_codec.py tests/runtime/test_layout.py tests/runtime/test_hostile_fuzz.py
+test-fast: lint typecheck drift tools
+	$(BIN)/pytest -q -m "not broker" $(FAST_TESTS)
 
 test: check
 

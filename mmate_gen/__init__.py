@@ -1,3 +1,8 @@
-"""mmate-gen: turns mmate YAML specs into typed Python (models, publishers, handlers, topology)."""
+"""mmate-gen: turns mmate YAML specs into typed Python (models, publishers, handlers, topology).
 
-__version__ = "0.1.0"
+Installed with the ``gen`` extra (``pip install 'mmate[gen]'``); a service that only runs generated
+code needs the runtime alone (``pip install mmate``)."""
+
+from mmate._version import __version__
+
+__all__ = ["__version__"]

@@ -30,6 +30,7 @@ from ._publishing.batch import Batch, Publication
 from ._publishing.breaker import PublishBreakerOptions
 from ._publishing.transaction import Transaction
 from ._transport.recovery import ConnectionEvent, ReconnectPolicy
+from ._version import __version__
 from .client import Client, ClientOptions, ClientSettings
 from .errors import (
     AccessRefused,
@@ -61,6 +62,7 @@ from .errors import (
 )
 
 __all__ = [
+    "__version__",
     "serve_health",
     "check_health",
     "QueueStats",
