@@ -252,3 +252,55 @@ async def test_a_hostile_sample_through_the_broker_is_settled_message_by_message
     assert len(dead) == consumer.dead_lettered
     for message in dead:
         assert message.header.properties.headers["x-mmate-dead-letter-reason"]
+
+
+async def test_a_thousand_hostile_deliveries_in_memory_are_all_settled() -> None:
+    """The bulk of the settle invariant, in-process: every hostile delivery (random bytes, spliced
+    and truncated envelopes, deep nesting, forged attempt and death headers, odd header values)
+    ends handled or dead-lettered with a reason, nothing stays in the queue or unacked, and the
+    consumer still serves a valid message afterwards."""
+    from failure_app import make_failure_app
+    from mmate._transport.memory import MemoryBroker
+
+    broker = MemoryBroker()
+    url = broker.url
+    app = make_failure_app(attempts=2, tiers=(50,), prefetch=5, concurrency=3)
+    sample = _hostile_sample(1000, seed=20261202)
+
+    def transient_sometimes(message: CreateOrderCommand, ctx: mmate.MessageContext, n: int) -> None:
+        if ctx.attempt == 1 and "x-mmate-attempt" in ctx.headers:
+            raise mmate.TransientError("forged attempt: fail once")
+
+    async with mmate.Client(url, service="fail-service", handler_breaker=None) as client:
+        await client.declare(app.topology)
+        handlers = app.handlers(transient_sometimes)
+        serving = await client.serve(handlers)
+        consumer = serving.consumers[0]
+        link = await broker.backend.connect(
+            url, name="fuzz", heartbeat=0, ssl_context=None, timeout=5
+        )
+        channel = await link.channel(confirms=True)
+        for n, (body, headers) in enumerate(sample):
+            await channel.publish(
+                body,
+                Properties(message_id=f"h-{n}", headers=headers or None),
+                exchange="",
+                routing_key=app.queue,
+            )
+        await wait_until(lambda: consumer.handled + consumer.dead_lettered == len(sample), 60)
+        await app.publisher(client).send_create_order_command(
+            CreateOrderCommand(customer_id="still serving", amount=1)
+        )
+        await wait_until(lambda: "still serving" in [c.customer_id for c in handlers.calls])
+        await serving.stop()
+        assert consumer.rejected == 0
+        assert await message_count(channel, app.queue) == 0
+        dead = 0
+        while (got := await channel.get(app.dlq, no_ack=True)) is not None:
+            assert got.headers["x-mmate-dead-letter-reason"]
+            dead += 1
+        assert dead == consumer.dead_lettered > 0
+        assert consumer.handled > 0
+        print(f"in memory: {consumer.handled} handled, {dead} dead-lettered of {len(sample)}")
+        await link.close()
+    broker.close()
