@@ -225,77 +225,22 @@ class Interceptors:
         if not self.publishes:
             await send_many(list(outs))
             return
-        drafts = [make() for make in draft]
-        loop = asyncio.get_running_loop()
-        results: list[asyncio.Future[None]] = [loop.create_future() for _ in drafts]
-        reached: dict[int, Outgoing] = {}
-        everyone = loop.create_future()
-        left = len(drafts)
-
-        def arrived() -> None:
-            nonlocal left
-            left -= 1
-            if left == 0 and not everyone.done():
-                everyone.set_result(None)
-
-        def last_of(index: int) -> PublishNext:
-            draft = drafts[index]
-            original = dict(draft.info.headers)
-
-            async def last() -> None:
-                if index in reached:
-                    raise MmateError("call_next was called twice for one message")
-                out = draft.final(original)
-                reached[index] = out
-                arrived()
-                await results[index]
-
-            return last
-
-        async def chain(index: int) -> None:
-            try:
-                await self.publish(drafts[index].info, last_of(index))
-            finally:
-                if index not in reached:
-                    arrived()
-
-        tasks = [asyncio.create_task(chain(i)) for i in range(len(drafts))]
-        whole: Exception | None = None
+        meeting = _BatchMeeting([make() for make in draft])
+        tasks = [asyncio.create_task(meeting.chain(self, i)) for i in range(len(meeting.drafts))]
         try:
-            await everyone
-            order = sorted(reached)
-            try:
-                if order:
-                    await send_many([reached[i] for i in order])
-            except BatchPublishError as exc:
-                failed = {order[f.index]: f.error for f in exc.failures}
-                for i in order:
-                    _settle(results[i], failed.get(i))
-            except Exception as exc:  # the batch as a whole (breaker open, delays refused)
-                whole = exc
-                for i in order:
-                    _settle(results[i], exc)
-            else:
-                for i in order:
-                    _settle(results[i], None)
+            await meeting.everyone
+            whole = await meeting.send(send_many)
             outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         except BaseException:
             for task in tasks:
                 task.cancel()
-            for future in results:
-                future.cancel()
+            meeting.cancel()
             raise
-        failures: list[BatchFailure] = []
-        for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, BaseException):
-                if not isinstance(outcome, Exception):
-                    raise outcome
-                error = outcome if isinstance(outcome, MmateError) else as_publish_error(outcome)
-                failures.append(BatchFailure(index, drafts[index].info.message_id, error))
+        failures = _batch_failures(outcomes, meeting.drafts)
         if whole is not None and all(outcome is whole for outcome in outcomes):
             raise whole  # as without interceptors: nothing was sent
         if failures:
-            raise BatchPublishError(failures, len(drafts))
+            raise BatchPublishError(failures, len(meeting.drafts))
 
     # -- consuming --------------------------------------------------------------------------------
 
@@ -370,3 +315,77 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
+
+
+class _BatchMeeting:
+    """Where the publish chains of one batch meet: each chain's last step records its message
+    and waits; once every chain got there (or ended early), the recorded messages go out in one
+    batch and each waiting step learns its own message's outcome."""
+
+    def __init__(self, drafts: list[Draft]) -> None:
+        loop = asyncio.get_running_loop()
+        self.drafts = drafts
+        self.results: list[asyncio.Future[None]] = [loop.create_future() for _ in drafts]
+        self.reached: dict[int, Outgoing] = {}
+        self.everyone: asyncio.Future[None] = loop.create_future()
+        self._left = len(drafts)
+
+    def _arrived(self) -> None:
+        self._left -= 1
+        if self._left == 0 and not self.everyone.done():
+            self.everyone.set_result(None)
+
+    async def chain(self, chains: Interceptors, index: int) -> None:
+        draft = self.drafts[index]
+        original = dict(draft.info.headers)
+
+        async def last() -> None:
+            if index in self.reached:
+                raise MmateError("call_next was called twice for one message")
+            self.reached[index] = draft.final(original)
+            self._arrived()
+            await self.results[index]
+
+        try:
+            await chains.publish(draft.info, last)
+        finally:
+            if index not in self.reached:
+                self._arrived()
+
+    async def send(
+        self, send_many: Callable[[list[Outgoing]], Awaitable[None]]
+    ) -> Exception | None:
+        """Send what reached the end of its chain and settle each waiting step; returns the
+        error of the batch as a whole (breaker open, delays refused), if that is what failed."""
+        order = sorted(self.reached)
+        try:
+            if order:
+                await send_many([self.reached[i] for i in order])
+        except BatchPublishError as exc:
+            failed = {order[f.index]: f.error for f in exc.failures}
+            for i in order:
+                _settle(self.results[i], failed.get(i))
+        except Exception as exc:
+            for i in order:
+                _settle(self.results[i], exc)
+            return exc
+        else:
+            for i in order:
+                _settle(self.results[i], None)
+        return None
+
+    def cancel(self) -> None:
+        for future in self.results:
+            future.cancel()
+
+
+def _batch_failures(outcomes: Sequence[object], drafts: Sequence[Draft]) -> list[BatchFailure]:
+    """The failures among the chains' outcomes, by index (a non-Exception is re-raised)."""
+    failures: list[BatchFailure] = []
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome
+            error = outcome if isinstance(outcome, MmateError) else as_publish_error(outcome)
+            failures.append(BatchFailure(index, drafts[index].info.message_id, error))
+    return failures

@@ -67,7 +67,7 @@ from typing import Any, Literal
 from .._failures import deadletter, retry
 from .._publishing.confirmed import ConfirmedPublisher, Outgoing
 from .._topology.exists import Prober
-from .._transport.base import Delivery, Properties
+from .._transport.base import Channel, Delivery, Properties
 from .._transport.connection import Connection
 from .._wire import envelope as codec
 from .._wire.envelope import Encoded
@@ -391,7 +391,6 @@ async def replay(
     result = ReplayResult(queue)
     if wanted is not None and not wanted:
         return result
-    found: set[str] = set()
     async with _connected(source) as connection:
         depth = await _depth(connection, queue)
         if depth == 0:
@@ -401,35 +400,11 @@ async def replay(
         writer = ConfirmedPublisher(
             connection, "dlq replay", action="replaying", max_in_flight=window, timeout=timeout
         )
-        slots = asyncio.Semaphore(window)
-        moves: list[asyncio.Task[Moved | Skipped]] = []
         try:
-            for position in range(depth):
-                message = await reader.get(queue)
-                if message is None:
-                    break
-                result.examined += 1
-                message_id = message_id_of(message.properties, message.body)
-                if wanted is not None and message_id not in wanted:
-                    continue
-                found.add(message_id)
-                target = to or describe(message, position).original_queue
-                if not target:
-                    reason = "its origin queue is unknown (no x-mmate-original-queue, no x-death)"
-                    result.skipped.append(Skipped(message_id, position, f"{reason}; pass to="))
-                    continue
-                if target == queue:
-                    reason = f"its origin is {queue!r} itself"
-                    result.skipped.append(Skipped(message_id, position, reason))
-                    continue
-                await slots.acquire()
-                moves.append(
-                    asyncio.create_task(_move(writer, message, message_id, position, target, slots))
-                )
-            outcomes = await asyncio.gather(*moves)
+            outcomes, found = await _move_selected(
+                reader, writer, queue, depth, wanted, to, window, result
+            )
         finally:
-            for task in moves:
-                task.cancel()
             await reader.close()
             await writer.close()
     for outcome in outcomes:
@@ -441,6 +416,58 @@ async def replay(
     if wanted is not None:
         result.not_found = sorted(wanted - found)
     return result
+
+
+def _target_of(
+    message: Delivery, message_id: str, position: int, queue: str, to: str | None
+) -> str | Skipped:
+    """Where a dead letter goes back to, or why it cannot."""
+    target = to or describe(message, position).original_queue
+    if not target:
+        reason = "its origin queue is unknown (no x-mmate-original-queue, no x-death)"
+        return Skipped(message_id, position, f"{reason}; pass to=")
+    if target == queue:
+        return Skipped(message_id, position, f"its origin is {queue!r} itself")
+    return target
+
+
+async def _move_selected(
+    reader: Channel,
+    writer: ConfirmedPublisher,
+    queue: str,
+    depth: int,
+    wanted: set[str] | None,
+    to: str | None,
+    window: int,
+    result: ReplayResult,
+) -> tuple[list[Moved | Skipped], set[str]]:
+    """Read up to ``depth`` messages of ``queue`` and move those wanted, ``window`` at a time;
+    returns the outcome of each move and the ids found."""
+    found: set[str] = set()
+    slots = asyncio.Semaphore(window)
+    moves: list[asyncio.Task[Moved | Skipped]] = []
+    try:
+        for position in range(depth):
+            message = await reader.get(queue)
+            if message is None:
+                break
+            result.examined += 1
+            message_id = message_id_of(message.properties, message.body)
+            if wanted is not None and message_id not in wanted:
+                continue
+            found.add(message_id)
+            target = _target_of(message, message_id, position, queue, to)
+            if isinstance(target, Skipped):
+                result.skipped.append(target)
+                continue
+            await slots.acquire()
+            moves.append(
+                asyncio.create_task(_move(writer, message, message_id, position, target, slots))
+            )
+        return list(await asyncio.gather(*moves)), found
+    finally:
+        for task in moves:
+            task.cancel()
 
 
 async def _move(
