@@ -198,6 +198,14 @@ RULES: dict[str, Rule] = {
              "the route changed but reaches every queue it reached before", ""),
         Rule("publish-persistence-changed", "TOPOLOGY", "warning",
              "non-persistent messages are lost when the broker restarts", ""),
+        Rule("publish-compression-changed", "TOPOLOGY", "warning",
+             "a consumer that cannot decode the new content encoding (Go Mmate reads no compressed "
+             "body; an mmate without zstd support reads no zstd) dead-letters the messages",
+             "upgrade every consumer of the route to an mmate that decodes the encoding before "
+             "the publishers compress; keep routes to Go consumers uncompressed"),
+        Rule("publish-priority-changed", "TOPOLOGY", "info",
+             "the default AMQP priority of the route's messages (only queues with max_priority "
+             "order by it)", ""),
         Rule("publish-removed", "TOPOLOGY", "info", "the service no longer publishes it", ""),
         Rule("publish-added", "TOPOLOGY", "info", "the service publishes a new message", ""),
     )

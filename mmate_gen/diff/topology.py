@@ -40,6 +40,7 @@ CONSUMER_SETTINGS: tuple[tuple[str, Callable[[Queue], object]], ...] = (
     ("concurrency", lambda q: q.concurrency),
     ("retry", lambda q: describe_retry(q.retry)),
     ("max_message_bytes", lambda q: q.max_message_bytes),
+    ("consumers", lambda q: q.consumers),
 )
 """Client-side settings of a queue: a change is ``consumer-settings-changed`` (nothing is
 redeclared)."""
@@ -49,8 +50,21 @@ EXCHANGE_FLAGS: tuple[tuple[str, Callable[[Exchange], object]], ...] = (
     ("auto_delete", lambda e: e.auto_delete),
 )
 
+
+def describe_compression(route: PublishRoute) -> str:
+    if route.compress is None:
+        return "off"
+    return f"{route.compress} above {route.compress_above} bytes"
+
+
 PUBLISH_SETTINGS: tuple[tuple[str, Callable[[PublishRoute], object], str], ...] = (
     ("persistent", lambda r: r.persistent, "publish-persistence-changed"),
+    ("compress", describe_compression, "publish-compression-changed"),
+    (
+        "priority",
+        lambda r: "none" if r.priority is None else r.priority,
+        "publish-priority-changed",
+    ),
 )
 """Settings of a publish route other than where it goes, each with its rule."""
 
