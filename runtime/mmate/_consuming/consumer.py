@@ -182,6 +182,12 @@ class QueueConsumer:
         )
 
     @property
+    def connection(self) -> Connection:
+        """The connection this consumer's channel is on (one of several for a consumer group
+        spread over connections)."""
+        return self._connection
+
+    @property
     def consuming(self) -> bool:
         """Receiving deliveries now: a consumer on an open channel (not paused by the breaker,
         not waiting for a recovery)."""
