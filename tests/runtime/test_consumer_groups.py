@@ -196,3 +196,13 @@ async def test_single_active_consumer_queue_has_one_active_member(
         assert seen == list(range(2 * n)) and gauge.peak == 1
         await serving.stop()
     assert await message_count(raw, app.fifo_queue) == 0
+
+
+async def test_a_group_of_none_is_refused(app: App, raw: aiormq.abc.AbstractChannel) -> None:
+    async with mmate.Client(BROKER_URL, service="order-service") as client:
+        await client.declare(app.order_service)
+        routes = audit_routes(app, Gauge(0))
+        for bad in ({"consumers": 0}, {"connections": 0}):
+            with pytest.raises(mmate.MmateError, match="at least 1"):
+                await client.serve(routes, queues=[app.audit_queue], **bad)
+        assert client.servings == [] and await consumers_of(raw, app.audit_queue) == 0
