@@ -4,7 +4,16 @@
 from abc import abstractmethod
 from typing import ClassVar, Unpack
 
-from mmate import HandlerBase, MessageContext, Publisher, PublishOptions, ServiceTopology
+from mmate import (
+    HandlerBase,
+    HandlerFactory,
+    HandlerFunc,
+    HandlerRegistry,
+    MessageContext,
+    Publisher,
+    PublishOptions,
+    ServiceTopology,
+)
 
 from . import topology
 from .models import BankingRequest
@@ -43,3 +52,28 @@ class BankingServiceHandlers(HandlerBase):
     async def handle_banking_request(
         self, message: BankingRequest, ctx: MessageContext
     ) -> None: ...
+
+
+class BankingServiceRoutes(HandlerRegistry):
+    """Handlers of the messages service `banking-service` consumes, registered one message type at a
+    time: a function (`@routes.handle_<type>` or `routes.handle_<type>(func)`, bound methods of
+    several objects included) or a factory making a handler per message
+    (`routes.handle_<type>_with(factory)`). `Client.serve(routes)` refuses to start while a type
+    has no handler.
+    """
+
+    TOPOLOGY: ClassVar[ServiceTopology] = _TOPOLOGY
+
+    def handle_banking_request(
+        self, handler: HandlerFunc[BankingRequest, None]
+    ) -> HandlerFunc[BankingRequest, None]:
+        """Register the function handling BankingRequest (a decorator, or call it with the
+        function).
+        """
+        return self._add("BankingRequest", handler)
+
+    def handle_banking_request_with(
+        self, factory: HandlerFactory[BankingRequest, None]
+    ) -> HandlerFactory[BankingRequest, None]:
+        """Register a factory making the handler of each BankingRequest message."""
+        return self._add_factory("BankingRequest", factory)

@@ -4,7 +4,14 @@
 from abc import abstractmethod
 from typing import ClassVar
 
-from mmate import HandlerBase, MessageContext, ServiceTopology
+from mmate import (
+    HandlerBase,
+    HandlerFactory,
+    HandlerFunc,
+    HandlerRegistry,
+    MessageContext,
+    ServiceTopology,
+)
 
 from . import topology
 from .models import UpdateInventoryCommand
@@ -23,3 +30,28 @@ class InventoryServiceHandlers(HandlerBase):
     async def handle_update_inventory_command(
         self, message: UpdateInventoryCommand, ctx: MessageContext
     ) -> None: ...
+
+
+class InventoryServiceRoutes(HandlerRegistry):
+    """Handlers of the messages service `inventory-service` consumes, registered one message type at
+    a time: a function (`@routes.handle_<type>` or `routes.handle_<type>(func)`, bound methods of
+    several objects included) or a factory making a handler per message
+    (`routes.handle_<type>_with(factory)`). `Client.serve(routes)` refuses to start while a type
+    has no handler.
+    """
+
+    TOPOLOGY: ClassVar[ServiceTopology] = _TOPOLOGY
+
+    def handle_update_inventory_command(
+        self, handler: HandlerFunc[UpdateInventoryCommand, None]
+    ) -> HandlerFunc[UpdateInventoryCommand, None]:
+        """Register the function handling UpdateInventoryCommand (a decorator, or call it with the
+        function).
+        """
+        return self._add("UpdateInventoryCommand", handler)
+
+    def handle_update_inventory_command_with(
+        self, factory: HandlerFactory[UpdateInventoryCommand, None]
+    ) -> HandlerFactory[UpdateInventoryCommand, None]:
+        """Register a factory making the handler of each UpdateInventoryCommand message."""
+        return self._add_factory("UpdateInventoryCommand", factory)

@@ -4,7 +4,14 @@
 from abc import abstractmethod
 from typing import ClassVar
 
-from mmate import HandlerBase, MessageContext, ServiceTopology
+from mmate import (
+    HandlerBase,
+    HandlerFactory,
+    HandlerFunc,
+    HandlerRegistry,
+    MessageContext,
+    ServiceTopology,
+)
 
 from . import topology
 from .models import OrderCreatedEvent
@@ -21,3 +28,28 @@ class OrderAuditHandlers(HandlerBase):
     async def handle_order_created_event(
         self, message: OrderCreatedEvent, ctx: MessageContext
     ) -> None: ...
+
+
+class OrderAuditRoutes(HandlerRegistry):
+    """Handlers of the messages service `order-audit` consumes, registered one message type at a
+    time: a function (`@routes.handle_<type>` or `routes.handle_<type>(func)`, bound methods of
+    several objects included) or a factory making a handler per message
+    (`routes.handle_<type>_with(factory)`). `Client.serve(routes)` refuses to start while a type
+    has no handler.
+    """
+
+    TOPOLOGY: ClassVar[ServiceTopology] = _TOPOLOGY
+
+    def handle_order_created_event(
+        self, handler: HandlerFunc[OrderCreatedEvent, None]
+    ) -> HandlerFunc[OrderCreatedEvent, None]:
+        """Register the function handling OrderCreatedEvent (a decorator, or call it with the
+        function).
+        """
+        return self._add("OrderCreatedEvent", handler)
+
+    def handle_order_created_event_with(
+        self, factory: HandlerFactory[OrderCreatedEvent, None]
+    ) -> HandlerFactory[OrderCreatedEvent, None]:
+        """Register a factory making the handler of each OrderCreatedEvent message."""
+        return self._add_factory("OrderCreatedEvent", factory)

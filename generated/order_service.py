@@ -4,7 +4,16 @@
 from abc import abstractmethod
 from typing import ClassVar, Unpack
 
-from mmate import HandlerBase, MessageContext, Publisher, PublishOptions, ServiceTopology
+from mmate import (
+    HandlerBase,
+    HandlerFactory,
+    HandlerFunc,
+    HandlerRegistry,
+    MessageContext,
+    Publisher,
+    PublishOptions,
+    ServiceTopology,
+)
 
 from . import topology
 from .models import (
@@ -84,3 +93,54 @@ class OrderServiceHandlers(HandlerBase):
     async def handle_get_order_query(
         self, message: GetOrderQuery, ctx: MessageContext
     ) -> OrderReply: ...
+
+
+class OrderServiceRoutes(HandlerRegistry):
+    """Handlers of the messages service `order-service` consumes, registered one message type at a
+    time: a function (`@routes.handle_<type>` or `routes.handle_<type>(func)`, bound methods of
+    several objects included) or a factory making a handler per message
+    (`routes.handle_<type>_with(factory)`). `Client.serve(routes)` refuses to start while a type
+    has no handler.
+    """
+
+    TOPOLOGY: ClassVar[ServiceTopology] = _TOPOLOGY
+
+    def handle_create_order_command(
+        self, handler: HandlerFunc[CreateOrderCommand, None]
+    ) -> HandlerFunc[CreateOrderCommand, None]:
+        """Register the function handling CreateOrderCommand (a decorator, or call it with the
+        function).
+        """
+        return self._add("CreateOrderCommand", handler)
+
+    def handle_create_order_command_with(
+        self, factory: HandlerFactory[CreateOrderCommand, None]
+    ) -> HandlerFactory[CreateOrderCommand, None]:
+        """Register a factory making the handler of each CreateOrderCommand message."""
+        return self._add_factory("CreateOrderCommand", factory)
+
+    def handle_process_order_command(
+        self, handler: HandlerFunc[ProcessOrderCommand, None]
+    ) -> HandlerFunc[ProcessOrderCommand, None]:
+        """Register the function handling ProcessOrderCommand (a decorator, or call it with the
+        function).
+        """
+        return self._add("ProcessOrderCommand", handler)
+
+    def handle_process_order_command_with(
+        self, factory: HandlerFactory[ProcessOrderCommand, None]
+    ) -> HandlerFactory[ProcessOrderCommand, None]:
+        """Register a factory making the handler of each ProcessOrderCommand message."""
+        return self._add_factory("ProcessOrderCommand", factory)
+
+    def handle_get_order_query(
+        self, handler: HandlerFunc[GetOrderQuery, OrderReply]
+    ) -> HandlerFunc[GetOrderQuery, OrderReply]:
+        """Register the function handling GetOrderQuery (a decorator, or call it with the function)."""
+        return self._add("GetOrderQuery", handler)
+
+    def handle_get_order_query_with(
+        self, factory: HandlerFactory[GetOrderQuery, OrderReply]
+    ) -> HandlerFactory[GetOrderQuery, OrderReply]:
+        """Register a factory making the handler of each GetOrderQuery message."""
+        return self._add_factory("GetOrderQuery", factory)

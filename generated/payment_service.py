@@ -4,7 +4,14 @@
 from abc import abstractmethod
 from typing import ClassVar
 
-from mmate import HandlerBase, MessageContext, ServiceTopology
+from mmate import (
+    HandlerBase,
+    HandlerFactory,
+    HandlerFunc,
+    HandlerRegistry,
+    MessageContext,
+    ServiceTopology,
+)
 
 from . import topology
 from .models import ProcessPaymentCommand
@@ -23,3 +30,28 @@ class PaymentServiceHandlers(HandlerBase):
     async def handle_process_payment_command(
         self, message: ProcessPaymentCommand, ctx: MessageContext
     ) -> None: ...
+
+
+class PaymentServiceRoutes(HandlerRegistry):
+    """Handlers of the messages service `payment-service` consumes, registered one message type at a
+    time: a function (`@routes.handle_<type>` or `routes.handle_<type>(func)`, bound methods of
+    several objects included) or a factory making a handler per message
+    (`routes.handle_<type>_with(factory)`). `Client.serve(routes)` refuses to start while a type
+    has no handler.
+    """
+
+    TOPOLOGY: ClassVar[ServiceTopology] = _TOPOLOGY
+
+    def handle_process_payment_command(
+        self, handler: HandlerFunc[ProcessPaymentCommand, None]
+    ) -> HandlerFunc[ProcessPaymentCommand, None]:
+        """Register the function handling ProcessPaymentCommand (a decorator, or call it with the
+        function).
+        """
+        return self._add("ProcessPaymentCommand", handler)
+
+    def handle_process_payment_command_with(
+        self, factory: HandlerFactory[ProcessPaymentCommand, None]
+    ) -> HandlerFactory[ProcessPaymentCommand, None]:
+        """Register a factory making the handler of each ProcessPaymentCommand message."""
+        return self._add_factory("ProcessPaymentCommand", factory)

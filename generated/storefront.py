@@ -3,7 +3,11 @@
 
 from typing import ClassVar, Unpack
 
-from mmate import Publisher, PublishOptions, ServiceTopology
+from mmate import (
+    Publisher,
+    PublishOptions,
+    ServiceTopology,
+)
 
 from . import topology
 from .models import CreateOrderCommand, GetOrderQuery, OrderReply, ProcessOrderCommand

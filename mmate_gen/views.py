@@ -24,6 +24,9 @@ SERVICE_MODULE_NAMES = frozenset(
     {
         "ClassVar",
         "HandlerBase",
+        "HandlerFactory",
+        "HandlerFunc",
+        "HandlerRegistry",
         "MessageContext",
         "PublishOptions",
         "Publisher",
@@ -144,6 +147,17 @@ class ServiceView:
         )
 
     @property
+    def routes_doc(self) -> str:
+        """Docstring text of its Routes class."""
+        return (
+            f"Handlers of the messages service `{self.service.name}` consumes, registered one "
+            "message type at a time: a function (`@routes.handle_<type>` or "
+            "`routes.handle_<type>(func)`, bound methods of several objects included) or a "
+            "factory making a handler per message (`routes.handle_<type>_with(factory)`). "
+            "`Client.serve(routes)` refuses to start while a type has no handler."
+        )
+
+    @property
     def models(self) -> tuple[str, ...]:
         """Model classes its module refers to, sorted."""
         names = {v.message.name for v in self.publishes} | {v.message.name for v in self.handlers}
@@ -256,7 +270,9 @@ def name_clashes(spec: SpecSet, views: Iterable[ServiceView]) -> list[Diagnostic
             problems.append(
                 _clash(service.loc, f'services "{other.name}" and "{service.name}" share a name')
             )
-        class_names = {f"{service.class_prefix}Publisher", f"{service.class_prefix}Handlers"}
+        class_names = {
+            f"{service.class_prefix}{kind}" for kind in ("Publisher", "Handlers", "Routes")
+        }
         for name in view.models:
             if name in SERVICE_MODULE_NAMES or name in class_names:
                 message = next(m for m in spec.messages if m.name == name)

@@ -7,6 +7,7 @@ from ._contract.model import Model
 from ._contract.options import PublishOptions
 from ._contract.publish_method import PublishMethod
 from ._contract.publisher import Publisher, PublishTransport
+from ._contract.registry import HandlerFactory, HandlerFunc, HandlerRegistry, MessageHandler
 from ._contract.topology import (
     BindingDef,
     ExchangeDef,
@@ -90,6 +91,10 @@ __all__ = [
     "ExchangeDef",
     "FeatureNotAvailable",
     "HandlerBase",
+    "HandlerFactory",
+    "HandlerFunc",
+    "HandlerRegistry",
+    "MessageHandler",
     "HandlerBreakerOptions",
     "HandlerRoute",
     "HandleNext",

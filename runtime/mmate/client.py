@@ -28,9 +28,8 @@ from types import TracebackType
 from typing import Self, TypedDict, TypeVar, Unpack
 
 from ._consuming.consumer import ConsumerSettings, QueueConsumer
-from ._consuming.dispatch import dispatch_table
+from ._consuming.dispatch import Handlers, dispatch_table
 from ._consuming.serving import Serving
-from ._contract.handler import HandlerBase
 from ._contract.model import Model
 from ._contract.options import PublishOptions
 from ._contract.publish_method import PublishMethod
@@ -138,14 +137,8 @@ class Client:
             raise MmateError(f"unknown Client options: {', '.join(sorted(unknown))}")
         self.settings = s = replace(settings or ClientSettings(), **options)
         self.service = service
-        self._connection = Connection(
-            url,
-            service=service,
-            heartbeat=s.heartbeat,
-            ssl_context=s.ssl_context,
-            connect_timeout=s.connect_timeout,
-            reconnect=s.reconnect,
-        )
+        self._url = url
+        self._connection = self._new_connection()
         confirmed = ConfirmedPublisher(
             self._connection, max_in_flight=s.max_in_flight, timeout=s.publish_timeout
         )
@@ -175,6 +168,19 @@ class Client:
         self._connection.on_reconnect(self._delays.redeclare)
         for interceptor in interceptors:
             interceptor.bind(self)
+
+    def _new_connection(self) -> Connection:
+        """A connection with this client's settings (the client's own, or one more for a
+        consumer group spread over connections)."""
+        s = self.settings
+        return Connection(
+            self._url,
+            service=self.service,
+            heartbeat=s.heartbeat,
+            ssl_context=s.ssl_context,
+            connect_timeout=s.connect_timeout,
+            reconnect=s.reconnect,
+        )
 
     def __repr__(self) -> str:
         return f"<mmate.Client service={self.service!r} {self._connection.url}>"
@@ -392,34 +398,45 @@ class Client:
 
     async def serve(
         self,
-        handlers: HandlerBase,
-        *,
+        handlers: Handlers,
+        *more: Handlers,
         queues: Iterable[str] | None = None,
         auto_ack: bool = False,
         prefetch: int | None = None,
         concurrency: int | None = None,
+        consumers: int | None = None,
+        connections: int = 1,
         handler_timeout: float | None = 600.0,
     ) -> Serving:
-        """Consume every queue of ``handlers.TOPOLOGY.consumes`` (or only ``queues``) and dispatch.
+        """Consume every queue the services of ``handlers`` (and ``more``) consume, or only
+        ``queues``, and dispatch.
 
-        Prefetch and concurrency default to the queue's spec values. Returns a ``Serving``; its
-        ``stop`` (also called by ``Client.close``) shuts down gracefully.
+        ``handlers``: generated ``Handlers`` subclass instances and ``Routes`` registries, one
+        service's message types possibly split over several; a consumed type nothing handles is
+        an ``MmateError`` naming it. Prefetch, concurrency and ``consumers`` (a consumer group:
+        that many AMQP consumers per queue, each on its own channel with its own prefetch and
+        concurrency) default to the queue's spec values; ``connections`` > 1 spreads the group
+        over that many connections (this client's and new ones, closed with the serving).
+        Returns a ``Serving``; its ``stop`` (also called by ``Client.close``) shuts down
+        gracefully.
         """
-        table = dispatch_table(handlers)
-        if queues is not None:
-            wanted = set(queues)
-            missing = wanted - table.keys()
-            if missing:
-                raise MmateError(f"{type(handlers).__name__} does not consume {sorted(missing)}")
-            table = {q: r for q, r in table.items() if q in wanted}
-        queue_defs = {q.name: q for q in type(handlers).TOPOLOGY.queues}
+        table = dispatch_table((handlers, *more), queues)
+        if (consumers is not None and consumers < 1) or connections < 1:
+            raise MmateError("serve: consumers and connections must be at least 1")
         relay = self.settings.delay_relay
         if relay:  # a serving client relays delayed messages
             await self._delays.start_relay(required=False)
         serving = Serving(self._servings.remove)
+        links = [self._connection]
         try:
-            for queue, routes in table.items():
-                qdef = queue_defs.get(queue)
+            for _ in range(connections - 1):
+                extra = self._new_connection()
+                serving.connections.append(extra)
+                await extra.open(retry_for=self.settings.connect_retry)
+                links.append(extra)
+            member = 0
+            for queue, routes in table.routes.items():
+                qdef = table.queues.get(queue)
                 settings = ConsumerSettings(
                     prefetch=prefetch or (qdef.prefetch if qdef else 10),
                     concurrency=concurrency or (qdef.concurrency if qdef else 10),
@@ -431,17 +448,19 @@ class Client:
                     delays=self._delays if relay else None,
                     interceptors=self._interceptors,
                 )
-                consumer = QueueConsumer(
-                    self._connection,
-                    queue,
-                    routes,
-                    settings,
-                    transport=self,
-                    send_reply=self._outbox.send_reply,
-                    redeclare=self._redeclare,
-                )
-                await consumer.start()
-                serving.consumers.append(consumer)
+                for _ in range(consumers or (qdef.consumers if qdef else 1)):
+                    consumer = QueueConsumer(
+                        links[member % len(links)],
+                        queue,
+                        routes,
+                        settings,
+                        transport=self,
+                        send_reply=self._outbox.send_reply,
+                        redeclare=self._redeclare,
+                    )
+                    member += 1
+                    await consumer.start()
+                    serving.consumers.append(consumer)
         except BaseException:
             self._servings.append(serving)  # stop() removes it again
             await serving.stop(0)

@@ -15,6 +15,9 @@ from mmate import (
     BindingDef,
     ExchangeDef,
     HandlerBase,
+    HandlerFactory,
+    HandlerFunc,
+    HandlerRegistry,
     HandlerRoute,
     JsonDecimal,
     MessageContext,
@@ -87,6 +90,41 @@ def _dlq_args(queue: str) -> dict[str, str | int | bool]:
     return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}.dlq"}
 
 
+class OrderRoutes(HandlerRegistry):
+    """The generated ``Routes`` shape of the sample order service (``make_app`` subclasses it
+    with the app's own ``TOPOLOGY``)."""
+
+    def handle_create_order_command(
+        self, handler: HandlerFunc[CreateOrderCommand, None]
+    ) -> HandlerFunc[CreateOrderCommand, None]:
+        return self._add("CreateOrderCommand", handler)
+
+    def handle_create_order_command_with(
+        self, factory: HandlerFactory[CreateOrderCommand, None]
+    ) -> HandlerFactory[CreateOrderCommand, None]:
+        return self._add_factory("CreateOrderCommand", factory)
+
+    def handle_get_order_query(
+        self, handler: HandlerFunc[GetOrderQuery, OrderReply]
+    ) -> HandlerFunc[GetOrderQuery, OrderReply]:
+        return self._add("GetOrderQuery", handler)
+
+    def handle_get_order_query_with(
+        self, factory: HandlerFactory[GetOrderQuery, OrderReply]
+    ) -> HandlerFactory[GetOrderQuery, OrderReply]:
+        return self._add_factory("GetOrderQuery", factory)
+
+    def handle_order_created_event(
+        self, handler: HandlerFunc[OrderCreatedEvent, None]
+    ) -> HandlerFunc[OrderCreatedEvent, None]:
+        return self._add("OrderCreatedEvent", handler)
+
+    def handle_order_created_event_with(
+        self, factory: HandlerFactory[OrderCreatedEvent, None]
+    ) -> HandlerFactory[OrderCreatedEvent, None]:
+        return self._add_factory("OrderCreatedEvent", factory)
+
+
 @dataclass
 class App:
     suffix: str
@@ -101,6 +139,7 @@ class App:
     banking_service: ServiceTopology
     publisher: type[Publisher]
     handlers: type[HandlerBase]
+    routes: type[OrderRoutes]
     banking_publisher: type[Publisher]
     banking_handlers: type[HandlerBase]
 
@@ -114,7 +153,9 @@ class App:
         return [self.events, self.commands, self.queries, self.banking]
 
 
-def make_app(suffix: str | None = None, *, order_prefetch: int = 20) -> App:
+def make_app(
+    suffix: str | None = None, *, order_prefetch: int = 20, audit_consumers: int = 1
+) -> App:
     s = suffix or uuid.uuid4().hex[:10]
     events, commands, queries, banking = (
         f"t.{s}.{n}" for n in ("events", "commands", "queries", "banking")
@@ -127,13 +168,18 @@ def make_app(suffix: str | None = None, *, order_prefetch: int = 20) -> App:
     ex = {n: ExchangeDef(n) for n in (events, commands, queries, banking)}
 
     def main(
-        name: str, prefetch: int = 10, concurrency: int = 10, **extra: str | int | bool
+        name: str,
+        prefetch: int = 10,
+        concurrency: int = 10,
+        consumers: int = 1,
+        **extra: str | int | bool,
     ) -> QueueDef:
         return QueueDef(
             name,
             arguments={**_dlq_args(name), **extra},
             prefetch=prefetch,
             concurrency=concurrency,
+            consumers=consumers,
             dead_letter_queue=f"{name}.dlq",
         )
 
@@ -146,7 +192,7 @@ def make_app(suffix: str | None = None, *, order_prefetch: int = 20) -> App:
         queues=(
             main(order_q, prefetch=order_prefetch, concurrency=10),
             dlq(order_q),
-            main(audit_q),
+            main(audit_q, consumers=audit_consumers),
             dlq(audit_q),
         ),
         bindings=(
@@ -251,6 +297,9 @@ def make_app(suffix: str | None = None, *, order_prefetch: int = 20) -> App:
             self, message: OrderCreatedEvent, ctx: MessageContext
         ) -> None: ...
 
+    class OrderServiceRoutes(OrderRoutes):
+        TOPOLOGY: ClassVar[ServiceTopology] = order_service
+
     class BankingServicePublisher(Publisher):
         TOPOLOGY: ClassVar[ServiceTopology] = banking_service
 
@@ -285,6 +334,7 @@ def make_app(suffix: str | None = None, *, order_prefetch: int = 20) -> App:
         banking_service=banking_service,
         publisher=OrderServicePublisher,
         handlers=OrderServiceHandlers,
+        routes=OrderServiceRoutes,
         banking_publisher=BankingServicePublisher,
         banking_handlers=BankingServiceHandlers,
     )

@@ -223,18 +223,50 @@ async def test_auto_ack_is_opt_in_and_warns_once(
 async def test_graceful_stop_finishes_and_acks_in_flight_handlers(
     app: App, raw: aiormq.abc.AbstractChannel
 ) -> None:
-    n = 10
+    n, hold = 10, 0.5
+    running = peak = 0
+    finished: list[str] = []
+
+    class Slow(app.handlers):
+        async def handle_order_created_event(
+            self, message: OrderCreatedEvent, ctx: MessageContext
+        ) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            try:
+                await asyncio.sleep(hold)
+            finally:
+                running -= 1
+            finished.append(message.order_id)
+
+        async def handle_create_order_command(
+            self, message: CreateOrderCommand, ctx: MessageContext
+        ) -> None:
+            return None
+
+        async def handle_get_order_query(
+            self, message: GetOrderQuery, ctx: MessageContext
+        ) -> OrderReply:
+            return OrderReply(order_id=message.order_id)
+
     async with mmate.Client(BROKER_URL, service="order-service") as client:
         await client.declare(app.order_service)
-        handlers = recording_handlers(app, delay=0.3)
-        serving = await client.serve(handlers, queues=[app.audit_queue])
+        serving = await client.serve(Slow(), queues=[app.audit_queue])  # prefetch/concurrency 10
         publisher = app.publisher(client)
         await asyncio.gather(*(publisher.publish_order_created_event(event(i)) for i in range(n)))
-        await asyncio.sleep(0.1)  # delivered and started; each takes 0.3 s
-        assert handlers.finished == 0
+        await wait_until(lambda: running == n, timeout=5)  # all ten in flight at once
+        assert finished == []
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         await serving.stop(timeout=10)
-        assert handlers.finished == n  # prefetch 10: all were in flight, all finished
-    assert await message_count(raw, app.audit_queue) == 0  # and all were acked
+        took = loop.time() - began
+        # Stop waited for the ten concurrent handlers: about one hold, far less than the ten
+        # holds one at a time would take, and every one of them finished before it returned.
+        assert sorted(finished) == sorted(f"O-{i}" for i in range(n))
+        assert peak == n and running == 0
+        assert took < hold * n / 2, took
+    assert await message_count(raw, app.audit_queue) == 0  # all acked: none was requeued
 
 
 async def test_stop_timeout_leaves_unfinished_messages_to_the_broker(

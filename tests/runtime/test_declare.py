@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import subprocess
 import uuid
 
+import aiormq
 import aiormq.abc
+import aiormq.exceptions
 import mmate
 import pytest
 from conftest import BROKER_URL
-from mmate import QueueDef, ServiceTopology
-from sample_app import App, OrderCreatedEvent
+from mmate import HandlerRoute, QueueDef, ServiceTopology
+from sample_app import App, OrderCreatedEvent, make_app
 
 pytestmark = pytest.mark.broker
 
@@ -112,14 +113,20 @@ async def test_passive_mode_works_without_configure_rights(
     assert password not in caplog.text  # not in any log line, at any level
 
 
-async def test_exclusive_and_quorum_arguments(extra_entities: tuple[list[str], list[str]]) -> None:
+async def test_exclusive_and_quorum_arguments(
+    extra_entities: tuple[list[str], list[str]], raw: aiormq.abc.AbstractChannel
+) -> None:
     queues, _ = extra_entities
-    name = f"t.{uuid.uuid4().hex[:8]}.quorum"
-    queues.append(name)
+    tag = uuid.uuid4().hex[:8]
+    quorum, exclusive = f"t.{tag}.quorum", f"t.{tag}.exclusive"
+    queues.extend([quorum, exclusive])
     topo = ServiceTopology(
         name="q",
         exchanges=(),
-        queues=(QueueDef(name, arguments={"x-queue-type": "quorum", "x-delivery-limit": 10}),),
+        queues=(
+            QueueDef(quorum, arguments={"x-queue-type": "quorum", "x-delivery-limit": 10}),
+            QueueDef(exclusive, durable=False, exclusive=True),
+        ),
         bindings=(),
         publishes={},
         consumes={},
@@ -127,5 +134,75 @@ async def test_exclusive_and_quorum_arguments(extra_entities: tuple[list[str], l
     )
     async with mmate.Client(BROKER_URL, service="q") as client:
         await client.declare(topo)
-        await client.declare(topo)
-        await asyncio.sleep(0)
+        await client.declare(topo)  # idempotent, exclusive queue included (same connection)
+        # The broker holds a quorum queue with that delivery limit: another type or another
+        # limit is refused with 406, naming the argument.
+        others = [
+            ({"x-queue-type": "classic"}, "x-queue-type"),
+            ({"x-queue-type": "quorum", "x-delivery-limit": 3}, "x-delivery-limit"),
+        ]
+        for other, argument in others:
+            conn = await aiormq.connect(BROKER_URL)
+            try:
+                channel = await conn.channel()
+                with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed) as refused:
+                    await channel.queue_declare(quorum, durable=True, arguments=other)
+                assert argument in str(refused.value)
+            finally:
+                await conn.close()
+        # The exclusive queue belongs to this client's connection: another connection cannot
+        # even look at it.
+        with pytest.raises(aiormq.exceptions.ChannelLockedResource):
+            await raw.queue_declare(exclusive, passive=True)
+    # ...and it went with the connection that declared it.
+    conn = await aiormq.connect(BROKER_URL)
+    try:
+        with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+            await (await conn.channel()).queue_declare(exclusive, passive=True)
+    finally:
+        await conn.close()
+
+
+async def test_an_exclusive_queue_of_another_connection_is_resource_locked(
+    extra_entities: tuple[list[str], list[str]],
+) -> None:
+    queues, exchanges = extra_entities
+    name = f"t.{uuid.uuid4().hex[:8]}.exclusive"
+    queues.append(name)
+    app = make_app()
+    queues.extend(app.queues)
+    exchanges.extend(app.exchanges)
+    message = app.order_service.messages["OrderCreatedEvent"]
+    topo = ServiceTopology(
+        name="owner",
+        exchanges=(),
+        queues=(QueueDef(name, durable=False, exclusive=True),),
+        bindings=(),
+        publishes={},
+        consumes={name: {"OrderCreatedEvent": HandlerRoute(message, "handle_order_created_event")}},
+        messages={"OrderCreatedEvent": message},
+    )
+
+    class Handlers(mmate.HandlerBase):
+        TOPOLOGY = topo
+
+        async def handle_order_created_event(
+            self, message: OrderCreatedEvent, ctx: mmate.MessageContext
+        ) -> None:
+            return None
+
+    async with mmate.Client(BROKER_URL, service="owner") as owner:
+        await owner.declare(topo)
+        serving = await owner.serve(Handlers())
+        async with mmate.Client(BROKER_URL, service="intruder") as intruder:
+            with pytest.raises(mmate.ResourceLocked) as declared:
+                await intruder.declare(topo)
+            with pytest.raises(mmate.ResourceLocked) as consumed:
+                await intruder.serve(Handlers())
+            assert intruder.servings == []
+            await intruder.declare(app.order_service)  # the intruder's client still works
+        for error in (declared.value, consumed.value):
+            assert name in str(error), str(error)
+            assert "405" in str(error) and "RESOURCE_LOCKED" in error.broker_reply, str(error)
+        assert serving.consumers[0].consuming  # the owner kept its queue and its consumer
+        await serving.stop()

@@ -17,6 +17,10 @@ EXPECTED = {
     "Publication",
     "MessageContext",
     "HandlerBase",
+    "HandlerRegistry",
+    "HandlerFunc",
+    "HandlerFactory",
+    "MessageHandler",
     "Publisher",
     "PublishTransport",
     "PublishOptions",
@@ -87,7 +91,15 @@ EXPECTED = {
 }
 
 
-ALIASES = {"Base64Bytes", "JsonDecimal", "HeaderValue", "PublishNext", "HandleNext"}
+ALIASES = {
+    "Base64Bytes",
+    "JsonDecimal",
+    "HeaderValue",
+    "PublishNext",
+    "HandleNext",
+    "HandlerFunc",
+    "HandlerFactory",
+}
 
 
 def test_all_is_exactly_the_curated_surface() -> None:

@@ -60,7 +60,7 @@ from ..errors import (
     UnroutableError,
 )
 from .acks import Acker
-from .dispatch import Route, handler_name
+from .dispatch import Route
 from .loop import ConsumeLoop
 
 log = logging.getLogger("mmate.consumer")
@@ -180,6 +180,12 @@ class QueueConsumer:
             f"<mmate.QueueConsumer {self.queue} handled={self.handled} failed={self.failed} "
             f"retried={self.retried} dead_lettered={self.dead_lettered}>"
         )
+
+    @property
+    def connection(self) -> Connection:
+        """The connection this consumer's channel is on (one of several for a consumer group
+        spread over connections)."""
+        return self._connection
 
     @property
     def consuming(self) -> bool:
@@ -447,7 +453,7 @@ class QueueConsumer:
                     self._breaker.record("failure" if transient else "success")
                 if isinstance(decision, DeadLetter) and route.reply is not None:
                     await self._reply_error(envelope, props.reply_to, route.reply, exc)
-                await self._carry_out(held, failure, decision, handler_name(route.method), ctx)
+                await self._carry_out(held, failure, decision, route.handler, ctx)
                 return
         if self._breaker is not None:
             self._breaker.record("success")
