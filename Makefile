@@ -34,13 +34,13 @@ docs-topology: setup
 # The documentation site (mkdocs.yml, pages in docs/) into site/; docs-check fails on any warning:
 # a broken link or anchor, a nav entry without its page, a page missing from the nav.
 docs: setup
-	$(BIN)/mkdocs build --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --quiet
 
 docs-check: setup
-	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/docs-check-site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/docs-check-site
 
 docs-serve: setup
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 demo: generate
 	$(BIN)/python examples/demo.py
