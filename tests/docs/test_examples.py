@@ -3,8 +3,9 @@
 The convention (docs/development.md, "Examples in the docs"): a fenced block whose info string is
 ``python`` is a complete module and must pass ``mypy --strict`` with the repository's
 configuration; ``python run`` is also run, as its own process, against a fresh in-memory broker
-(``MMATE_URL=memory://``), and must exit 0. Any other word after ``python`` is an error, so no
-example can opt out. Code that is not Python (signatures, output, shell) goes in ``text`` or
+(``MMATE_URL=memory://``), and must exit 0. ``python excerpt`` is an abridged excerpt of
+``generated/`` shown for its shape (docs/generated-shape.md): not an example, and the real module
+is type-checked with ``generated/``. Any other word after ``python`` is an error. Code that is not Python (signatures, output, shell) goes in ``text`` or
 ``sh`` blocks.
 """
 
@@ -66,7 +67,8 @@ def examples_of(page: Path) -> list[Example]:
     return found
 
 
-EXAMPLES = [example for page in PAGES if page.exists() for example in examples_of(page)]
+BLOCKS = [example for page in PAGES if page.exists() for example in examples_of(page)]
+EXAMPLES = [example for example in BLOCKS if "excerpt" not in example.flags]
 RUNNABLE = [example for example in EXAMPLES if "run" in example.flags]
 
 
@@ -76,10 +78,12 @@ def test_examples_are_found() -> None:
     assert len(RUNNABLE) >= 5
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[e.where for e in EXAMPLES])
+@pytest.mark.parametrize("example", BLOCKS, ids=[e.where for e in BLOCKS])
 def test_flags_are_known(example: Example) -> None:
-    unknown = set(example.flags) - {"run"}
-    assert not unknown, f"{example.where}: unknown flags {sorted(unknown)} (only `python run`)"
+    unknown = set(example.flags) - {"run", "excerpt"}
+    assert not unknown, f"{example.where}: unknown flags {sorted(unknown)}"
+    if "excerpt" in example.flags:
+        assert example.page.name == "generated-shape.md", "only generated code is shown abridged"
     if "run" in example.flags:
         assert "MMATE_URL" in example.code, (
             f"{example.where}: a runnable example takes its broker URL from MMATE_URL, "
