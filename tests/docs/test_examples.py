@@ -4,9 +4,9 @@ The convention (docs/development.md, "Examples in the docs"): a fenced block who
 ``python`` is a complete module and must pass ``mypy --strict`` with the repository's
 configuration; ``python run`` is also run, as its own process, against a fresh in-memory broker
 (``MMATE_URL=memory://``), and must exit 0. ``python excerpt`` is an abridged excerpt of
-``generated/`` shown for its shape (docs/generated-shape.md): not an example, and the real module
-is type-checked with ``generated/``. Any other word after ``python`` is an error. Code that is not Python (signatures, output, shell) goes in ``text`` or
-``sh`` blocks.
+``generated/`` shown for its shape (docs/generated-shape.md only): not an example, and the real
+module is type-checked with ``generated/``. Any other word after ``python`` is an error. Code
+that is not Python (signatures, output, shell) goes in ``text`` or ``sh`` blocks.
 """
 
 from __future__ import annotations
