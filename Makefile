@@ -9,12 +9,12 @@ TOOLS := .tools
 ASYNCAPI_PARSER := @asyncapi/parser@3.6.6
 TOOLS_STAMP := $(TOOLS)/.installed-$(subst /,_,$(ASYNCAPI_PARSER))
 
-.PHONY: setup tools generate demo check test test-fast lint format typecheck drift pytest bench docs-topology
+.PHONY: setup tools generate demo check test test-fast lint format typecheck drift pytest bench docs-topology docs docs-check docs-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -30,6 +30,17 @@ generate: setup
 
 docs-topology: setup
 	$(BIN)/mmate-gen export mermaid specs/ --format markdown --out docs/topology.md
+
+# The documentation site (mkdocs.yml, pages in docs/) into site/; docs-check fails on any warning:
+# a broken link or anchor, a nav entry without its page, a page missing from the nav.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --quiet
+
+docs-check: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/docs-check-site
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 demo: generate
 	$(BIN)/python examples/demo.py
@@ -51,7 +62,7 @@ drift: setup
 pytest: setup tools
 	$(BIN)/pytest -q
 
-check: lint typecheck drift pytest
+check: lint typecheck drift docs-check pytest
 
 # The quick loop while developing: everything that needs no broker (generator, diff, exports, type
 # tests, the in-memory broker, packaging), after format, lint, types and drift.

@@ -3,7 +3,7 @@ gives it those settings instead, and the warning for a queue named like a Go ser
 Go would refuse to share.
 
 Go Mmate declares ``<service>-queue`` durable, not exclusive, not auto-delete, with no arguments
-but ``x-single-active-consumer: true`` in FIFO mode (wire-format section 4). Queue arguments are
+but ``x-single-active-consumer: true`` in FIFO mode (docs/interop.md). Queue arguments are
 part of a queue's identity, so anything more is a 406 PRECONDITION_FAILED for whichever side
 declares second. A policy (``rabbitmqctl set_policy``) applies settings without a redeclare and is
 not part of the identity.

@@ -21,7 +21,7 @@ BUILTIN_EXCHANGES = (
     "mmate.messages",
     "mmate.queries",
 )
-"""The Mmate exchanges every Go client declares on connect (wire-format section 4), all durable
+"""The Mmate exchanges every Go client declares on connect (docs/interop.md), all durable
 topic exchanges without arguments; a spec may use them without defining them."""
 
 ExchangeType = Literal["topic", "direct", "fanout", "headers"]

@@ -60,7 +60,7 @@ class Field:
     description: str | None
     constraints: Constraints
     base: bool
-    """One of the kind's base fields (wire-format.md section 2), not written in the spec."""
+    """One of the kind's base fields (docs/interop.md), not written in the spec."""
     loc: Location
 
 
@@ -90,8 +90,8 @@ class Message:
     """snake_case of ``name``, used in method names."""
     kind: Kind
     fields: tuple[Field, ...]
-    """Base fields of the kind first (in wire-format.md order), then the spec's own fields in spec
-    order."""
+    """Base fields of the kind first (in the order of docs/interop.md), then the spec's own
+    fields in spec order."""
     description: str | None
     reply: str | None
     """For a query: the reply message's name."""
@@ -108,7 +108,7 @@ class Exchange:
     durable: bool
     auto_delete: bool
     builtin: bool
-    """One of the six Mmate exchanges of wire-format.md section 4 (declared implicitly)."""
+    """One of the six Mmate exchanges of docs/interop.md (declared implicitly)."""
     loc: Location | None
 
 

@@ -4,8 +4,8 @@ Two products: one document per message (its payload, with ``$defs`` for the enum
 uses, written to ``schemas/<Message>.json``), and one combined document holding every enum, record
 and message under ``$defs``, which ``mmate_gen.models`` feeds to datamodel-code-generator.
 
-Payload schemas never set ``additionalProperties``: readers ignore unknown keys (wire-format.md
-section 1).
+Payload schemas never set ``additionalProperties``: readers ignore unknown keys (docs/interop.md,
+"The envelope").
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ CAMEL_RE = re.compile(r"^[a-z][A-Za-z0-9]*$")
 SERVICE_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 ENVELOPE_NAMES = ("id", "type", "timestamp", "correlationId")
-"""JSON names that live in the envelope (wire-format.md section 1), never in a payload."""
+"""JSON names that live in the envelope (docs/interop.md, "The envelope"), never in a payload."""
 
 RESERVED_MODULES = frozenset({"models", "topology", "schemas"})
 """Module names of the generated package that a service module must not take."""

@@ -5,7 +5,7 @@ the dead-letter and wait queues included, plus ``replies``, the requester's repl
 address travels in ``payload.replyTo``. Operations: one ``send`` per message a service publishes
 (on its exchange's channel) and one ``receive`` per message a service handles on a queue (on the
 queue's channel); queries carry a ``reply`` on both sides. Messages: the JSON envelope of
-wire-format section 1 with the payload's JSON Schema, and the AMQP headers a publisher writes.
+docs/interop.md with the payload's JSON Schema, and the AMQP headers a publisher writes.
 
 What AsyncAPI cannot say goes into ``x-mmate-*`` extensions: queue arguments and type, FIFO, retry
 policy, wait queues, dead-letter routes, bindings and their patterns, prefetch and concurrency,

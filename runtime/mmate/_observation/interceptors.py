@@ -1,66 +1,12 @@
-"""Interceptors: code that runs around every publish and every handled message of a ``Client``.
-Logging, metrics (``mmate.metrics``) and tracing (``mmate.tracing``) are built on them.
+"""Interceptors: code that runs around every publish (``on_publish``) and every handled message
+(``on_handle``) of a ``Client``, and hears every delivery's outcome (``on_outcome``); logging,
+metrics (``mmate.metrics``) and tracing (``mmate.tracing``) are built on them.
 
-::
-
-    class Timing(mmate.Interceptor):
-        async def on_publish(self, info: mmate.PublishInfo, call_next: mmate.PublishNext) -> None:
-            info.headers["x-sent-by"] = "checkout"   # goes on the wire (envelope and AMQP table)
-            await call_next()                        # returns once the broker confirmed it
-
-        async def on_handle(self, message, ctx: mmate.MessageContext, call_next) -> Any:
-            return await call_next()                 # exceptions propagate into classification
-
-        def on_outcome(self, outcome: mmate.Outcome) -> None:
-            print(outcome.queue, outcome.message_type, outcome.result)
-
-    client = mmate.Client(url, service="orders", interceptors=[Timing(), Other()])
-
-Contract:
-
-* The first interceptor of the list is the outermost: its code before ``await call_next()`` runs
-  first, its code after runs last. Each method has a pass-through default; the chains are built
-  once per client from the interceptors that override it, and skipped when none does (no cost).
-* **Publishing** (``on_publish``), for every publish of the client: generated publish and send
-  methods, ``publish_many`` and batches (each message its own chain), ``request`` (the query;
-  ``kind="request"``), the replies its query handlers send (``kind="reply"``) and transactions.
-  Not for the runtime's own moves (retries, dead letters, the delay relay, replays). The
-  message is encoded before the chain (so bad options raise before any interceptor runs, as
-  without interceptors); the interceptors run; then, inside the innermost ``call_next``: if
-  ``info.headers`` was changed the message is encoded again with them (same message id), then
-  it goes through the delay infrastructure's preparation, the publish circuit breaker
-  (``CircuitOpenError`` is raised by ``call_next``), and the confirmed publish, including a
-  resend after a connection recovery (one ``call_next``). ``call_next`` returns once the broker
-  confirmed the message (for a delayed one: once the delay infrastructure has it) and raises the
-  ``PublishError`` otherwise. Interceptors run once per publish call, never per resend.
-* **Transactions** (``begin_tx``, ``kind="transaction"``): the chain runs around writing the
-  message into the transaction; ``call_next`` returns once it is written, before the commit
-  (which is what publishes it, and whose failure ``commit`` raises).
-* **Batches** (``publish_many``, ``client.batch()``): on send, every message's chain runs at once;
-  each innermost ``call_next`` waits until every chain of the batch has reached it (or ended
-  without calling it: that message is not sent), then the reached messages go out together in
-  list order, and each ``call_next`` returns or raises with its own message's outcome. The batch
-  raises ``BatchPublishError`` naming whatever each failed chain raised; an error of the batch as
-  a whole (the publish breaker open, delays refused) that every chain let through is raised as
-  itself, as without interceptors. An interceptor must therefore never wait for another message
-  of the same batch before calling ``call_next``.
-* ``info.headers`` starts as a copy of the ``headers`` publish option; what it holds when the
-  innermost ``call_next`` runs is published as if given as that option: into the envelope's
-  ``headers`` (which Go forwards) and the AMQP header table. It cannot overwrite the envelope's
-  own ``x-message-*`` headers. Values: strings, integers, floats, booleans.
-* **Consuming** (``on_handle``), for every handler call, in this fixed order: poison checks,
-  decode and validation -> the queue's circuit breaker -> the interceptors (outermost first) ->
-  the handler (with ``handler_timeout``) and, for a query, sending its reply. Each immediate
-  retry runs the chain again. The exception that leaves the chain is the one ``failure.decide``
-  classifies (an interceptor may translate one, e.g. into ``mmate.PermanentError``); then the
-  message is moved or acked; then ``on_outcome``.
-* ``on_outcome(outcome)`` is called once per delivery after the runtime carried its decision out
-  (``handled``, ``retried``, ``dead_lettered``, ``rejected``), also for poison messages that never
-  reached a handler (``outcome.stage`` says where they failed, ``outcome.context`` is None). Not
-  for a delivery whose channel died before the decision was carried out (the broker delivers it
-  again). It is synchronous and must not block; exceptions it raises are logged and ignored.
-* ``bind(client)`` is called once by every ``Client`` built with the interceptor (e.g. to
-  subscribe to its connection states).
+The first interceptor of the list is the outermost. Each method has a pass-through default; the
+chains are built once per client from the interceptors that override it, and skipped when none
+does. The fixed order around publishing and consuming, what ``info.headers`` may change, how
+batches and transactions run their chains, and what each hook is called for, are in
+docs/runtime/interceptors.md.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@
 Needs ``prometheus-client`` (``pip install 'mmate[metrics]'``); without it ``PrometheusMetrics()``
 raises ``FeatureNotAvailable``. ``import mmate`` never imports it.
 
-Every metric is named ``mmate_...``; ``README.md`` has the table. Labels: ``message_type`` and
+Every metric is named ``mmate_...``; docs/operations/metrics-tracing.md has the table.
+Labels: ``message_type`` and
 ``exchange`` on the publish side, ``queue`` and ``message_type`` on the consume side, ``service``
 for the connection. A message that failed before a handler was found for it (not JSON, no type,
 a type the queue has no handler for, ...) is labelled ``message_type="unknown"``: that label comes

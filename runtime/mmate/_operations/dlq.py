@@ -1,57 +1,12 @@
 """Dead letters: list them with the reasons they failed, and replay them to the queue they came
-from.
+from (``list_dead_letters``, ``count_dead_letters``, ``replay``).
 
-::
-
-    from mmate import dlq
-
-    for letter in await dlq.list_dead_letters(client, "order-service-queue.dlq", limit=20):
-        print(letter.message_id, letter.reason, letter.error_class, letter.original_queue)
-    result = await dlq.replay(client, "order-service-queue.dlq", message_ids={"6f1c2c9e-..."})
-    print(result.moved_count, result.skipped)
-
-``source`` is a connected ``mmate.Client``, a ``mmate.connection.Connection`` or a broker URL
-(then a connection of its own is opened and closed again).
-
-Contract:
-
-* **Reasons.** A message dead-lettered by this runtime carries the ``x-mmate-*`` headers of
-  ``mmate.deadletter`` (reason, error class and text, handler, attempts, first and last failure,
-  original exchange, routing key and queue): ``source == "mmate"``. A message the broker
-  dead-lettered itself (a nack without requeue, an expired TTL, an overflowing queue, a delivery
-  limit) carries ``x-death``; its newest entry gives the reason (``rejected``, ``expired``,
-  ``maxlen``, ``delivery_limit``), the queue, exchange and routing key, and the count:
-  ``source == "broker"``. With both, the ``x-mmate-*`` headers win. Neither: ``"unknown"``.
-* **Listing loses and reorders nothing.** ``list_dead_letters`` takes every message that is in the
-  queue when it starts with ``basic.get`` without acking it, on a channel of its own, describes the
-  first ``limit`` of them and closes that channel: the broker puts them all back. A classic queue
-  puts each back at its old position; a quorum queue appends returned messages at its back, which
-  keeps the order only when all of them were taken (hence every message is read even for a small
-  ``limit``; AMQP cannot tell the queue type). Tested on both. A message arriving while the
-  queue is read lands before the returned ones on a quorum queue. Messages are marked
-  ``redelivered``, and a quorum queue counts the read as a delivery, so a dead-letter queue with
-  ``x-delivery-limit`` should not be listed over and over. Another consumer of the same queue
-  would not see the messages while they are being read.
-* **Replay.** ``replay`` walks the messages that are in the queue when it starts (a later arrival,
-  such as a replayed message that fails again at once, is not seen), from the head. Each selected
-  one (every message, or those whose id is in ``message_ids``) is published with its body
-  byte-for-byte and its properties (without ``expiration`` and ``user_id``) to the default exchange
-  with its origin queue as routing key (``to`` overrides the origin), with confirms and
-  ``mandatory``; only after the broker confirmed it is it acked in the dead-letter queue. A message
-  that cannot be moved (no known origin, the origin queue does not exist, a nack, no confirm
-  in time) stays, and ``ReplayResult.skipped`` says why. Unselected and skipped messages stay in the
-  dead-letter queue in their order (on a quorum queue: as long as nothing else arrives during the
-  run). Never acked before the confirm: a crash in between leaves a
-  copy in both queues (a duplicate), never none.
-* **What a replayed message carries.** The failure headers are removed, so it starts again at
-  attempt 1: ``x-mmate-dead-letter-reason``, ``-error-class``, ``-error-message``, ``-handler``,
-  ``-attempts``, ``-first-failure``, ``-last-failure``, ``-original-queue``,
-  ``-original-expiration``, the retry headers (``x-mmate-attempt``, ``-retry-delay-ms``,
-  ``-last-error``) and the broker's ``x-death`` / ``x-first-death-*`` / ``x-last-death-*``.
-  ``x-mmate-original-exchange`` and ``-routing-key`` stay (the route it was first published with)
-  and ``x-mmate-replays`` counts how often it was replayed.
-* Message ids: the AMQP ``message_id``, else the ``x-message-id`` header, else the envelope's
-  ``id``; empty when none of them exists (such a message can only be replayed with all others).
+``source`` is a connected ``mmate.Client``, a ``Connection`` or a broker URL (then a connection of
+its own is opened and closed again). Listing takes every message with ``basic.get`` without acking
+and closes its channel, so nothing is lost or reordered; replay publishes each selected body byte
+for byte with confirms and acks it in the dead-letter queue only after the confirm. The contract
+in full (reasons, ordering on classic and quorum queues, the headers a replayed message keeps) is
+docs/operations/dead-letters.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The requester side (``ReplyQueue``): one real, exclusive, auto-delete queue per client named
 ``<service>.reply.<8 hex>`` (not ``amq.rabbitmq.reply-to``: a Go responder reads ``payload.replyTo``
-and could not answer it, wire-format §4). It is declared on first use, consumed on its own channel
+and could not answer it, docs/interop.md). It is declared on first use, consumed on its own channel
 with auto-ack (a reply whose requester died has no one to go back to), and replies are matched to
 waiting requests by the envelope's ``correlationId`` (else the AMQP ``correlation_id``). Replies
 nobody waits for (late, after a timeout) are logged and dropped.

@@ -39,7 +39,7 @@ Contract:
   ``call_next`` returns once the message is written, before the commit).
 * Not guarded by the publish circuit breaker; not pipelined with confirms: each commit is one
   round trip in which the broker routes (and, for persistent messages in durable queues, writes)
-  everything at once (the README has the measured cost).
+  everything at once (docs/runtime/batches-and-transactions.md has the measured cost).
 
 Task safety: ``publish`` may be called from several tasks; ``commit`` / ``rollback`` wait for
 publishes already writing and are serialized with them.

@@ -324,7 +324,7 @@ def reply_address(envelope: Envelope, property_reply_to: str | None) -> str | No
 
 
 def error_payload(code: str, message: str) -> dict[str, Any]:
-    """The payload of an error reply (wire-format §2)."""
+    """The payload of an error reply (docs/interop.md, "Base fields per kind")."""
     return {"success": False, "errorCode": code, "errorMessage": message}
 
 
