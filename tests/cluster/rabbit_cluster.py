@@ -1,0 +1,303 @@
+"""A throw-away 3-node RabbitMQ cluster on this machine, for the cluster tests.
+
+Each node has its own node name (``mmate-c<N>-<tag>@localhost``), AMQP port, Erlang distribution
+port, data and log directories under one temporary directory, its own env file (the machine's
+``/etc/rabbitmq/rabbitmq-env.conf`` names the machine's node and is not read), no plugins, and an
+Erlang cookie of its own (``HOME`` points into the temporary directory, where ``.erlang.cookie``
+lives, for the nodes and for ``rabbitmqctl``). The machine's broker (5672, ``rabbit@localhost``)
+is never addressed: every ``rabbitmqctl`` call names one of our nodes with ``-n``.
+
+The nodes boot in parallel; nodes 2 and 3 then join node 1 (in parallel too). ``stop`` kills every
+node it started (by the pid in its pid file, which only our nodes write) and removes the directory;
+the pytest fixture calls it even when a test fails, and ``atexit`` does as a last resort.
+
+Run by hand: ``python tests/cluster/rabbit_cluster.py`` starts a cluster, prints its URLs and stops
+it on Enter.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+
+def _tool(name: str) -> str | None:
+    """The RabbitMQ script itself: the Debian wrappers in /usr/sbin switch to the ``rabbitmq``
+    user with ``su``, which resets ``HOME`` (and with it the Erlang cookie) to the machine's."""
+    direct = Path("/usr/lib/rabbitmq/bin") / name
+    return str(direct) if direct.exists() else shutil.which(name)
+
+
+SERVER = _tool("rabbitmq-server")
+CTL = _tool("rabbitmqctl")
+BASE_PORT = int(os.environ.get("MMATE_CLUSTER_PORT", "5701"))
+"""AMQP ports BASE_PORT..BASE_PORT+2; distribution ports 20000 above them."""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_base(size: int) -> int:
+    """The first base port from BASE_PORT on with ``size`` free AMQP and distribution ports."""
+    for base in range(BASE_PORT, BASE_PORT + 200, size):
+        ports = [base + i for i in range(size)] + [base + 20000 + i for i in range(size)]
+        if all(_port_free(p) for p in ports):
+            return base
+    raise RuntimeError(f"no {size} free ports from {BASE_PORT} on (and 20000 above)")
+
+
+@dataclass
+class Node:
+    index: int
+    name: str
+    port: int
+    dist_port: int
+    home: Path
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.home / f"{self.short}.out"
+
+    @property
+    def short(self) -> str:
+        return self.name.partition("@")[0]
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "data" / f"{self.short}.pid"
+
+    def pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            return int(self.pid_file.read_text().strip())
+        return None
+
+
+class RabbitCluster:
+    """``start()``, then ``urls``; ``kill(i)`` (SIGKILL), ``restart(i)``, ``stop()``."""
+
+    def __init__(self, size: int = 3) -> None:
+        if SERVER is None or CTL is None:
+            raise RuntimeError("rabbitmq-server / rabbitmqctl are not installed")
+        self.tag = secrets.token_hex(3)
+        self.root = Path(tempfile.mkdtemp(prefix="mmate-cluster-"))
+        self.cookie = secrets.token_hex(16)
+        base = _free_base(size)
+        self.nodes = [
+            Node(i, f"mmate-c{i + 1}-{self.tag}@localhost", base + i, base + 20000 + i, self.root)
+            for i in range(size)
+        ]
+        cookie = self.root / ".erlang.cookie"
+        cookie.write_text(self.cookie)
+        cookie.chmod(0o400)
+        (self.root / "enabled_plugins").write_text("[].\n")
+        (self.root / "rabbitmq-env.conf").write_text("")
+        for sub in ("data", "log"):
+            (self.root / sub).mkdir()
+        self._stopped = False
+        atexit.register(self.stop)
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def _env(self, node: Node) -> dict[str, str]:
+        conf = self.root / f"{node.short}.conf"
+        conf.write_text(
+            f"listeners.tcp.default = 127.0.0.1:{node.port}\n"
+            "loopback_users.guest = true\n"
+            "log.console = false\n"
+            "log.file.level = info\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env.update(
+            HOME=str(self.root),
+            RABBITMQ_NODENAME=node.name,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(node.port),
+            RABBITMQ_DIST_PORT=str(node.dist_port),
+            RABBITMQ_CONF_ENV_FILE=str(self.root / "rabbitmq-env.conf"),
+            RABBITMQ_CONFIG_FILE=str(conf.with_suffix("")),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.root / "enabled_plugins"),
+            RABBITMQ_MNESIA_BASE=str(self.root / "data"),
+            RABBITMQ_LOG_BASE=str(self.root / "log"),
+            RABBITMQ_PID_FILE=str(node.pid_file),
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            # Small machines: fewer schedulers keep the three nodes from fighting over the CPUs.
+            RABBITMQ_SERVER_ERL_ARGS="+P 1048576 +t 5000000 +stbt db +zdbbl 128000 +S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none",
+            ERL_EPMD_ADDRESS="127.0.0.1",
+            ERL_CRASH_DUMP=str(self.root / f"{node.short}.crash.dump"),
+        )
+        return env
+
+    def ctl(self, index: int, *args: str, timeout: float = 60) -> str:
+        """``rabbitmqctl -n <node i> args``; raises with its output on failure."""
+        node = self.nodes[index]
+        done = subprocess.run(
+            [str(CTL), "-q", "-n", node.name, *args],
+            env=self._env(node),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"rabbitmqctl -n {node.name} {' '.join(args)} failed ({done.returncode}): "
+                f"{done.stdout.decode(errors='replace')}{done.stderr.decode(errors='replace')}"
+            )
+        return done.stdout.decode(errors="replace")
+
+    def _boot(self, index: int) -> None:
+        node = self.nodes[index]
+        with node.log.open("ab") as out:
+            node.process = subprocess.Popen(
+                [str(SERVER)],
+                env=self._env(node),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._await(index)
+
+    def _await(self, index: int, timeout: float = 90) -> None:
+        node = self.nodes[index]
+        deadline = time.monotonic() + timeout
+        while True:
+            if node.process is not None and node.process.poll() is not None:
+                raise RuntimeError(f"{node.name} exited at start-up: {self._tail(node)}")
+            try:
+                self.ctl(index, "await_startup", "--timeout", "5", timeout=15)
+                return
+            except (RuntimeError, subprocess.TimeoutExpired):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{node.name} did not start in {timeout:g} s: {self._tail(node)}"
+                    ) from None
+                time.sleep(0.5)
+
+    @staticmethod
+    def _tail(node: Node) -> str:
+        with contextlib.suppress(OSError):
+            return node.log.read_text(errors="replace")[-2000:]
+        return "(no output)"
+
+    def _join(self, index: int) -> None:
+        self.ctl(index, "stop_app")
+        self.ctl(index, "join_cluster", self.nodes[0].name)
+        self.ctl(index, "start_app")
+        self._await(index)
+
+    def start(self) -> RabbitCluster:
+        """Boot every node in parallel, then join nodes 2.. to node 1 in parallel."""
+        began = time.monotonic()
+        try:
+            with ThreadPoolExecutor(len(self.nodes)) as pool:
+                list(pool.map(self._boot, range(len(self.nodes))))
+            with ThreadPoolExecutor(len(self.nodes)) as pool:
+                list(pool.map(self._join, range(1, len(self.nodes))))
+            status = self.ctl(0, "cluster_status", "--formatter", "json")
+            for node in self.nodes:
+                if status.count(node.name) < 2:  # disk node and running node
+                    raise RuntimeError(f"{node.name} is not running in the cluster: {status}")
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - began
+        return self
+
+    def kill(self, index: int) -> float:
+        """SIGKILL node ``index`` (its beam process); returns the moment (``time.monotonic``)."""
+        node = self.nodes[index]
+        pid = node.pid()
+        if pid is None:
+            raise RuntimeError(f"no pid file for {node.name}")
+        os.kill(pid, signal.SIGKILL)
+        at = time.monotonic()
+        if node.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.process.wait(10)
+        return at
+
+    def restart(self, index: int) -> None:
+        """Boot a killed node again (it rejoins the cluster from its data directory)."""
+        self._boot(index)
+
+    def leader_of(self, queue: str, vhost: str = "/") -> str:
+        """The node name that leads quorum queue ``queue`` (asked of any running node)."""
+        for index, node in enumerate(self.nodes):
+            if node.pid() is None or not self.running(index):
+                continue
+            out = self.ctl(
+                index, "list_queues", "-p", vhost, "name", "leader", "--formatter", "json"
+            )
+            import json
+
+            for row in json.loads(out):
+                if row["name"] == queue:
+                    return str(row["leader"])
+            raise RuntimeError(f"no queue {queue!r} on the cluster")
+        raise RuntimeError("no running node")
+
+    def running(self, index: int) -> bool:
+        node = self.nodes[index]
+        return node.process is not None and node.process.poll() is None
+
+    def index_of(self, name: str) -> int:
+        return next(n.index for n in self.nodes if n.name == name)
+
+    def stop(self) -> None:
+        """Kill every node this cluster started and remove its directory. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for node in self.nodes:
+            pid = node.pid()
+            if node.process is not None and node.process.poll() is None and pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if node.process is not None and node.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.process.pid, signal.SIGKILL)
+            if node.process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    node.process.wait(10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    cluster = RabbitCluster().start()
+    import sys
+
+    if "--no-wait" in sys.argv:
+        print(f"started in {cluster.started_in:.1f} s:", *cluster.urls)
+        print(cluster.ctl(0, "cluster_status"))
+        cluster.stop()
+        raise SystemExit(0)
+    print(f"started in {cluster.started_in:.1f} s:", *cluster.urls)
+    with contextlib.suppress(EOFError, KeyboardInterrupt):
+        input("Enter stops it ")
+    cluster.stop()
