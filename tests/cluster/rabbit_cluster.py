@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-
 def _tool(name: str) -> str | None:
     """The RabbitMQ script itself: the Debian wrappers in /usr/sbin switch to the ``rabbitmq``
     user with ``su``, which resets ``HOME`` (and with it the Erlang cookie) to the machine's."""
