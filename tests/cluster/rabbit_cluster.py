@@ -146,7 +146,10 @@ class RabbitCluster:
             RABBITMQ_PID_FILE=str(node.pid_file),
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
             # Small machines: fewer schedulers keep the three nodes from fighting over the CPUs.
-            RABBITMQ_SERVER_ERL_ARGS="+P 1048576 +t 5000000 +stbt db +zdbbl 128000 +S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none",
+            RABBITMQ_SERVER_ERL_ARGS=(
+                "+P 1048576 +t 5000000 +stbt db +zdbbl 128000 +S 1:1 "
+                "+sbwt none +sbwtdcpu none +sbwtdio none"
+            ),
             ERL_EPMD_ADDRESS="127.0.0.1",
             ERL_CRASH_DUMP=str(self.root / f"{node.short}.crash.dump"),
         )
