@@ -6,6 +6,7 @@ from __future__ import annotations
 import mmate
 
 EXPECTED = {
+    "__version__",
     # runtime
     "Client",
     "ClientSettings",
