@@ -32,7 +32,7 @@ _KINDS: Mapping[str, Kind] = {
     "reply": "reply",
 }
 
-# (json name, type, nullable, default, description) per kind, in wire-format.md section 2 order.
+# (json name, type, nullable, default, description) per kind, in the order of docs/interop.md.
 BASE_FIELDS: Mapping[str, tuple[tuple[str, TypeRef, bool, JsonValue, str], ...]] = {
     "command": (
         ("targetService", _STRING, False, "", "Service the command is addressed to."),
