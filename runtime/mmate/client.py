@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self, TypedDict, TypeVar, Unpack
 
-from ._consuming.consumer import ConsumerSettings, QueueConsumer
+from ._consuming.consumer import DEFAULT_MAX_DECOMPRESSED_BYTES, ConsumerSettings, QueueConsumer
 from ._consuming.dispatch import Handlers, dispatch_table
 from ._consuming.serving import Serving
 from ._contract.model import Model
@@ -43,7 +43,7 @@ from ._observation.interceptors import Interceptor, Interceptors
 from ._publishing.batch import Batch, Publication
 from ._publishing.breaker import GuardedPublisher, PublishBreakerOptions
 from ._publishing.confirmed import ConfirmedPublisher
-from ._publishing.outbox import Outbox
+from ._publishing.outbox import DEFAULT_MAX_PUBLISH_BYTES, Outbox
 from ._publishing.requests import ReplyQueue, reply_model
 from ._publishing.transaction import Transaction
 from ._topology.declare import declare_topology
@@ -90,6 +90,13 @@ class ClientSettings:
     delay_relay: bool = True
     """This client relays delayed messages once it published one or serves handlers."""
     delay_prefix: str = DEFAULT_PREFIX
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    """A compressed body is inflated to at most this many bytes where its queue sets no
+    ``max_message_bytes`` (16 MiB); a larger one is dead-lettered as ``oversized``."""
+    max_publish_bytes: int = DEFAULT_MAX_PUBLISH_BYTES
+    """The largest body this client publishes, after compression (128 MiB, RabbitMQ 3.x's
+    default ``max_message_size``; 16 MiB on RabbitMQ 4): a larger publish raises
+    ``MessageTooLarge`` before anything is sent."""
 
 
 class ClientOptions(TypedDict, total=False):
@@ -108,6 +115,8 @@ class ClientOptions(TypedDict, total=False):
     delay_mode: DelayMode
     delay_relay: bool
     delay_prefix: str
+    max_decompressed_bytes: int
+    max_publish_bytes: int
 
 
 class Client:
@@ -160,6 +169,7 @@ class Client:
             delays=self._delays,
             relay_delays=s.delay_relay,
             interceptors=self._interceptors,
+            max_publish_bytes=s.max_publish_bytes,
         )
         self._replies = ReplyQueue(self._connection, service)
         self._servings: list[Serving] = []
@@ -447,6 +457,7 @@ class Client:
                     move_timeout=self.settings.publish_timeout,
                     delays=self._delays if relay else None,
                     interceptors=self._interceptors,
+                    max_decompressed_bytes=self.settings.max_decompressed_bytes,
                 )
                 for _ in range(consumers or (qdef.consumers if qdef else 1)):
                     consumer = QueueConsumer(

@@ -14,6 +14,7 @@
     │   ├── UnroutableError     mandatory publish reached no queue
     │   ├── NackError           the broker nacked it
     │   ├── PublishTimeout      no confirm within the timeout (e.g. broker under an alarm)
+    │   ├── MessageTooLarge     the body is over its route's or the client's size limit: not sent
     │   ├── BatchPublishError   some messages of a batch failed; ``failures`` says which
     │   ├── CircuitOpenError    the publish circuit breaker is open: nothing was sent
     │   └── TransactionError    a transaction did not commit (``outcome`` says what happened)
@@ -117,6 +118,31 @@ class NackError(PublishError):
 
 class PublishTimeout(PublishError):
     """The broker did not confirm within the publish timeout."""
+
+
+class MessageTooLarge(PublishError):
+    """A publish refused before anything was sent: its body is larger than ``limit`` bytes.
+    ``size`` is the body as it would be consumed (before compression) when the limit is the
+    route's ``max_message_bytes`` (the queues it reaches would dead-letter it unread), and the
+    body on the wire (after compression) when the limit is the client's ``max_publish_bytes``
+    (the broker would refuse it). ``limit_name`` says which."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        message_type: str,
+        size: int,
+        limit: int,
+        limit_name: Literal["max_message_bytes", "max_publish_bytes"],
+        exchange: str = "",
+        routing_key: str = "",
+    ) -> None:
+        super().__init__(message, exchange=exchange, routing_key=routing_key)
+        self.message_type = message_type
+        self.size = size
+        self.limit = limit
+        self.limit_name = limit_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ EXPECTED = {
     "ReplyError",
     "DecodeError",
     "FeatureNotAvailable",
+    "MessageTooLarge",
     "PermanentError",
     "TransientError",
     # failure handling

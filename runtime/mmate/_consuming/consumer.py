@@ -11,7 +11,8 @@ Contract (the runtime guide, docs/runtime/consuming.md, has the whole story):
   a warning once per process.
 * Before consuming, ``start`` checks that the queue's dead-letter route and retry wait queues exist
   (``_failures.deadletter.verify_routes``).
-* Layers, in this order for every delivery: poison checks -> the per-queue circuit breaker -> the
+* Layers, in this order for every delivery: decoding a compressed body (bounded) and the poison
+  checks -> the per-queue circuit breaker -> the
   client's interceptors -> the handler (and a query's reply), with immediate retries ->
   ``_failures.decide.decide`` -> carrying the decision out -> the interceptors' ``on_outcome``.
 * Carrying a decision out: the original body, byte for byte, goes to the wait queue or the
@@ -72,6 +73,10 @@ Settle = Literal["ack", "reject", "requeue"]
 
 _auto_ack_warned = False
 
+DEFAULT_MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
+"""Inflate a compressed body to at most this many bytes where its queue sets no
+``max_message_bytes`` (16 MiB): a decompression bomb is dead-lettered as ``oversized``."""
+
 
 def warn_auto_ack_once() -> None:
     global _auto_ack_warned
@@ -102,6 +107,8 @@ class ConsumerSettings:
     a retry uses the longest wait queue)."""
     interceptors: Interceptors = field(default_factory=lambda: Interceptors(()))
     """The client's interceptors (``_observation.interceptors``)."""
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    """Decoded-size limit of a compressed body on a queue without ``max_message_bytes``."""
 
 
 def _target_missing(error: PublishError) -> bool:
@@ -323,16 +330,23 @@ class QueueConsumer:
         props = held.properties
         attempt = retry.attempt_of(props.headers, self.queue)
         mtype, mid = props.type or "", props.message_id or ""
-        bad = poison.check_body(held.body, self._max_bytes, self.queue, props.headers)
-        if bad is not None:
-            reason, error = bad
+        body = poison.readable_body(
+            held.body,
+            self._max_bytes,
+            self.queue,
+            props.headers,
+            content_encoding=props.content_encoding,
+            inflate_limit=self._settings.max_decompressed_bytes,
+        )
+        if not isinstance(body, bytes):
+            reason, error = body
             await self._fail(
                 held,
                 Failure("poison", error, self.queue, mtype, mid, attempt=attempt, reason=reason),
             )
             return
         try:
-            envelope = codec.parse(held.body)
+            envelope = codec.parse(body)
         except DecodeError as exc:
             failure = Failure(
                 "decode",

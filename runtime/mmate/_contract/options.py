@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TypedDict
 
-from .topology import HeaderValue
+from .topology import Compression, HeaderValue
 
 
 class PublishOptions(TypedDict, total=False):
@@ -16,7 +16,9 @@ class PublishOptions(TypedDict, total=False):
     the broker's confirm (and, for queries, for the reply). ``delay`` (rounded up to whole seconds)
     and ``schedule_at`` (timezone-aware) hold the message in the broker's delay infrastructure
     (``mmate.delay``). ``message_id`` replaces the fresh UUID (e.g. a deterministic one, so
-    consumers can drop duplicates).
+    consumers can drop duplicates). ``compress`` (``"gzip"``, ``"zstd"``) compresses a body over
+    its route's ``compress_above`` bytes, or with None does not compress it whatever the route
+    says (``mmate.compression``; Go Mmate cannot read a compressed body).
     """
 
     exchange: str
@@ -31,3 +33,4 @@ class PublishOptions(TypedDict, total=False):
     schedule_at: datetime
     timeout: float
     message_id: str
+    compress: Compression | None

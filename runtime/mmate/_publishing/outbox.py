@@ -3,17 +3,19 @@ publishing API of a client goes (``Client.publish`` / ``request``, ``publish_man
 transactions, a handler's replies).
 
 For each message: the publish options are checked and applied (``encode``: routing key, TTL,
-priority, persistence, reply address, delay), the client's publish interceptors run around the send
-(``Interceptors``; a pass-through when there are none), a delayed message first makes sure the delay
-infrastructure exists (and this client relays it), and the message goes out through the client's
-confirmed publisher (``confirmed.ConfirmedPublisher``, or the publish circuit breaker around it).
+priority, persistence, reply address, delay; the size limits and compression, ``_sized``), the
+client's publish interceptors run around the send (``Interceptors``; a pass-through when there are
+none), a delayed message first makes sure the delay infrastructure exists (and this client relays
+it), and the message goes out through the client's confirmed publisher
+(``confirmed.ConfirmedPublisher``, or the publish circuit breaker around it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from .._contract.model import Model
 from .._contract.options import PublishOptions
@@ -21,16 +23,21 @@ from .._contract.topology import HeaderValue, MessageDef, PublishRoute
 from .._delays.cascade import delay_seconds, delayed
 from .._delays.relay import DelayService
 from .._observation.interceptors import Draft, Interceptors, PublishKind, publish_info
+from .._wire import compression
 from .._wire import envelope as codec
-from .._wire.envelope import Envelope
-from ..errors import FeatureNotAvailable, MmateError
+from .._wire.envelope import Encoded, Envelope
+from ..errors import FeatureNotAvailable, MessageTooLarge, MmateError
 from . import routing
 from .breaker import GuardedPublisher
-from .confirmed import ConfirmedPublisher, Outgoing
+from .confirmed import ConfirmedPublisher, Outgoing, where
 
 _KNOWN_OPTIONS = frozenset(PublishOptions.__annotations__)
 
 Publisher = ConfirmedPublisher | GuardedPublisher
+
+DEFAULT_MAX_PUBLISH_BYTES = 128 * 1024 * 1024
+"""RabbitMQ 3.x's default ``max_message_size`` (128 MiB): a larger body is refused by the broker,
+so the client refuses it first."""
 
 
 def _seconds(value: float | timedelta) -> float:
@@ -48,12 +55,14 @@ class Outbox:
         delays: DelayService,
         relay_delays: bool,
         interceptors: Interceptors,
+        max_publish_bytes: int = DEFAULT_MAX_PUBLISH_BYTES,
     ) -> None:
         self.service = service
         self.publisher = publisher
         self.delays = delays
         self.interceptors = interceptors
         self._relay_delays = relay_delays
+        self._max_publish_bytes = max_publish_bytes
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -104,10 +113,78 @@ class Outbox:
             persistent=options.get("persistent", route.persistent),
             message_id=options.get("message_id"),
         )
-        out = Outgoing(encoded, options.get("exchange", route.exchange), key)
+        exchange = options.get("exchange", route.exchange)
+        encoded = self._sized(route, encoded, options, exchange, key)
+        out = Outgoing(encoded, exchange, key)
         if wait is not None:
             out = delayed(out, wait, self.delays.topology, self.delays.mode)
         return out
+
+    def _sized(
+        self,
+        route: PublishRoute,
+        encoded: Encoded,
+        options: PublishOptions,
+        exchange: str,
+        routing_key: str,
+    ) -> Encoded:
+        """``encoded`` compressed when its route or the ``compress`` option says so and its body
+        is over ``compress_above`` (kept only if smaller), after checking the size limits:
+        the route's ``max_message_bytes`` against the body as consumers will decode it, the
+        client's ``max_publish_bytes`` against the body on the wire. Raises
+        ``MessageTooLarge``."""
+        body = encoded.body
+        limit = route.max_message_bytes
+        if limit is not None and len(body) > limit:
+            raise self._too_large(
+                encoded, exchange, routing_key, len(body), limit, "max_message_bytes"
+            )
+        codec_name = options.get("compress", route.compress)
+        if codec_name is not None and len(body) > route.compress_above:
+            if codec_name not in compression.CODECS:
+                raise MmateError(f"compress must be 'gzip', 'zstd' or None, got {codec_name!r}")
+            packed = compression.compress(body, codec_name)
+            if len(packed) < len(body):
+                encoded.properties.content_encoding = codec_name
+                encoded = replace(encoded, body=packed)
+        if len(encoded.body) > self._max_publish_bytes:
+            raise self._too_large(
+                encoded,
+                exchange,
+                routing_key,
+                len(encoded.body),
+                self._max_publish_bytes,
+                "max_publish_bytes",
+            )
+        return encoded
+
+    @staticmethod
+    def _too_large(
+        encoded: Encoded,
+        exchange: str,
+        routing_key: str,
+        size: int,
+        limit: int,
+        limit_name: Literal["max_message_bytes", "max_publish_bytes"],
+    ) -> MessageTooLarge:
+        whose = (
+            "max_message_bytes of the queues its route reaches (consumers would dead-letter it "
+            "as oversized)"
+            if limit_name == "max_message_bytes"
+            else "the client's max_publish_bytes (the broker's max_message_size)"
+        )
+        state = "encoded" if limit_name == "max_message_bytes" else "on the wire"
+        return MessageTooLarge(
+            f"publishing {encoded.type} {encoded.message_id} to {where(exchange, routing_key)}: "
+            f"the body of {size} bytes ({state}) is larger than {limit} bytes, the {whose}; "
+            "nothing was published",
+            message_type=encoded.type,
+            size=size,
+            limit=limit,
+            limit_name=limit_name,
+            exchange=exchange,
+            routing_key=routing_key,
+        )
 
     def draft(
         self,
