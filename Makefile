@@ -67,7 +67,8 @@ check: lint typecheck drift docs-check pytest
 # The quick loop while developing: everything that needs no broker (generator, diff, exports, type
 # tests, the in-memory broker, packaging), after format, lint, types and drift.
 FAST_TESTS := tests/gen tests/diff tests/export tests/typing tests/memory tests/runtime/test_packaging.py \
-	tests/runtime/test_codec.py tests/runtime/test_layout.py tests/runtime/test_hostile_fuzz.py
+	tests/runtime/test_codec.py tests/runtime/test_layout.py tests/runtime/test_hostile_fuzz.py \
+	tests/runtime/test_compression.py
 test-fast: lint typecheck drift tools
 	$(BIN)/pytest -q -m "not broker" $(FAST_TESTS)
 

@@ -145,6 +145,9 @@ class Client:
         if unknown:
             raise MmateError(f"unknown Client options: {', '.join(sorted(unknown))}")
         self.settings = s = replace(settings or ClientSettings(), **options)
+        for name in ("max_decompressed_bytes", "max_publish_bytes"):
+            if getattr(s, name) < 1:
+                raise MmateError(f"{name} must be at least 1 byte, got {getattr(s, name)!r}")
         self.service = service
         self._url = url
         self._connection = self._new_connection()

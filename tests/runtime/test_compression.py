@@ -525,3 +525,12 @@ async def test_a_content_encoding_that_is_not_utf8_is_dead_lettered_as_invalid_p
         assert dead.header.properties.headers["x-mmate-dead-letter-reason"] == "invalid-properties"
     finally:
         await _cleanup(app.queues, app.exchanges)
+
+
+def test_import_mmate_does_not_load_zstd() -> None:
+    """The extra is imported on the first zstd body, not by ``import mmate`` (it costs tens of
+    milliseconds of start-up)."""
+    import subprocess
+
+    code = "import sys, mmate; assert 'backports.zstd' not in sys.modules, 'loaded'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

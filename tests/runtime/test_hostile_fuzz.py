@@ -1,6 +1,7 @@
 """Fuzzing the decode-and-settle path: whatever the body and the headers of a delivery, decoding
 raises nothing but ``DecodeError``, the attempt number stays in range, and the headers that record
-why a message failed always encode again. In-process with hypothesis for the bulk; a sample of the
+why a message failed always encode again; a compressed body under any ``content_encoding`` decodes
+within its limit or is named poison. In-process with hypothesis for the bulk; a sample of the
 same kind of input goes through the real broker at the end, counted."""
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from mmate import DecodeError
 from mmate._failures import deadletter, poison, retry
 from mmate._transport.aiormq.properties import to_pamqp
 from mmate._transport.base import Properties
+from mmate._contract.topology import Compression
+from mmate._wire import compression
 from mmate._wire import envelope as codec
 from mmate._wire.headers import encodable
 from pamqp import encode
@@ -117,6 +120,51 @@ def test_bytes_spliced_into_a_valid_envelope(noise: bytes, at: int) -> None:
     with contextlib.suppress(DecodeError):
         codec.decode(mutated, MESSAGES)
     poison.check_body(mutated, 100, "q")  # never raises
+
+
+encodings = st.sampled_from(["gzip", "zstd", "GZIP", "identity", "utf-8", "br", ""]) | st.text(
+    max_size=255
+)
+
+
+@FUZZ
+@given(st.binary(max_size=300), encodings, st.integers(min_value=1, max_value=4096))
+def test_any_bytes_under_any_content_encoding_decode_or_are_named_poison(
+    body: bytes, encoding: str, limit: int
+) -> None:
+    """Whatever the bytes and the encoding, the decoder returns at most ``limit`` bytes or
+    says which poison it is; and the body checks after it never raise."""
+    result = poison.readable_body(body, None, "q", content_encoding=encoding, inflate_limit=limit)
+    if isinstance(result, bytes):
+        assert compression.is_identity(encoding) or len(result) <= limit
+    else:
+        reason, error = result
+        assert reason in poison.POISON_REASONS and isinstance(error, DecodeError)
+
+
+@FUZZ
+@given(
+    st.sampled_from(["gzip", "zstd"]),
+    st.binary(max_size=40),
+    st.integers(min_value=0, max_value=10_000),
+    st.integers(min_value=0, max_value=400),
+)
+def test_mutated_compressed_envelopes_decode_or_are_named_poison(
+    name: Compression, noise: bytes, at: int, cut: int
+) -> None:
+    """A valid compressed envelope with bytes spliced in and its end cut off: inflated within
+    the limit, or ``oversized`` / ``bad-compression``, nothing else."""
+    body = _envelope_like({"customerId": "c" * 50, "amount": 1}, "CreateOrderCommand", {})
+    packed = compression.compress(body, name)
+    at = min(at, len(packed))
+    mutated = packed[:at] + noise + packed[at:]
+    mutated = mutated[: max(len(mutated) - cut, 0)]
+    try:
+        out = compression.decompress(mutated, name, limit=len(body) * 2)
+    except compression.Unreadable as exc:
+        assert exc.reason in {"oversized", "bad-compression"}
+    else:
+        assert len(out) <= len(body) * 2
 
 
 @FUZZ
