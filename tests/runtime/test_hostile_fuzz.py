@@ -22,10 +22,10 @@ from failure_app import AppFactory, drain, failure_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mmate import DecodeError
+from mmate._contract.topology import Compression
 from mmate._failures import deadletter, poison, retry
 from mmate._transport.aiormq.properties import to_pamqp
 from mmate._transport.base import Properties
-from mmate._contract.topology import Compression
 from mmate._wire import compression
 from mmate._wire import envelope as codec
 from mmate._wire.headers import encodable
