@@ -27,10 +27,11 @@ from ..errors import FeatureNotAvailable, MmateError
 from . import routing
 from .breaker import GuardedPublisher
 from .confirmed import ConfirmedPublisher, Outgoing
+from .pool import PublisherPool
 
 _KNOWN_OPTIONS = frozenset(PublishOptions.__annotations__)
 
-Publisher = ConfirmedPublisher | GuardedPublisher
+Publisher = ConfirmedPublisher | PublisherPool | GuardedPublisher
 
 
 def _seconds(value: float | timedelta) -> float:

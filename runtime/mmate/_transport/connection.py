@@ -60,6 +60,7 @@ class Connection:
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 15.0,
         reconnect: ReconnectPolicy | None = None,
+        label: str | None = None,
     ) -> None:
         given = [url] if isinstance(url, str) else list(url)
         if not given:
@@ -71,7 +72,11 @@ class Connection:
         if "memory" in schemes and len(schemes) > 1:
             raise MmateError("a client's URLs are either memory:// or amqp(s)://, not both")
         self._backend: Backend = backend_for(given[0])
-        self._name = f"{service} (mmate-py, pid {os.getpid()})"
+        # The name the broker shows (the management UI, ``rabbitmqctl list_connections``);
+        # ``label`` tells a client's extra connections apart (``publish 2/4``).
+        extra = f", {label}" if label else ""
+        self._name = f"{service} (mmate-py, pid {os.getpid()}{extra})"
+        self.label = label
         self._heartbeat = heartbeat
         self._urls = list(given)
         self._masked = [mask(u) for u in given]
@@ -95,6 +100,11 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<mmate.Connection {self.url} service={self.service!r} {self._state}>"
+
+    @property
+    def name(self) -> str:
+        """The connection name the broker shows."""
+        return self._name
 
     @property
     def url(self) -> str:
