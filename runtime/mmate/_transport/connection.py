@@ -84,6 +84,8 @@ class Connection:
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
         self._conn: Link | None = None
+        self._channels: list[Channel] = []
+        """The channels opened on the current link, pruned of closed ones when counted."""
         self._wanted = False
         self._up = asyncio.Event()
         self._recovery: asyncio.Task[None] | None = None
@@ -246,6 +248,7 @@ class Connection:
     def _adopt(self, link: Link, index: int) -> None:
         self._conn = link
         self._current = index
+        self._channels = []  # those of a lost link died with it
 
         def lost(reason: str) -> None:
             if link is self._conn and self._wanted:
@@ -404,7 +407,19 @@ class Connection:
         recovered, waits up to ``wait`` seconds (default ``connect_timeout``; ``math.inf``: until
         recovered or closed) and raises ``BrokerConnectionError`` after that."""
         conn = await self._require(wait)
-        return await conn.channel(confirms=confirms)
+        channel = await conn.channel(confirms=confirms)
+        self._channels = [c for c in self._channels if c.is_open]
+        self._channels.append(channel)
+        return channel
+
+    @property
+    def open_channels(self) -> int:
+        """Channels open on this connection now (for metrics)."""
+        if not self.is_open:
+            self._channels = []
+            return 0
+        self._channels = [c for c in self._channels if c.is_open]
+        return len(self._channels)
 
     def managed(
         self, purpose: str, *, confirms: bool, on_open: ChannelHook | None = None
