@@ -44,6 +44,7 @@ from ._publishing.batch import Batch, Publication
 from ._publishing.breaker import GuardedPublisher, PublishBreakerOptions
 from ._publishing.confirmed import ConfirmedPublisher
 from ._publishing.outbox import DEFAULT_MAX_PUBLISH_BYTES, Outbox
+from ._publishing.pool import PublisherPool
 from ._publishing.requests import ReplyQueue, reply_model
 from ._publishing.transaction import Transaction
 from ._topology.declare import declare_topology
@@ -81,7 +82,16 @@ class ClientSettings:
     request_timeout: float = 30.0
     """Default ``timeout`` of a request (its reply)."""
     max_in_flight: int = 1000
-    """Unconfirmed publishes at once."""
+    """Unconfirmed publishes at once (in all, over the channels of a pool)."""
+    publish_connections: int = 1
+    """Connections publishing is spread over: this client's own and ``publish_connections - 1``
+    more, each recovering on its own (docs/runtime/pools.md)."""
+    channels_per_connection: int = 1
+    """Confirm-mode publishing channels on each publishing connection."""
+    channel_timeout: float | None = None
+    """Seconds a publish may wait for a publishing channel (a free slot in the window of
+    unconfirmed publishes, the channel being opened, its connection being recovered) before
+    ``ChannelTimeout``; None: only the publish timeout bounds the wait."""
     publish_breaker: PublishBreakerOptions | None = None
     """A circuit breaker around publishing; off when None."""
     handler_breaker: HandlerBreakerOptions | None = DEFAULT_HANDLER_BREAKER
@@ -110,6 +120,9 @@ class ClientOptions(TypedDict, total=False):
     publish_timeout: float
     request_timeout: float
     max_in_flight: int
+    publish_connections: int
+    channels_per_connection: int
+    channel_timeout: float | None
     publish_breaker: PublishBreakerOptions | None
     handler_breaker: HandlerBreakerOptions | None
     delay_mode: DelayMode
@@ -151,10 +164,29 @@ class Client:
         self.service = service
         self._url = url
         self._connection = self._new_connection()
-        confirmed = ConfirmedPublisher(
-            self._connection, max_in_flight=s.max_in_flight, timeout=s.publish_timeout
-        )
-        publisher: ConfirmedPublisher | GuardedPublisher = confirmed
+        if s.publish_connections < 1 or s.channels_per_connection < 1:
+            raise MmateError("publish_connections and channels_per_connection must be at least 1")
+        self._publish_connections = [self._connection] + [
+            self._new_connection(f"publish {n}/{s.publish_connections}")
+            for n in range(2, s.publish_connections + 1)
+        ]
+        confirmed: ConfirmedPublisher | PublisherPool
+        if len(self._publish_connections) == 1 and s.channels_per_connection == 1:
+            confirmed = ConfirmedPublisher(
+                self._connection,
+                max_in_flight=s.max_in_flight,
+                timeout=s.publish_timeout,
+                channel_timeout=s.channel_timeout,
+            )
+        else:
+            confirmed = PublisherPool(
+                self._publish_connections,
+                s.channels_per_connection,
+                max_in_flight=s.max_in_flight,
+                timeout=s.publish_timeout,
+                channel_timeout=s.channel_timeout,
+            )
+        publisher: ConfirmedPublisher | PublisherPool | GuardedPublisher = confirmed
         if s.publish_breaker is not None:
             publisher = GuardedPublisher(confirmed, s.publish_breaker)
         # Delayed delivery: declared on first use, relayed by this client when delay_relay is
@@ -182,9 +214,9 @@ class Client:
         for interceptor in interceptors:
             interceptor.bind(self)
 
-    def _new_connection(self) -> Connection:
-        """A connection with this client's settings (the client's own, or one more for a
-        consumer group spread over connections)."""
+    def _new_connection(self, label: str | None = None) -> Connection:
+        """A connection with this client's settings (the client's own, one more of the publish
+        pool, or one more for a consumer group spread over connections)."""
         s = self.settings
         return Connection(
             self._url,
@@ -193,6 +225,7 @@ class Client:
             ssl_context=s.ssl_context,
             connect_timeout=s.connect_timeout,
             reconnect=s.reconnect,
+            label=label,
         )
 
     def __repr__(self) -> str:
@@ -201,6 +234,15 @@ class Client:
     @property
     def connection(self) -> Connection:
         return self._connection
+
+    @property
+    def connections(self) -> list[Connection]:
+        """Every connection of this client: its own, the other publishing ones
+        (``publish_connections``) and those of its consumer groups (``serve(connections=...)``)."""
+        found = list(self._publish_connections)
+        for serving in self._servings:
+            found.extend(serving.connections)
+        return found
 
     def on_state(self, callback: StateCallback) -> Callable[[], None]:
         """Call ``callback(ConnectionEvent)`` on every connection state change (connecting,
@@ -216,6 +258,13 @@ class Client:
         """Connect (``connect_retry`` seconds of retrying with the reconnect backoff when the
         broker is not there yet; 0: each URL once)."""
         await self._connection.open(retry_for=self.settings.connect_retry)
+        try:
+            for extra in self._publish_connections[1:]:
+                await extra.open(retry_for=self.settings.connect_retry)
+        except BaseException:
+            for opened in self._publish_connections:
+                await opened.close()
+            raise
         if self._delays.mode == "plugin":
             await self._delays.ensure()  # FeatureNotAvailable now, not at the first delay
 
@@ -227,6 +276,8 @@ class Client:
         await self._delays.stop()
         await self._replies.close()
         await self._outbox.publisher.close()
+        for extra in self._publish_connections[1:]:
+            await extra.close()
         await self._connection.close()
 
     async def __aenter__(self) -> Self:
@@ -349,6 +400,17 @@ class Client:
     def resent(self) -> int:
         """Publishes sent again because their confirm was lost, or the broker nacked them."""
         return self._outbox.publisher.resent
+
+    @property
+    def publish_pool(self) -> PublisherPool | None:
+        """The publisher pool (``members``, each with its ``connection`` and ``confirmed``
+        count), None when publishing uses one channel (``publish_connections`` and
+        ``channels_per_connection`` both 1)."""
+        publisher = self._outbox.publisher
+        if isinstance(publisher, GuardedPublisher):
+            inner = publisher.inner
+            return inner if isinstance(inner, PublisherPool) else None
+        return publisher if isinstance(publisher, PublisherPool) else None
 
     @property
     def publish_breaker(self) -> CircuitBreaker | None:

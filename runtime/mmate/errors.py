@@ -145,6 +145,12 @@ class MessageTooLarge(PublishError):
         self.limit_name = limit_name
 
 
+class ChannelTimeout(PublishTimeout):
+    """No publishing channel was free within ``channel_timeout``: every slot of its window of
+    unconfirmed publishes was taken, or its channel or connection was still being (re)opened.
+    Nothing was published; the message names the channel of the pool."""
+
+
 @dataclass(frozen=True, slots=True)
 class BatchFailure:
     """One message of a batch that failed: its index in the batch, its message id and the error."""

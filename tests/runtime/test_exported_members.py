@@ -64,6 +64,7 @@ EXPECTED = {
     "UnroutableError",
     "NackError",
     "PublishTimeout",
+    "ChannelTimeout",
     "BatchPublishError",
     "BatchFailure",
     "RequestTimeout",

@@ -1,12 +1,16 @@
 """Prometheus metrics counted from real messages on the broker: exact numbers of published,
 consumed, failed, retried and dead-lettered messages by type and queue, publish failures by class,
-the connection state and reconnects; and the missing-dependency behaviour."""
+the connection state and reconnects, consumer lag, sampled queue depth, open connections and
+channels, process memory; and the missing-dependency behaviour."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import aiormq.abc
 import mmate
@@ -14,10 +18,10 @@ import pytest
 from conftest import BROKER_URL, wait_until
 from failure_app import AppFactory, failure_app
 from mmate import MessageContext
-from mmate._observation.metrics import PrometheusMetrics
+from mmate._observation.metrics import PrometheusMetrics, message_age
 from pamqp.commands import Basic
 from prometheus_client import CollectorRegistry
-from sample_app import CreateOrderCommand
+from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, OrderReply
 from test_recovery import _kill_connections
 
 pytestmark = pytest.mark.broker
@@ -151,3 +155,81 @@ def test_import_mmate_imports_neither_prometheus_nor_opentelemetry() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_lag_depth_connections_channels_and_memory_from_a_real_queue(app: App) -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry, depth_interval=0.1)
+    release = asyncio.Event()
+
+    class Handlers(app.handlers):  # type: ignore[name-defined, misc]
+        def __init__(self) -> None:
+            self.handled = 0
+
+        async def handle_create_order_command(
+            self, message: CreateOrderCommand, ctx: MessageContext
+        ) -> None:
+            await release.wait()
+            self.handled += 1
+
+        async def handle_get_order_query(
+            self, message: GetOrderQuery, ctx: MessageContext
+        ) -> OrderReply:
+            return OrderReply(order_id=message.order_id)
+
+        async def handle_order_created_event(
+            self, message: OrderCreatedEvent, ctx: MessageContext
+        ) -> None:
+            return None
+
+    service = f"metrics-depth-{app.suffix}"
+    queue = {"queue": app.order_queue}
+    depth = "mmate_queue_depth"
+    async with mmate.Client(
+        BROKER_URL, service=service, interceptors=[metrics], publish_connections=2
+    ) as client:
+        await client.declare(app.order_service)
+        assert value(registry, "mmate_connections_open", service=service) == 2
+        publisher = app.publisher(client)
+        for n in range(20):
+            await publisher.send_create_order_command(
+                CreateOrderCommand(customer_id=f"c-{n}", amount=1)
+            )
+        before = value(registry, "mmate_channels_open", service=service)
+        serving = await client.serve(Handlers(), queues=[app.order_queue], prefetch=1)
+        names = {task.get_name() for task in asyncio.all_tasks()}
+        assert f"mmate:metrics:depth:{service}" in names
+        handlers = serving.consumers[0]
+        # one message is with the blocked handler, 19 wait in the queue
+        await wait_until(lambda: registry.get_sample_value(depth, queue) == 19)
+        assert value(registry, "mmate_channels_open", service=service) > before
+        await asyncio.sleep(0.3)  # the messages age in the queue
+        release.set()
+        await wait_until(lambda: handlers.handled == 20)
+        await wait_until(lambda: registry.get_sample_value(depth, queue) == 0)
+        await serving.stop()
+        lag = {**queue, "message_type": "CreateOrderCommand"}
+        assert value(registry, "mmate_consumer_lag_seconds_count", **lag) == 20
+        # the last one waited behind the others at least the 0.3 s sleep
+        assert value(registry, "mmate_consumer_lag_seconds_bucket", **lag, le="0.1") < 20
+        assert value(registry, "mmate_consumer_lag_seconds_sum", **lag) >= 0.3
+        if os.path.exists("/proc/self/statm"):
+            rss = value(registry, "mmate_process_resident_memory_bytes")
+            assert 10e6 < rss < 10e9
+    assert value(registry, "mmate_connections_open", service=service) == 0
+    assert value(registry, "mmate_channels_open", service=service) == 0
+    await asyncio.sleep(0)  # the cancelled sampler finishes
+    names = {task.get_name() for task in asyncio.all_tasks()}
+    assert f"mmate:metrics:depth:{service}" not in names  # the sampler stopped with the client
+
+
+def test_lag_from_untrusted_timestamps_is_clamped() -> None:
+    now = datetime.now(UTC)
+    assert message_age(now + timedelta(days=365), 3600.0) == 0.0  # from the future
+    assert message_age(datetime(1990, 1, 1, tzinfo=UTC), 3600.0) == 3600.0  # absurdly old
+    naive = (now - timedelta(seconds=10)).replace(tzinfo=None)  # naive: taken as UTC
+    age = message_age(naive, 3600.0)
+    assert age is not None and 9.0 < age < 60.0
+    assert message_age(None, 3600.0) is None
+    with pytest.raises(ValueError, match="positive"):
+        PrometheusMetrics(CollectorRegistry(), depth_interval=0)

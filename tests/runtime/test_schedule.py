@@ -54,15 +54,18 @@ def _ticks(recorder: Recorder) -> list[int]:
     return [json.loads(a.message.body)["payload"]["sequence"] for a in recorder.arrivals]
 
 
-def _make(client: mmate.Client, app: App, prefix: str) -> Scheduler:
+def _make(client: mmate.Client, app: App, prefix: str, expression: str = "@every 1s") -> Scheduler:
     scheduler = Scheduler(client, prefix=prefix)
     scheduler.add(
-        "ticks", "@every 1s", app.publisher(client).publish_order_created_event, tick_event
+        "ticks", expression, app.publisher(client).publish_order_created_event, tick_event
     )
     return scheduler
 
 
-async def test_two_instances_publish_each_tick_exactly_once(app: App, schedule_prefix: str) -> None:
+@pytest.mark.parametrize("expression", ["@every 1s", "* * * * * *"])  # six fields: every second
+async def test_two_instances_publish_each_tick_exactly_once(
+    app: App, schedule_prefix: str, expression: str
+) -> None:
     recorder = Recorder()
     async with (
         mmate.Client(BROKER_URL, service="sched-a") as a,
@@ -70,7 +73,8 @@ async def test_two_instances_publish_each_tick_exactly_once(app: App, schedule_p
     ):
         await a.declare(app.order_service)
         await recorder.start(app.audit_queue)
-        first, second = _make(a, app, schedule_prefix), _make(b, app, schedule_prefix)
+        first = _make(a, app, schedule_prefix, expression)
+        second = _make(b, app, schedule_prefix, expression)
         async with first, second:
             await wait_for(lambda: len(set(_ticks(recorder))) >= 5, 15)
         await asyncio.sleep(0.5)  # a late duplicate would arrive meanwhile

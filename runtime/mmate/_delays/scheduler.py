@@ -5,7 +5,7 @@
     scheduler = mmate.Scheduler(client)
     scheduler.add(
         "nightly-report",                       # unique per schedule, shared by all instances
-        "0 3 * * *",                            # or "@every 5m", "@hourly", ... (see mmate.cron)
+        "0 3 * * *",                            # or "0 */5 * * * *", "@every 5m", ... (cron.py)
         ReportsPublisher(client).send_generate_report_command,
         lambda tick: GenerateReportCommand(day=tick.date().isoformat()),
     )
@@ -287,14 +287,28 @@ class Scheduler:
         return handle
 
     async def _on_claim(self, schedule: Schedule[Any], message: Delivery) -> None:
+        """One claim: publish its tick if it is due, then ack; a failed publish raises, and the
+        claim comes back after a pause (``RawConsumer``)."""
+        tick = self._tick_of(schedule, message)
+        if tick is not None and await self._due(schedule, tick):
+            payload = self._build(schedule, tick)
+            if payload is not None:
+                await self._publish_tick(schedule, tick, payload)
+        await ack(message)
+
+    def _tick_of(self, schedule: Schedule[Any], message: Delivery) -> datetime | None:
+        """The claim's tick, or None (logged) for a claim that is not one of ours."""
         try:
             tick = datetime.fromisoformat(codec.load_json(message.body)["tick"])
             if tick.tzinfo is None:
                 raise ValueError("naive tick")
         except (DecodeError, ValueError, KeyError, TypeError) as exc:
             log.error("dropping a malformed claim on %s: %r", self.queue(schedule.name), exc)
-            await ack(message)
-            return
+            return None
+        return tick
+
+    async def _due(self, schedule: Schedule[Any], tick: datetime) -> bool:
+        """The tick is later than the last one published (by any instance) and not too old."""
         if schedule.last_done is None or tick > schedule.last_done:
             # Another instance may have published it before this one became active.
             recorded = await self._read_last(schedule)
@@ -304,8 +318,7 @@ class Scheduler:
                 schedule.last_done = recorded
         if schedule.last_done is not None and tick <= schedule.last_done:
             schedule.skipped += 1  # another instance's claim of a tick already published
-            await ack(message)
-            return
+            return False
         age = (self._clock.now() - tick).total_seconds()
         if age > self._grace:
             log.warning(
@@ -317,16 +330,23 @@ class Scheduler:
             )
             schedule.skipped += 1
             schedule.last_done = tick
-            await ack(message)
-            return
+            return False
+        return True
+
+    @staticmethod
+    def _build(schedule: Schedule[M], tick: datetime) -> M | None:
+        """The tick's message from the factory, or None (logged, the tick skipped) when it
+        raised."""
         try:
-            payload = schedule.factory(tick)
+            return schedule.factory(tick)
         except Exception:
             log.exception("schedule %s: the factory failed for tick %s", schedule.name, tick)
             schedule.skipped += 1
             schedule.last_done = tick
-            await ack(message)
-            return
+            return None
+
+    async def _publish_tick(self, schedule: Schedule[M], tick: datetime, payload: M) -> None:
+        """Publish the tick's message with its deterministic id, then record the tick."""
         options = PublishOptions(**schedule.options)
         options["message_id"] = tick_id(schedule.name, tick)
         try:
@@ -346,4 +366,3 @@ class Scheduler:
             await self._record(schedule, tick)
         except Exception as exc:  # only widens the failover window for a duplicate
             log.warning("schedule %s: recording tick %s failed: %s", schedule.name, tick, exc)
-        await ack(message)

@@ -16,7 +16,17 @@ raises ``FeatureNotAvailable``. ``import mmate`` never imports it.
 Every metric is named ``mmate_...``; docs/operations/metrics-tracing.md has the table.
 Labels: ``message_type`` and
 ``exchange`` on the publish side, ``queue`` and ``message_type`` on the consume side, ``service``
-for the connection. A message that failed before a handler was found for it (not JSON, no type,
+for the connections and channels, ``queue`` for the sampled queue depth.
+
+Sampled state: the consumer lag is observed when a handler starts (its message's age from the
+envelope's ``timestamp``, else the AMQP property; a timestamp in the future counts as 0, one older
+than ``max_lag`` as ``max_lag``: they come from the sender). The depth of every queue the client
+serves is read every ``depth_interval`` seconds by a passive declare on a short-lived channel, in a
+task that runs while the client's connection is open (started on ``connected``, stopped on
+``closed``). Connections, channels and the process's resident memory are read when Prometheus
+scrapes; the memory gauge exists only where ``/proc/self/statm`` does (Linux).
+
+A message that failed before a handler was found for it (not JSON, no type,
 a type the queue has no handler for, ...) is labelled ``message_type="unknown"``: that label comes
 from the sender, so any value would let a stranger create time series at will. Errors are labelled
 by exception class name.
@@ -27,8 +37,13 @@ One instance may serve several clients (it subscribes to each one's connection s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._contract.context import MessageContext
@@ -52,6 +67,27 @@ _NAMED_STAGES = frozenset({"handler", "validate"})
 """Stages at which the message's type is one the queue has a handler for."""
 
 INSTALL = "pip install 'mmate[metrics]'"
+
+STATM = "/proc/self/statm"
+
+log = logging.getLogger("mmate.metrics")
+
+
+def resident_memory() -> float:
+    """The process's resident set size in bytes, from ``/proc/self/statm`` (Linux)."""
+    with open(STATM, encoding="ascii") as statm:
+        pages = int(statm.read().split()[1])
+    return float(pages * os.sysconf("SC_PAGE_SIZE"))
+
+
+def message_age(sent: datetime | None, max_lag: float) -> float | None:
+    """Seconds since ``sent`` (naive: UTC), clamped to 0 .. ``max_lag``; None without a time."""
+    if sent is None:
+        return None
+    if sent.tzinfo is None:
+        sent = sent.replace(tzinfo=UTC)
+    age = (datetime.now(UTC) - sent).total_seconds()
+    return min(max(age, 0.0), max_lag)
 
 
 class PrometheusMetrics(Interceptor):
@@ -97,7 +133,29 @@ class PrometheusMetrics(Interceptor):
             60.0,
             300.0,
         ),
+        lag_buckets: Sequence[float] = (
+            0.005,
+            0.01,
+            0.05,
+            0.1,
+            0.5,
+            1.0,
+            5.0,
+            10.0,
+            60.0,
+            300.0,
+            1800.0,
+            3600.0,
+            86400.0,
+        ),
+        max_lag: float = 7 * 86400.0,
+        depth_interval: float = 15.0,
     ) -> None:
+        if max_lag <= 0 or depth_interval <= 0:
+            raise ValueError("max_lag and depth_interval must be positive")
+        self.max_lag = max_lag
+        self.depth_interval = depth_interval
+        self._samplers: dict[int, asyncio.Task[None]] = {}
         try:
             import prometheus_client as prom
         except ImportError as exc:
@@ -185,17 +243,107 @@ class PrometheusMetrics(Interceptor):
             ("service",),
             registry=reg,
         )
+        self.consumer_lag = prom.Histogram(
+            "mmate_consumer_lag_seconds",
+            "Age of a message when its handler starts, from the envelope timestamp (future "
+            "timestamps count as 0, older than max_lag as max_lag).",
+            consume,
+            buckets=lag_buckets,
+            registry=reg,
+        )
+        self.queue_depth = prom.Gauge(
+            "mmate_queue_depth",
+            "Messages ready in a served queue, sampled every depth_interval seconds.",
+            ("queue",),
+            registry=reg,
+        )
+        self.connections_open = prom.Gauge(
+            "mmate_connections_open",
+            "The client's broker connections that are up (its own, publishing pool, consumer "
+            "groups).",
+            ("service",),
+            registry=reg,
+        )
+        self.channels_open = prom.Gauge(
+            "mmate_channels_open",
+            "AMQP channels open on the client's connections.",
+            ("service",),
+            registry=reg,
+        )
+        self.resident_memory: Any = None
+        if os.path.exists(STATM):
+            self.resident_memory = prom.Gauge(
+                "mmate_process_resident_memory_bytes",
+                "Resident memory of this process in bytes (/proc/self/statm).",
+                registry=reg,
+            )
+            self.resident_memory.set_function(resident_memory)
 
     def bind(self, client: Client) -> None:
         service = client.service
         self.reconnects.labels(service)  # exported as 0 from the start
+        self.connections_open.labels(service).set_function(
+            lambda: float(sum(c.is_up for c in client.connections))
+        )
+        self.channels_open.labels(service).set_function(
+            lambda: float(sum(c.open_channels for c in client.connections))
+        )
 
         def changed(event: ConnectionEvent) -> None:
             self.connection_state.labels(service).state(event.state)
             if event.state == "recovered":
                 self.reconnects.labels(service).inc()
+            elif event.state == "connected":
+                self._start_sampling(client)
+            elif event.state == "closed":
+                self._stop_sampling(client)
 
         client.on_state(changed)
+
+    # -- queue depth --------------------------------------------------------------------------
+
+    def _start_sampling(self, client: Client) -> None:
+        running = self._samplers.get(id(client))
+        if running is None or running.done():
+            self._samplers[id(client)] = asyncio.get_running_loop().create_task(
+                self._sample_forever(client), name=f"mmate:metrics:depth:{client.service}"
+            )
+
+    def _stop_sampling(self, client: Client) -> None:
+        task = self._samplers.pop(id(client), None)
+        if task is not None:
+            task.cancel()
+
+    async def _sample_forever(self, client: Client) -> None:
+        while True:
+            await asyncio.sleep(self.depth_interval)
+            try:
+                await self.sample_depths(client)
+            except Exception as exc:  # the next round tries again
+                log.warning("sampling the queue depths of %s failed: %s", client.service, exc)
+
+    async def sample_depths(self, client: Client) -> None:
+        """Read the depth of every queue ``client`` serves now (also done every
+        ``depth_interval`` seconds)."""
+        queues = sorted({c.queue for serving in client.servings for c in serving.consumers})
+        connection = client.connection
+        if not queues or not connection.is_up:
+            return
+        channel = None
+        try:
+            for queue in queues:
+                if channel is None or not channel.is_open:
+                    channel = await connection.channel(confirms=False)
+                try:
+                    info = await channel.declare_queue(queue, passive=True)
+                except Exception as exc:  # a 404 closes the channel: the next one opens another
+                    log.debug("queue depth of %s: %s", queue, exc)
+                    continue
+                self.queue_depth.labels(queue).set(info.message_count)
+        finally:
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await channel.close()
 
     async def on_publish(self, info: PublishInfo, call_next: PublishNext) -> None:
         start = time.perf_counter()
@@ -213,6 +361,9 @@ class PrometheusMetrics(Interceptor):
         self.published.labels(info.message_type, info.exchange).inc()
 
     async def on_handle(self, message: Model, ctx: MessageContext, call_next: HandleNext) -> Any:
+        age = message_age(ctx.timestamp, self.max_lag)
+        if age is not None:
+            self.consumer_lag.labels(ctx.queue, ctx.message_type).observe(age)
         start = time.perf_counter()
         try:
             return await call_next()

@@ -47,6 +47,7 @@ from ..errors import (
     UnroutableError,
 )
 from .confirmed import ConfirmedPublisher, Outgoing
+from .pool import PublisherPool
 
 log = logging.getLogger("mmate.publish_breaker")
 
@@ -90,10 +91,12 @@ def counts_as_failure(error: BaseException) -> bool | None:
 
 
 class GuardedPublisher:
-    """A ``ConfirmedPublisher`` behind a ``CircuitBreaker`` (same ``send`` / ``send_many`` /
-    ``close``)."""
+    """A ``ConfirmedPublisher`` (or a ``PublisherPool``) behind a ``CircuitBreaker`` (same
+    ``send`` / ``send_many`` / ``close``)."""
 
-    def __init__(self, inner: ConfirmedPublisher, options: PublishBreakerOptions) -> None:
+    def __init__(
+        self, inner: ConfirmedPublisher | PublisherPool, options: PublishBreakerOptions
+    ) -> None:
         self._inner = inner
         self._options = options
         self._last_failure = ""
@@ -108,6 +111,11 @@ class GuardedPublisher:
     @property
     def timeout(self) -> float:
         return self._inner.timeout
+
+    @property
+    def inner(self) -> ConfirmedPublisher | PublisherPool:
+        """What the breaker guards."""
+        return self._inner
 
     @property
     def resent(self) -> int:

@@ -41,6 +41,7 @@ from ..errors import (
     BatchPublishError,
     BrokerConnectionError,
     ChannelClosed,
+    ChannelTimeout,
     MmateError,
     NackError,
     PublishError,
@@ -120,7 +121,9 @@ class ConfirmedPublisher:
 
     Hot path (a free slot in the window, the channel open): no task, lock or timer of its own;
     the backend's timeout covers the write and the confirm. A publish that waits for a slot or for
-    the channel to be (re)opened has one timer over everything instead.
+    the channel to be (re)opened has one timer over everything instead, and with a
+    ``channel_timeout`` a second one over that wait alone (``ChannelTimeout`` when it runs out:
+    nothing was published).
     """
 
     def __init__(
@@ -131,10 +134,16 @@ class ConfirmedPublisher:
         action: str = "publishing",
         max_in_flight: int = 1000,
         timeout: float = 10.0,
+        channel_timeout: float | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if channel_timeout is not None and channel_timeout <= 0:
+            raise ValueError(f"channel_timeout must be positive, got {channel_timeout}")
         self._connection = connection
+        self._purpose = purpose
+        self._max_in_flight = max_in_flight
+        self.channel_timeout = channel_timeout
         self._action = action
         self._channel: ManagedChannel = connection.managed(purpose, confirms=True)
         self._open: Channel | None = None
@@ -144,6 +153,26 @@ class ConfirmedPublisher:
         self.timeout = timeout
         self.resent = 0
         """Publishes sent again because their channel was lost before the confirm, or nacked."""
+        self.confirmed = 0
+        """Publishes the broker confirmed through this publisher."""
+
+    @property
+    def connection(self) -> Connection:
+        return self._connection
+
+    @property
+    def purpose(self) -> str:
+        return self._purpose
+
+    def can_send_now(self) -> bool:
+        """A ``send`` now takes the hot path: a free slot, the channel open, nobody waiting."""
+        channel = self._open
+        return (
+            not self._window.locked()
+            and channel is not None
+            and channel.is_open
+            and not self._getting
+        )
 
     async def close(self) -> None:
         self._open = None
@@ -170,10 +199,13 @@ class ConfirmedPublisher:
         try:
             if window.locked() or channel is None or not channel.is_open or self._getting:
                 # Waits for a slot or the channel: one timer over the wait, write and confirm.
-                async with asyncio.timeout(limit), window:
-                    channel = await self._reopened()
-                    sent = True
-                    await self._publish(channel, out, None)
+                async with asyncio.timeout(limit):
+                    channel = await self._slot_and_channel(out)
+                    try:
+                        sent = True
+                        await self._publish(channel, out, None)
+                    finally:
+                        window.release()
             else:
                 await window.acquire()  # a free slot: returns at once
                 sent = True
@@ -183,10 +215,48 @@ class ConfirmedPublisher:
                     window.release()
         except TimeoutError:
             raise await self._timeout_error(out, limit, sent=sent) from None
+        except ChannelTimeout:
+            raise
         except MmateError as exc:
             if not self._again(exc, out):
                 raise self._error(out, exc) from exc
             await self._resend(out, limit, exc)
+
+    async def _slot_and_channel(self, out: Outgoing) -> Channel:
+        """A slot in the window (released by the caller) and the open channel, within
+        ``channel_timeout`` when one is set."""
+        wait = self.channel_timeout
+        if wait is None:
+            return await self._acquire()
+        try:
+            async with asyncio.timeout(wait):
+                return await self._acquire()
+        except TimeoutError:
+            raise self._channel_timeout_error(out, wait) from None
+
+    async def _acquire(self) -> Channel:
+        await self._window.acquire()
+        try:
+            return await self._reopened()
+        except BaseException:
+            self._window.release()
+            raise
+
+    def _channel_timeout_error(self, out: Outgoing, wait: float) -> ChannelTimeout:
+        if not self._connection.is_up:
+            why = f"the connection is down ({self._connection.describe_outage()})"
+        elif self._window.locked():
+            why = f"all {self._max_in_flight} slots for unconfirmed publishes were taken"
+        else:
+            why = "the channel was still being opened"
+        place = where(out.exchange, out.routing_key)
+        return ChannelTimeout(
+            f"{self._action} {out.encoded.type} {out.encoded.message_id} to {place}: no "
+            f"{self._purpose} channel within the channel timeout of {wait:g} s: {why}; "
+            "nothing was published",
+            exchange=out.exchange,
+            routing_key=out.routing_key,
+        )
 
     def _again(self, exc: MmateError, out: Outgoing) -> bool:
         """Send it again: nacked, or lost in transit while the connection is wanted."""
@@ -260,8 +330,7 @@ class ConfirmedPublisher:
             routing_key=out.routing_key,
         )
 
-    @staticmethod
-    async def _publish(channel: Channel, out: Outgoing, timeout: float | None) -> None:
+    async def _publish(self, channel: Channel, out: Outgoing, timeout: float | None) -> None:
         encoded = out.encoded
         await channel.publish(
             encoded.body,
@@ -271,6 +340,7 @@ class ConfirmedPublisher:
             mandatory=out.mandatory,
             timeout=timeout,
         )
+        self.confirmed += 1
 
     async def send_many(self, items: Sequence[Outgoing], *, timeout: float | None = None) -> None:
         """Publish all ``items`` pipelined and await every confirm; report exactly which failed."""

@@ -30,10 +30,11 @@ from ..errors import FeatureNotAvailable, MessageTooLarge, MmateError
 from . import routing
 from .breaker import GuardedPublisher
 from .confirmed import ConfirmedPublisher, Outgoing, where
+from .pool import PublisherPool
 
 _KNOWN_OPTIONS = frozenset(PublishOptions.__annotations__)
 
-Publisher = ConfirmedPublisher | GuardedPublisher
+Publisher = ConfirmedPublisher | PublisherPool | GuardedPublisher
 
 DEFAULT_MAX_PUBLISH_BYTES = 128 * 1024 * 1024
 """RabbitMQ 3.x's default ``max_message_size`` (128 MiB): a larger body is refused by the broker,

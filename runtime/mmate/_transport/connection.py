@@ -60,6 +60,7 @@ class Connection:
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 15.0,
         reconnect: ReconnectPolicy | None = None,
+        label: str | None = None,
     ) -> None:
         given = [url] if isinstance(url, str) else list(url)
         if not given:
@@ -71,7 +72,11 @@ class Connection:
         if "memory" in schemes and len(schemes) > 1:
             raise MmateError("a client's URLs are either memory:// or amqp(s)://, not both")
         self._backend: Backend = backend_for(given[0])
-        self._name = f"{service} (mmate-py, pid {os.getpid()})"
+        # The name the broker shows (the management UI, ``rabbitmqctl list_connections``);
+        # ``label`` tells a client's extra connections apart (``publish 2/4``).
+        extra = f", {label}" if label else ""
+        self._name = f"{service} (mmate-py, pid {os.getpid()}{extra})"
+        self.label = label
         self._heartbeat = heartbeat
         self._urls = list(given)
         self._masked = [mask(u) for u in given]
@@ -79,6 +84,8 @@ class Connection:
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
         self._conn: Link | None = None
+        self._channels: list[Channel] = []
+        """The channels opened on the current link, pruned of closed ones when counted."""
         self._wanted = False
         self._up = asyncio.Event()
         self._recovery: asyncio.Task[None] | None = None
@@ -95,6 +102,11 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<mmate.Connection {self.url} service={self.service!r} {self._state}>"
+
+    @property
+    def name(self) -> str:
+        """The connection name the broker shows."""
+        return self._name
 
     @property
     def url(self) -> str:
@@ -236,6 +248,7 @@ class Connection:
     def _adopt(self, link: Link, index: int) -> None:
         self._conn = link
         self._current = index
+        self._channels = []  # those of a lost link died with it
 
         def lost(reason: str) -> None:
             if link is self._conn and self._wanted:
@@ -394,7 +407,19 @@ class Connection:
         recovered, waits up to ``wait`` seconds (default ``connect_timeout``; ``math.inf``: until
         recovered or closed) and raises ``BrokerConnectionError`` after that."""
         conn = await self._require(wait)
-        return await conn.channel(confirms=confirms)
+        channel = await conn.channel(confirms=confirms)
+        self._channels = [c for c in self._channels if c.is_open]
+        self._channels.append(channel)
+        return channel
+
+    @property
+    def open_channels(self) -> int:
+        """Channels open on this connection now (for metrics)."""
+        if not self.is_open:
+            self._channels = []
+            return 0
+        self._channels = [c for c in self._channels if c.is_open]
+        return len(self._channels)
 
     def managed(
         self, purpose: str, *, confirms: bool, on_open: ChannelHook | None = None
