@@ -21,6 +21,7 @@ import aiormq
 import aiormq.abc
 import pytest
 from backends import TestBackend, memory, rabbitmq
+from mmate._transport.base import Properties
 from sample_app import App, make_app
 
 BROKER_URL = os.environ.get("MMATE_TEST_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -136,6 +137,21 @@ async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+async def inject(
+    channel: Any,
+    body: bytes,
+    *,
+    routing_key: str,
+    exchange: str = "",
+    properties: Properties | None = None,
+) -> None:
+    """Publish ``body`` through a seam channel (``probe``) as another client would: raw bytes,
+    the given properties, no confirm."""
+    await channel.publish(
+        body, properties or Properties(), exchange=exchange, routing_key=routing_key
+    )
 
 
 async def message_count(channel: Any, queue: str) -> int:
