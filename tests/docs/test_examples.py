@@ -88,9 +88,10 @@ def test_flags_are_known(example: Example) -> None:
             f"{example.where}: an excerpt needs a complete, checked example on its page"
         )
     if "run" in example.flags:
-        assert "MMATE_URL" in example.code, (
+        assert "MMATE_URL" in example.code or "mmate.testing" in example.code, (
             f"{example.where}: a runnable example takes its broker URL from MMATE_URL, "
-            "so the test can run it on an in-memory broker"
+            "so the test can run it on an in-memory broker (or uses mmate.testing, which "
+            "makes its own)"
         )
 
 

@@ -39,6 +39,7 @@ def test_features() -> None:
             delayed_message_plugin=False,
             management_api=False,
             virtual_time=True,
+            amqp_wire=False,
         )
         == FEATURES
     )

@@ -9,10 +9,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiormq
 import aiormq.abc
 import pytest
+from backends import TestBackend
 from conftest import BROKER_URL
 from mmate._delays.cascade import LEVELS, DelayTopology
 
@@ -39,18 +41,27 @@ async def delete_cascade(prefix: str) -> None:
 
 
 @pytest.fixture(name="prefix")
-async def prefix_fixture() -> AsyncIterator[str]:
-    """A unique delay prefix; its cascade is deleted after the test."""
+async def prefix_fixture(backend: TestBackend) -> AsyncIterator[str]:
+    """A unique delay prefix; its cascade is deleted after the test (on RabbitMQ; a memory
+    broker is dropped whole)."""
     name = unique_prefix()
     yield name
-    await delete_cascade(name)
+    if not backend.memory:
+        await delete_cascade(name)
 
 
 @dataclass
 class Arrival:
-    message: aiormq.abc.DeliveredMessage
+    message: Any
+    """A seam ``Delivery`` or an aiormq message (``Recorder.start``)."""
     at: float
     """``time.monotonic()`` on arrival."""
+
+    @property
+    def message_id(self) -> str | None:
+        header = getattr(self.message, "header", None)
+        properties = header.properties if header is not None else self.message.properties
+        return properties.message_id  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -60,7 +71,14 @@ class Recorder:
     arrivals: list[Arrival] = field(default_factory=list)
     _conn: aiormq.abc.AbstractConnection | None = None
 
-    async def start(self, queue: str) -> None:
+    async def start(self, queue: str, probe: Any = None) -> None:
+        """Consume ``queue``: through a seam channel (``probe``, either backend; arrivals are
+        seam ``Delivery`` values) or, without one, a raw aiormq connection to RabbitMQ."""
+        if probe is not None:
+            await probe.consume(
+                queue, lambda d: self.arrivals.append(Arrival(d, time.monotonic())), no_ack=True
+            )
+            return
         self._conn = await aiormq.connect(BROKER_URL)
         channel = await self._conn.channel()
         await channel.basic_consume(queue, self._on, no_ack=True)
@@ -69,7 +87,7 @@ class Recorder:
         self.arrivals.append(Arrival(message, time.monotonic()))
 
     def by_id(self) -> dict[str, Arrival]:
-        return {str(a.message.header.properties.message_id): a for a in self.arrivals}
+        return {str(a.message_id): a for a in self.arrivals}
 
     async def close(self) -> None:
         if self._conn is not None:

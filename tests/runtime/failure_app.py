@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Unpack
 
-import aiormq.abc
 import pytest
+from backends import TestBackend
 from conftest import _cleanup
 from mmate import (
     BindingDef,
@@ -186,8 +186,9 @@ AppFactory = Callable[..., FailureApp]
 
 
 @pytest.fixture
-async def failure_app() -> AsyncIterator[AppFactory]:
-    """``failure_app(**options)`` builds a ``make_failure_app``; all are deleted after the test."""
+async def failure_app(backend: TestBackend) -> AsyncIterator[AppFactory]:
+    """``failure_app(**options)`` builds a ``make_failure_app``; all are deleted after the test
+    (on RabbitMQ; a memory broker is dropped whole)."""
     made: list[FailureApp] = []
 
     def make(**options: Any) -> FailureApp:
@@ -196,15 +197,20 @@ async def failure_app() -> AsyncIterator[AppFactory]:
         return app
 
     yield make
+    if backend.memory:
+        return
     for app in made:
         await _cleanup(app.queues, app.exchanges)
 
 
-async def drain(
-    channel: aiormq.abc.AbstractChannel, queue: str
-) -> list[aiormq.abc.DeliveredMessage]:
-    """Every message in ``queue`` (taken with ``basic.get``, acked)."""
-    got: list[aiormq.abc.DeliveredMessage] = []
+async def drain(channel: Any, queue: str) -> list[Any]:
+    """Every message in ``queue`` (taken with ``get``, acked): seam ``Delivery`` values through
+    a seam channel (``probe``), aiormq messages through a raw aiormq channel."""
+    got: list[Any] = []
+    if hasattr(channel, "declare_queue"):
+        while (delivery := await channel.get(queue, no_ack=True)) is not None:
+            got.append(delivery)
+        return got
     while True:
         message = await channel.basic_get(queue, no_ack=True)
         if isinstance(message.delivery, Basic.GetEmpty):

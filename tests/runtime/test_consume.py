@@ -9,15 +9,12 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL, go_body, go_fixture, message_count, wait_until
+from conftest import go_body, go_fixture, inject, message_count, wait_until
 from mmate import MessageContext
-from pamqp.commands import Basic
+from mmate._transport.base import Channel, Properties
 from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, OrderReply
-
-pytestmark = pytest.mark.broker
 
 
 def recording_handlers(app: App, *, fail_on: str | None = None, delay: float = 0.0) -> Any:
@@ -59,10 +56,10 @@ def event(n: int) -> OrderCreatedEvent:
 
 
 async def test_n_published_events_and_commands_are_n_handled(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
     n = 500
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app)
         serving = await client.serve(handlers)
@@ -81,12 +78,12 @@ async def test_n_published_events_and_commands_are_n_handled(
         assert serving.handled == 2 * n and serving.failed == 0
     assert sorted(m.sequence for m, _ in handlers.events) == list(range(n))
     assert sorted(m.amount for m, _ in handlers.commands) == [Decimal(i) for i in range(n)]
-    assert await message_count(raw, app.audit_queue) == 0
-    assert await message_count(raw, app.order_queue) == 0
+    assert await message_count(probe, app.audit_queue) == 0
+    assert await message_count(probe, app.order_queue) == 0
 
 
-async def test_message_context(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+async def test_message_context(url: str, app: App) -> None:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app)
         await client.serve(handlers)
@@ -107,7 +104,7 @@ async def test_message_context(app: App) -> None:
     assert len(ctx.message_id) == 36
 
 
-async def test_follow_ups_keep_the_correlation_id(app: App) -> None:
+async def test_follow_ups_keep_the_correlation_id(url: str, app: App) -> None:
     class Chaining(app.handlers):
         def __init__(self) -> None:
             self.seen: list[tuple[str, str | None]] = []
@@ -128,7 +125,7 @@ async def test_follow_ups_keep_the_correlation_id(app: App) -> None:
         ) -> OrderReply:
             raise NotImplementedError
 
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = Chaining()
         await client.serve(handlers)
@@ -140,36 +137,36 @@ async def test_follow_ups_keep_the_correlation_id(app: App) -> None:
 
 
 async def test_poison_messages_are_dead_lettered_and_never_reach_a_handler(
-    app: App, raw: aiormq.abc.AbstractChannel, caplog: pytest.LogCaptureFixture
+    url: str, app: App, probe: Channel, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="mmate")
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app)
         serving = await client.serve(handlers)
         q = app.order_queue
-        props = Basic.Properties(message_id="poison-1", delivery_mode=2)
-        await raw.basic_publish(b"{not json", routing_key=q, properties=props)
+        props = Properties(message_id="poison-1", delivery_mode=2)
+        await inject(probe, b"{not json", routing_key=q, properties=props)
         unknown = {
             "id": "poison-2",
             "type": "OrderCreatedEvent",
             "payload": {"orderId": "o", "customerId": "c", "amount": 1},
         }
-        await raw.basic_publish(
-            json.dumps(unknown).encode(), routing_key=q
+        await inject(
+            probe, json.dumps(unknown).encode(), routing_key=q
         )  # valid type, but not handled on this queue
         invalid = {"id": "poison-3", "type": "CreateOrderCommand", "payload": {"customerId": ""}}
-        await raw.basic_publish(json.dumps(invalid).encode(), routing_key=q)
+        await inject(probe, json.dumps(invalid).encode(), routing_key=q)
         no_type = {"id": "poison-4", "payload": {}}
-        await raw.basic_publish(json.dumps(no_type).encode(), routing_key=q)
+        await inject(probe, json.dumps(no_type).encode(), routing_key=q)
         await app.publisher(client).send_create_order_command(
             CreateOrderCommand(customer_id="ok", amount=1)
         )
         await wait_until(lambda: len(handlers.commands) == 1)
         await wait_until(lambda: serving.failed == 4)
         await asyncio.sleep(0.1)
-        assert await message_count(raw, f"{q}.dlq") == 4
-        assert await message_count(raw, q) == 0
+        assert await message_count(probe, f"{q}.dlq") == 4
+        assert await message_count(probe, q) == 0
     assert handlers.events == [] and [m.customer_id for m, _ in handlers.commands] == ["ok"]
     for needle in (
         "poison-1",
@@ -185,9 +182,9 @@ async def test_poison_messages_are_dead_lettered_and_never_reach_a_handler(
 
 
 async def test_handler_exception_dead_letters_once_without_requeue_loop(
-    app: App, raw: aiormq.abc.AbstractChannel, caplog: pytest.LogCaptureFixture
+    url: str, app: App, probe: Channel, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app, fail_on="bad")
         serving = await client.serve(handlers)
@@ -197,21 +194,21 @@ async def test_handler_exception_dead_letters_once_without_requeue_loop(
         await wait_until(lambda: serving.failed == 1 and serving.handled == 1)
         await asyncio.sleep(0.2)
         assert serving.failed == 1  # not redelivered
-        dead = await raw.basic_get(f"{app.order_queue}.dlq", no_ack=True)
+        dead = await probe.get(f"{app.order_queue}.dlq", no_ack=True)
         assert json.loads(dead.body)["payload"]["customerId"] == "bad"
-        stamped = dead.header.properties.headers  # moved by the runtime, with the reason
+        stamped = dead.properties.headers  # moved by the runtime, with the reason
         assert stamped["x-mmate-dead-letter-reason"] == "retries-exhausted"  # no retry policy
         assert stamped["x-mmate-error-class"] == "RuntimeError"
     assert "cannot create an order for bad" in caplog.text
 
 
 async def test_auto_ack_is_opt_in_and_warns_once(
-    app: App, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    url: str, app: App, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mmate._consuming import consumer
 
     monkeypatch.setattr(consumer, "_auto_ack_warned", False)
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app)
         await client.serve(handlers, auto_ack=True)
@@ -221,7 +218,7 @@ async def test_auto_ack_is_opt_in_and_warns_once(
 
 
 async def test_graceful_stop_finishes_and_acks_in_flight_handlers(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
     n, hold = 10, 0.5
     running = peak = 0
@@ -250,7 +247,7 @@ async def test_graceful_stop_finishes_and_acks_in_flight_handlers(
         ) -> OrderReply:
             return OrderReply(order_id=message.order_id)
 
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         serving = await client.serve(Slow(), queues=[app.audit_queue])  # prefetch/concurrency 10
         publisher = app.publisher(client)
@@ -266,13 +263,13 @@ async def test_graceful_stop_finishes_and_acks_in_flight_handlers(
         assert sorted(finished) == sorted(f"O-{i}" for i in range(n))
         assert peak == n and running == 0
         assert took < hold * n / 2, took
-    assert await message_count(raw, app.audit_queue) == 0  # all acked: none was requeued
+    assert await message_count(probe, app.audit_queue) == 0  # all acked: none was requeued
 
 
 async def test_stop_timeout_leaves_unfinished_messages_to_the_broker(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app, delay=5)
         serving = await client.serve(handlers, queues=[app.audit_queue])
@@ -280,11 +277,11 @@ async def test_stop_timeout_leaves_unfinished_messages_to_the_broker(
         await asyncio.sleep(0.2)
         await serving.stop(timeout=0.2)
     await asyncio.sleep(0.2)
-    assert await message_count(raw, app.audit_queue) == 1  # requeued, not lost
+    assert await message_count(probe, app.audit_queue) == 1  # requeued, not lost
 
 
-async def test_consumer_channel_closed_by_the_broker_is_reopened(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+async def test_consumer_channel_closed_by_the_broker_is_reopened(url: str, app: App) -> None:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app)
         serving = await client.serve(handlers, queues=[app.audit_queue])
@@ -299,7 +296,7 @@ async def test_consumer_channel_closed_by_the_broker_is_reopened(app: App) -> No
         await wait_until(lambda: len(handlers.events) == 1)
 
 
-async def test_serve_rejects_unimplemented_handlers(app: App) -> None:
+async def test_serve_rejects_unimplemented_handlers(url: str, app: App) -> None:
     class Partial(app.handlers):
         async def handle_order_created_event(
             self, message: OrderCreatedEvent, ctx: MessageContext
@@ -310,7 +307,7 @@ async def test_serve_rejects_unimplemented_handlers(app: App) -> None:
         Partial()  # HandlerBase is an ABC: the class cannot even be instantiated
     # serve() still refuses an instance whose class escaped the ABC check.
     Partial.__abstractmethods__ = frozenset()
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         with pytest.raises(
             mmate.MmateError, match="does not implement handle_create_order_command"
         ):
@@ -318,9 +315,9 @@ async def test_serve_rejects_unimplemented_handlers(app: App) -> None:
 
 
 async def test_go_event_and_command_reach_typed_handlers(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app)
         await client.serve(handlers)
@@ -329,10 +326,8 @@ async def test_go_event_and_command_reach_typed_handlers(
             ("command", app.commands, "cmd.order-service.CreateOrderCommand"),
         ):
             fx = go_fixture(name)
-            props = Basic.Properties(headers=fx["headers"], **fx["properties"])
-            await raw.basic_publish(
-                go_body(fx), exchange=exchange, routing_key=key, properties=props
-            )
+            props = Properties(headers=fx["headers"], **fx["properties"])
+            await inject(probe, go_body(fx), exchange=exchange, routing_key=key, properties=props)
         await wait_until(lambda: len(handlers.events) == 1 and len(handlers.commands) == 1)
     message, ctx = handlers.events[0]
     assert message.order_id == "ORDER-1" and message.amount == 99.99 and message.sequence == 1
@@ -342,16 +337,16 @@ async def test_go_event_and_command_reach_typed_handlers(
 
 
 async def test_consumer_cancelled_by_the_broker_consumes_again(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app)
         serving = await client.serve(handlers, queues=[app.audit_queue])
         consumer = serving.consumers[0]
         old = consumer._loop.channel
         assert old is not None
-        await raw.queue_delete(app.audit_queue)  # the broker cancels our consumer
+        await probe.delete_queue(app.audit_queue)  # the broker cancels our consumer
         await wait_until(lambda: not old.is_open, timeout=10)
         await client.declare(app.order_service)  # the queue comes back (e.g. an operator fixed it)
         await wait_until(lambda: consumer._loop.channel is not old and consumer.consuming, 15)
@@ -359,10 +354,10 @@ async def test_consumer_cancelled_by_the_broker_consumes_again(
         await wait_until(lambda: len(handlers.events) == 1)
 
 
-async def test_n_events_published_as_a_batch_are_n_handled(app: App) -> None:
+async def test_n_events_published_as_a_batch_are_n_handled(url: str, app: App) -> None:
     n = 1000
     route = app.order_service.publishes["OrderCreatedEvent"]
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         handlers = recording_handlers(app)
         serving = await client.serve(handlers, queues=[app.audit_queue])
@@ -375,8 +370,8 @@ async def test_n_events_published_as_a_batch_are_n_handled(app: App) -> None:
     assert sorted(m.sequence for m, _ in handlers.events) == list(range(n))
 
 
-async def test_serving_a_queue_that_does_not_exist_names_it(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+async def test_serving_a_queue_that_does_not_exist_names_it(url: str, app: App) -> None:
+    async with mmate.Client(url, service="order-service") as client:
         with pytest.raises(mmate.EntityNotFound, match=app.order_queue.replace(".", r"\.")):
             await client.serve(recording_handlers(app))
         await client.declare(app.order_service)  # the client is still usable
@@ -384,8 +379,8 @@ async def test_serving_a_queue_that_does_not_exist_names_it(app: App) -> None:
         assert len(serving.consumers) == 2
 
 
-async def test_serving_wait_returns_after_stop(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+async def test_serving_wait_returns_after_stop(url: str, app: App) -> None:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(app.order_service)
         serving = await client.serve(recording_handlers(app))
         waiter = asyncio.create_task(serving.wait())

@@ -9,16 +9,14 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL, message_count, wait_until
+from conftest import inject, message_count, wait_until
 from failure_app import AppFactory, drain, failure_app
 from mmate import ExchangeDef, MessageContext, QueueDef
-from pamqp.commands import Basic
+from mmate._transport.base import Channel, Properties
 from sample_app import CreateOrderCommand
 
-pytestmark = pytest.mark.broker
 __all__ = ["failure_app"]
 
 
@@ -27,7 +25,7 @@ def _invalid_order(message: CreateOrderCommand, ctx: MessageContext, n: int) -> 
 
 
 async def test_permanent_failure_lands_in_the_dlq_once_stamped_with_the_body_byte_identical(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=3, tiers=(100, 200), immediate=2)
     body = (
@@ -36,34 +34,38 @@ async def test_permanent_failure_lands_in_the_dlq_once_stamped_with_the_body_byt
         b'"payload":{"targetService":"","customerId":"C-1","amount":"12.50"}}'
     )
     sent = datetime(2026, 11, 28, 17, 34, 7, tzinfo=UTC)
-    props = Basic.Properties(
+    props = Properties(
         content_type="application/json",
         delivery_mode=2,
         message_id="c5090760-3f7e-45a6-a8bf-75a3ca89b21c",
         correlation_id="corr-1",
-        message_type="CreateOrderCommand",
+        type="CreateOrderCommand",
         app_id="go-service",
         timestamp=sent,
         expiration="600000",
         headers={"x-message-type": "CreateOrderCommand", "x-source": "mmate-go"},
     )
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers(_invalid_order)
         serving = await client.serve(handlers)
-        await raw.basic_publish(
-            body, exchange=app.exchange, routing_key="cmd.fail.CreateOrderCommand", properties=props
+        await inject(
+            probe,
+            body,
+            exchange=app.exchange,
+            routing_key="cmd.fail.CreateOrderCommand",
+            properties=props,
         )
         consumer = serving.consumers[0]
         await wait_until(lambda: consumer.dead_lettered == 1)
         await serving.stop()
     assert len(handlers.calls) == 1  # permanent: no immediate retry, no broker retry
     assert consumer.retried == 0 and consumer.rejected == 0
-    dead = await drain(raw, app.dlq)
+    dead = await drain(probe, app.dlq)
     assert len(dead) == 1
     assert dead[0].body == body
-    p = dead[0].header.properties
-    assert (p.message_id, p.correlation_id, p.message_type, p.app_id) == (
+    p = dead[0].properties
+    assert (p.message_id, p.correlation_id, p.type, p.app_id) == (
         "c5090760-3f7e-45a6-a8bf-75a3ca89b21c",
         "corr-1",
         "CreateOrderCommand",
@@ -87,18 +89,18 @@ async def test_permanent_failure_lands_in_the_dlq_once_stamped_with_the_body_byt
     last = datetime.fromisoformat(h["x-mmate-last-failure"])
     assert first == last and abs(datetime.now(UTC) - last) < timedelta(minutes=5)
     assert "x-death" not in h  # moved by the runtime, not rejected
-    assert await message_count(raw, app.queue) == 0
+    assert await message_count(probe, app.queue) == 0
 
 
 async def test_dead_letter_after_retries_keeps_the_first_failure_and_the_original_route(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=2, tiers=(100,))
 
     def down(message: CreateOrderCommand, ctx: MessageContext, n: int) -> None:
         raise mmate.TransientError(f"down {n}")
 
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers(down)
         serving = await client.serve(handlers)
@@ -108,8 +110,8 @@ async def test_dead_letter_after_retries_keeps_the_first_failure_and_the_origina
         await wait_until(lambda: serving.consumers[0].dead_lettered == 1)
         await serving.stop()
     first_failure = handlers.calls[1].headers["x-mmate-first-failure"]
-    (dead,) = await drain(raw, app.dlq)
-    h = dead.header.properties.headers
+    (dead,) = await drain(probe, app.dlq)
+    h = dead.properties.headers
     assert h["x-mmate-first-failure"] == first_failure
     assert h["x-mmate-first-failure"] < h["x-mmate-last-failure"]
     assert h["x-mmate-attempts"] == 2 and h["x-mmate-error-message"] == "down 2"
@@ -123,7 +125,7 @@ async def test_dead_letter_after_retries_keeps_the_first_failure_and_the_origina
 
 
 async def test_a_dead_letter_exchange_route_is_used_as_the_broker_would(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(retry=False)
     dlx, parked = f"{app.queue}.dlx", f"{app.queue}.parked"
@@ -148,7 +150,7 @@ async def test_a_dead_letter_exchange_route_is_used_as_the_broker_would(
         messages=app.topology.messages,
     )
     app.topology = topology
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(topology)
         handlers = app.handlers(_invalid_order)
         serving = await client.serve(handlers)
@@ -157,24 +159,24 @@ async def test_a_dead_letter_exchange_route_is_used_as_the_broker_would(
         )
         await wait_until(lambda: serving.consumers[0].dead_lettered == 1)
         await serving.stop()
-    (dead,) = await drain(raw, parked)
-    assert dead.header.properties.headers["x-mmate-dead-letter-reason"] == "permanent-error"
+    (dead,) = await drain(probe, parked)
+    assert dead.properties.headers["x-mmate-dead-letter-reason"] == "permanent-error"
     assert dead.routing_key == "failed.orders" and dead.exchange == dlx
 
 
 async def test_a_missing_dead_letter_queue_or_wait_queue_is_a_startup_error(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=2, tiers=(100,))
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
-        await raw.queue_delete(app.dlq)
+        await probe.delete_queue(app.dlq)
         with pytest.raises(mmate.EntityNotFound) as err:
             await client.serve(app.handlers())
         assert app.queue in str(err.value) and app.dlq in str(err.value)
         assert err.value.entity == app.dlq
         await client.declare(app.topology)
-        await raw.queue_delete(app.wait_queues[100])
+        await probe.delete_queue(app.wait_queues[100])
         with pytest.raises(mmate.EntityNotFound, match="wait queue") as err:
             await client.serve(app.handlers())
         assert err.value.entity == app.wait_queues[100]
@@ -184,7 +186,7 @@ async def test_a_missing_dead_letter_queue_or_wait_queue_is_a_startup_error(
 
 
 async def test_when_the_move_fails_the_message_stays_in_its_queue_until_it_can_be_moved(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     """The runtime believes the DLQ is reached through an exchange that has no binding, and the
     topology declared again does not bind it either: the move is unroutable twice, so the message
@@ -193,13 +195,13 @@ async def test_when_the_move_fails_the_message_stays_in_its_queue_until_it_can_b
     app = failure_app(retry=False)
     lonely = f"t.{uuid.uuid4().hex[:10]}.lonely"
     app.extra_exchanges.append(lonely)
-    await raw.exchange_declare(lonely, exchange_type="topic", durable=True)
+    await probe.declare_exchange(lonely, type="topic", durable=True)
     main = app.topology.queues[0]
     believed = QueueDef(
         main.name,
         arguments={"x-dead-letter-exchange": lonely, "x-dead-letter-routing-key": "nowhere"},
     )
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)  # the broker's queue: DLX "" -> app.dlq
         handlers = app.handlers(_invalid_order)
         serving = await client.serve(handlers)
@@ -210,20 +212,21 @@ async def test_when_the_move_fails_the_message_stays_in_its_queue_until_it_can_b
         )
         await wait_until(lambda: consumer.requeued >= 2)
         assert consumer.dead_lettered == 0 and consumer.rejected == 0
-        assert await message_count(raw, app.dlq) == 0
-        await raw.queue_bind(app.dlq, lonely, routing_key="nowhere")  # the route is back
+        assert await message_count(probe, app.dlq) == 0
+        await probe.bind_queue(app.dlq, lonely, routing_key="nowhere")  # the route is back
         await wait_until(lambda: consumer.dead_lettered == 1, timeout=15)
         await serving.stop()
     assert len(handlers.calls) == consumer.requeued + 1  # handled again after each requeue
-    (dead,) = await drain(raw, app.dlq)
+    (dead,) = await drain(probe, app.dlq)
     assert json.loads(dead.body)["payload"]["customerId"] == "c"
-    headers = dead.header.properties.headers
+    headers = dead.properties.headers
     assert headers["x-mmate-dead-letter-reason"] == "permanent-error"
     assert "x-death" not in headers
-    assert await message_count(raw, app.queue) == 0
+    assert await message_count(probe, app.queue) == 0
 
 
 async def test_a_failed_query_is_answered_only_when_it_is_dead_lettered(
+    url: str,
     failure_app: AppFactory,
 ) -> None:
     """A query is retried silently; its requester gets the error reply once it is dead-lettered."""
@@ -279,7 +282,7 @@ async def test_a_failed_query_is_answered_only_when_it_is_dead_lettered(
 
     from sample_app import GetOrderQuery
 
-    async with mmate.Client(BROKER_URL, service="order-service") as client:
+    async with mmate.Client(url, service="order-service") as client:
         await client.declare(topology)
         serving = await client.serve(Failing())
         with pytest.raises(mmate.RemoteError, match="orders database down"):
@@ -292,10 +295,10 @@ async def test_a_failed_query_is_answered_only_when_it_is_dead_lettered(
 
 
 async def test_auto_ack_queues_still_move_failures_to_the_dlq(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=2, tiers=(100,))
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers(_invalid_order)
         serving = await client.serve(handlers, auto_ack=True)
@@ -305,8 +308,6 @@ async def test_auto_ack_queues_still_move_failures_to_the_dlq(
             )
         await wait_until(lambda: serving.consumers[0].dead_lettered == 5)
         await serving.stop()
-    dead = await drain(raw, app.dlq)
+    dead = await drain(probe, app.dlq)
     assert len(dead) == 5
-    assert {d.header.properties.headers["x-mmate-dead-letter-reason"] for d in dead} == {
-        "permanent-error"
-    }
+    assert {d.properties.headers["x-mmate-dead-letter-reason"] for d in dead} == {"permanent-error"}

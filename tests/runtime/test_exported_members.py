@@ -117,3 +117,17 @@ def test_every_exported_member_exists_and_is_mmate_s_own() -> None:
             continue
         module = getattr(member, "__module__", "mmate")
         assert module == "mmate" or module.startswith("mmate."), (name, module)
+
+
+def test_mmate_testing_exports_the_harness_and_its_records() -> None:
+    import mmate.testing
+
+    assert set(mmate.testing.__all__) == {
+        "Harness",
+        "MemoryBroker",
+        "Published",
+        "Recorder",
+        "Settled",
+    }
+    for name in mmate.testing.__all__:
+        assert getattr(mmate.testing, name).__module__.startswith("mmate."), name

@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-import aiormq.abc
 import mmate
-import pytest
-from conftest import BROKER_URL, message_count, wait_until
+from conftest import message_count, wait_until
 from mmate import MessageContext
+from mmate._transport.base import Channel
 from sample_app import App, BankingRequest
-
-pytestmark = pytest.mark.broker
 
 
 def banking_handlers(app: App, name: str, log: list[tuple[str, int]]) -> object:
@@ -27,14 +24,14 @@ def banking_handlers(app: App, name: str, log: list[tuple[str, int]]) -> object:
 
 
 async def test_fifo_order_single_active_consumer_and_takeover(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
     n = 3000
     handled: list[tuple[str, int]] = []
     async with (
-        mmate.Client(BROKER_URL, service="banking-service") as first,
-        mmate.Client(BROKER_URL, service="banking-service") as second,
-        mmate.Client(BROKER_URL, service="teller") as teller,
+        mmate.Client(url, service="banking-service") as first,
+        mmate.Client(url, service="banking-service") as second,
+        mmate.Client(url, service="teller") as teller,
     ):
         await first.declare(app.banking_service)
         publisher = app.banking_publisher(teller)
@@ -61,4 +58,4 @@ async def test_fifo_order_single_active_consumer_and_takeover(
     assert b == list(range(len(a), n))  # b took over exactly where a stopped, in order
     assert len(b) > 0
     assert [seq for _, seq in handled] == list(range(n))
-    assert await message_count(raw, app.fifo_queue) == 0
+    assert await message_count(probe, app.fifo_queue) == 0

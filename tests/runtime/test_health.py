@@ -1,4 +1,4 @@
-"""Health checks against the real broker: healthy, degraded (a served queue lost its consumer),
+"""Health checks on both backends: healthy, degraded (a served queue lost its consumer),
 unhealthy (a declared queue deleted, the connection closed), queue depth, and the HTTP endpoint."""
 
 from __future__ import annotations
@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-import aiormq.abc
 import mmate
+from backends import TestBackend, requires
 from broker_ctl import ctl, vhost_fixture, vhost_url
-from conftest import BROKER_URL, wait_until
+from conftest import wait_until
+from mmate._transport.base import Channel
 from sample_app import App
 from test_consume import event, recording_handlers
 
@@ -30,8 +31,8 @@ async def http(port: int, path: str, method: str = "GET") -> tuple[int, dict[str
     return int(head.split()[1]), json.loads(body)
 
 
-async def test_healthy_after_declare_and_serve(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="health-ok") as client:
+async def test_healthy_after_declare_and_serve(url: str, app: App) -> None:
+    async with mmate.Client(url, service="health-ok") as client:
         await client.declare(app.order_service)
         await client.serve(recording_handlers(app))
         report = await mmate.check_health(client)
@@ -46,15 +47,17 @@ async def test_healthy_after_declare_and_serve(app: App) -> None:
         assert all(c.status == "healthy" and c.duration_ms >= 0 for c in report.checks)
         served = {q.queue: q for q in report.queues}
         assert served[app.order_queue].consumers == 1
-        assert "guest:****@" in report.broker and "guest:guest" not in json.dumps(report.to_dict())
+        # the URL as given, its password (RabbitMQ's guest) masked; the memory URL has none
+        assert report.broker == url.replace("guest:guest@", "guest:****@")
+        assert "guest:guest" not in json.dumps(report.to_dict())
 
 
 async def test_unhealthy_when_a_declared_queue_is_deleted(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="health-missing") as client:
+    async with mmate.Client(url, service="health-missing") as client:
         await client.declare(app.order_service)
-        await raw.queue_delete(app.audit_queue)
+        await probe.delete_queue(app.audit_queue)
         report = await mmate.check_health(client)
         assert report.status == "unhealthy"
         checks = by_name(report)
@@ -62,8 +65,8 @@ async def test_unhealthy_when_a_declared_queue_is_deleted(
         assert checks[f"queue:{app.order_queue}"].status == "healthy"  # channel reopened after 404
 
 
-async def test_degraded_without_consumer_and_depth_counts_published(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="health-depth") as client:
+async def test_degraded_without_consumer_and_depth_counts_published(url: str, app: App) -> None:
+    async with mmate.Client(url, service="health-depth") as client:
         await client.declare(app.order_service)
         serving = await client.serve(recording_handlers(app))
         for consumer in serving.consumers:  # the consumers die while the client still serves
@@ -93,8 +96,8 @@ async def test_degraded_without_consumer_and_depth_counts_published(app: App) ->
         assert by_name(report)[f"consumers:{app.order_queue}"].status == "degraded"
 
 
-async def test_http_endpoints(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="health-http") as client:
+async def test_http_endpoints(url: str, app: App) -> None:
+    async with mmate.Client(url, service="health-http") as client:
         await client.declare(app.order_service)
         await client.serve(recording_handlers(app))
         async with await mmate.serve_health(client, port=0) as server:
@@ -119,8 +122,8 @@ async def test_http_endpoints(app: App) -> None:
         raise AssertionError("the health server still listens after close")
 
 
-async def test_connection_closed_is_unhealthy(app: App) -> None:
-    client = mmate.Client(BROKER_URL, service="health-closed")
+async def test_connection_closed_is_unhealthy(url: str, app: App) -> None:
+    client = mmate.Client(url, service="health-closed")
     await client.connect()
     await client.declare(app.order_service)
     await client.close()
@@ -130,8 +133,8 @@ async def test_connection_closed_is_unhealthy(app: App) -> None:
     assert by_name(report)[f"queue:{app.order_queue}"].detail == "not connected"
 
 
-async def test_a_check_that_times_out_is_degraded(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="health-timeout") as client:
+async def test_a_check_that_times_out_is_degraded(url: str, app: App) -> None:
+    async with mmate.Client(url, service="health-timeout") as client:
         await client.declare(app.order_service)
         report = await mmate.check_health(client, timeout=1e-6)
         assert report.status == "degraded", report.checks
@@ -139,7 +142,8 @@ async def test_a_check_that_times_out_is_degraded(app: App) -> None:
         assert "timed out" in by_name(report)["channel"].detail
 
 
-async def test_reconnecting_is_unhealthy_and_says_why(vhost: str) -> None:
+@requires("network_faults")
+async def test_reconnecting_is_unhealthy_and_says_why(backend: TestBackend, vhost: str) -> None:
     policy = mmate.ReconnectPolicy(initial_delay=0.05, max_delay=0.2)
     async with mmate.Client(vhost_url(vhost), service="health-down", reconnect=policy) as client:
         await ctl("delete_vhost", vhost)
@@ -156,8 +160,8 @@ async def test_reconnecting_is_unhealthy_and_says_why(vhost: str) -> None:
         assert "1 reconnects" in by_name(report)["connection"].detail
 
 
-async def test_ready_can_require_serving(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="health-serving") as client:
+async def test_ready_can_require_serving(url: str, app: App) -> None:
+    async with mmate.Client(url, service="health-serving") as client:
         await client.declare(app.order_service)
         server = await mmate.serve_health(client, port=0, ready_requires_serving=True)
         async with server:
@@ -168,8 +172,8 @@ async def test_ready_can_require_serving(app: App) -> None:
             assert await http(server.port, "/ready") == (503, {"status": "not serving"})
 
 
-async def test_a_served_queue_whose_consumer_is_paused_is_degraded(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="health-paused") as client:
+async def test_a_served_queue_whose_consumer_is_paused_is_degraded(url: str, app: App) -> None:
+    async with mmate.Client(url, service="health-paused") as client:
         await client.declare(app.order_service)
         serving = await client.serve(recording_handlers(app), queues=[app.audit_queue])
         consumer = serving.consumers[0]

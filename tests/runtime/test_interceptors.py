@@ -9,16 +9,14 @@ import asyncio
 import json
 from typing import Any
 
-import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL, message_count, wait_until
+from conftest import inject, message_count, wait_until
 from failure_app import AppFactory, drain, failure_app
 from mmate import MessageContext, Model
-from pamqp.commands import Basic
+from mmate._transport.base import Channel, Properties
 from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, OrderReply
 
-pytestmark = pytest.mark.broker
 __all__ = ["failure_app"]
 
 
@@ -81,13 +79,12 @@ def order_handlers(app: App, log: list[str]) -> Any:
 
 
 async def test_interceptors_run_outermost_first_around_publish_handler_and_outcome(
+    url: str,
     app: App,
 ) -> None:
     log: list[str] = []
     outer, inner = Recorder("outer", log), Recorder("inner", log)
-    async with mmate.Client(
-        BROKER_URL, service="order-service", interceptors=[outer, inner]
-    ) as client:
+    async with mmate.Client(url, service="order-service", interceptors=[outer, inner]) as client:
         await client.declare(app.order_service)
         await client.serve(order_handlers(app, log), queues=[app.audit_queue])
         await app.publisher(client).publish_order_created_event(event(1))
@@ -120,13 +117,13 @@ async def test_interceptors_run_outermost_first_around_publish_handler_and_outco
     assert outcome.context is not None and outcome.context.message_id == info.message_id
 
 
-async def test_request_and_its_reply_go_through_on_publish(app: App) -> None:
+async def test_request_and_its_reply_go_through_on_publish(url: str, app: App) -> None:
     log: list[str] = []
     server_log: list[str] = []
     server_rec = Recorder("server", server_log)
     async with (
-        mmate.Client(BROKER_URL, service="order-service", interceptors=[server_rec]) as server,
-        mmate.Client(BROKER_URL, service="storefront", interceptors=[Recorder("c", log)]) as shop,
+        mmate.Client(url, service="order-service", interceptors=[server_rec]) as server,
+        mmate.Client(url, service="storefront", interceptors=[Recorder("c", log)]) as shop,
     ):
         await server.declare(app.order_service)
         await server.serve(order_handlers(app, server_log), queues=[app.order_queue])
@@ -162,7 +159,7 @@ class ToPermanent(mmate.Interceptor):
 
 
 async def test_an_exception_translated_into_a_permanent_error_dead_letters_at_once(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=4, tiers=(100, 200, 400), immediate=2)
     log: list[str] = []
@@ -172,7 +169,7 @@ async def test_an_exception_translated_into_a_permanent_error_dead_letters_at_on
         raise mmate.TransientError("database busy")  # would be retried 3 x 3 times
 
     async with mmate.Client(
-        BROKER_URL, service="fail-service", interceptors=[recorder, ToPermanent()]
+        url, service="fail-service", interceptors=[recorder, ToPermanent()]
     ) as client:
         await client.declare(app.topology)
         handlers = app.handlers(down)
@@ -185,9 +182,9 @@ async def test_an_exception_translated_into_a_permanent_error_dead_letters_at_on
         assert consumer.dead_lettered == 1 and consumer.retried == 0
         assert consumer.immediate_retries == 0
     assert len(handlers.calls) == 1
-    dead = await drain(raw, app.dlq)
+    dead = await drain(probe, app.dlq)
     assert len(dead) == 1
-    headers = dead[0].header.properties.headers or {}
+    headers = dead[0].properties.headers or {}
     assert headers["x-mmate-dead-letter-reason"] == "permanent-error"
     assert headers["x-mmate-error-class"] == "PermanentError"
     outcome = recorder.outcomes[0]
@@ -201,6 +198,7 @@ async def test_an_exception_translated_into_a_permanent_error_dead_letters_at_on
 
 
 async def test_each_immediate_retry_runs_the_chain_again_then_the_outcome_is_retried(
+    url: str,
     failure_app: AppFactory,
 ) -> None:
     app = failure_app(attempts=2, tiers=(100,), immediate=2)
@@ -211,7 +209,7 @@ async def test_each_immediate_retry_runs_the_chain_again_then_the_outcome_is_ret
         if n <= 3:
             raise mmate.TransientError(f"busy {n}")
 
-    async with mmate.Client(BROKER_URL, service="fail-service", interceptors=[recorder]) as client:
+    async with mmate.Client(url, service="fail-service", interceptors=[recorder]) as client:
         await client.declare(app.topology)
         handlers = app.handlers(flaky)
         await client.serve(handlers)
@@ -234,7 +232,7 @@ class Stamping(mmate.Interceptor):
 
 
 async def test_header_changes_reach_the_envelope_the_amqp_table_and_the_handler(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
     seen: list[MessageContext] = []
 
@@ -250,25 +248,23 @@ async def test_header_changes_reach_the_envelope_the_amqp_table_and_the_handler(
         async def handle_get_order_query(self, message: Any, ctx: MessageContext) -> Any:
             raise NotImplementedError
 
-    async with mmate.Client(
-        BROKER_URL, service="order-service", interceptors=[Stamping()]
-    ) as client:
+    async with mmate.Client(url, service="order-service", interceptors=[Stamping()]) as client:
         await client.declare(app.order_service)
         publisher = app.publisher(client)
         await publisher.publish_order_created_event(
             event(1), headers={"tenant": "t-1"}, message_id="m-fixed"
         )
-        got = await raw.basic_get(app.audit_queue, no_ack=True)
+        got = await probe.get(app.audit_queue, no_ack=True)
         await client.serve(Handlers(), queues=[app.audit_queue])
         await publisher.publish_order_created_event(event(2))
         await wait_until(lambda: len(seen) == 1)
     body = json.loads(got.body)
-    table = got.header.properties.headers or {}
+    table = got.properties.headers or {}
     for headers in (body["headers"], table):
         assert headers["x-stamp"] == "stamped m-fixed"
         assert headers["tenant"] == "t-1"
         assert headers["x-message-type"] == "OrderCreatedEvent"
-    assert body["id"] == "m-fixed" == got.header.properties.message_id
+    assert body["id"] == "m-fixed" == got.properties.message_id
     ctx = seen[0]
     assert ctx.headers["x-stamp"] == f"stamped {ctx.message_id}"
 
@@ -296,10 +292,10 @@ class Picky(mmate.Interceptor):
 
 
 async def test_a_batch_runs_one_chain_per_message_and_reports_each_failure(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
     picky = Picky()
-    async with mmate.Client(BROKER_URL, service="order-service", interceptors=[picky]) as client:
+    async with mmate.Client(url, service="order-service", interceptors=[picky]) as client:
         await client.declare(app.order_service)
         route = app.order_service.publishes["CreateOrderCommand"]
         customers = [f"c{i}" for i in range(10)]
@@ -332,25 +328,25 @@ async def test_a_batch_runs_one_chain_per_message_and_reports_each_failure(
                 await app.publisher(batch).send_create_order_command(
                     CreateOrderCommand(customer_id=c, amount=1), headers={"customer": c}
                 )
-    got = await drain(raw, app.order_queue)
+    got = await drain(probe, app.order_queue)
     names = [json.loads(m.body)["payload"]["customerId"] for m in got]
     assert names == ["c0", "c1", "c3", "c4", "c6", "c8", "c9", "b0", "b2"]  # in list order
-    assert all((m.header.properties.headers or {})["x-batch"] == "yes" for m in got)
+    assert all((m.properties.headers or {})["x-batch"] == "yes" for m in got)
     assert sorted(picky.confirmed) == sorted(names)
 
 
 async def test_poison_outcomes_are_observed_without_a_context(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=2, tiers=(100,))
     recorder = Recorder("rec", [])
-    async with mmate.Client(BROKER_URL, service="fail-service", interceptors=[recorder]) as client:
+    async with mmate.Client(url, service="fail-service", interceptors=[recorder]) as client:
         await client.declare(app.topology)
         await client.serve(app.handlers())
-        props = Basic.Properties(message_id="p-1", message_type="CreateOrderCommand")
-        await raw.basic_publish(b"{not json", routing_key=app.queue, properties=props)
+        props = Properties(message_id="p-1", type="CreateOrderCommand")
+        await inject(probe, b"{not json", routing_key=app.queue, properties=props)
         body = json.dumps({"id": "p-2", "type": "CreateOrderCommand", "payload": {}}).encode()
-        await raw.basic_publish(body, routing_key=app.queue, properties=Basic.Properties())
+        await inject(probe, body, routing_key=app.queue, properties=Properties())
         await wait_until(lambda: len(recorder.outcomes) == 2)
     by_id = {o.message_id: o for o in recorder.outcomes}
     assert (by_id["p-1"].result, by_id["p-1"].stage, by_id["p-1"].reason) == (
@@ -361,23 +357,23 @@ async def test_poison_outcomes_are_observed_without_a_context(
     assert by_id["p-1"].message_type == "CreateOrderCommand"
     assert (by_id["p-2"].stage, by_id["p-2"].reason) == ("validate", "validation-failed")
     assert all(o.context is None for o in recorder.outcomes)
-    assert await message_count(raw, app.dlq) == 2
+    assert await message_count(probe, app.dlq) == 2
 
 
-async def test_an_interceptor_must_subclass_interceptor() -> None:
+async def test_an_interceptor_must_subclass_interceptor(url: str) -> None:
     with pytest.raises(mmate.MmateError, match=r"subclass mmate\.Interceptor"):
-        mmate.Client(BROKER_URL, service="x", interceptors=[object()])  # type: ignore[list-item]
+        mmate.Client(url, service="x", interceptors=[object()])  # type: ignore[list-item]
 
 
 async def test_an_outcome_hook_that_raises_is_logged_and_ignored(
-    app: App, caplog: pytest.LogCaptureFixture
+    url: str, app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken(mmate.Interceptor):
         def on_outcome(self, outcome: mmate.Outcome) -> None:
             raise RuntimeError("broken hook")
 
     log: list[str] = []
-    async with mmate.Client(BROKER_URL, service="order-service", interceptors=[Broken()]) as client:
+    async with mmate.Client(url, service="order-service", interceptors=[Broken()]) as client:
         await client.declare(app.order_service)
         serving = await client.serve(order_handlers(app, log), queues=[app.audit_queue])
         await app.publisher(client).publish_order_created_event(event(1))
@@ -389,12 +385,12 @@ async def test_an_outcome_hook_that_raises_is_logged_and_ignored(
 
 
 async def test_a_transaction_runs_the_chain_around_each_write_before_the_commit(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
     log: list[str] = []
     recorder = Recorder("rec", log)
     async with mmate.Client(
-        BROKER_URL, service="order-service", interceptors=[recorder, Stamping()]
+        url, service="order-service", interceptors=[recorder, Stamping()]
     ) as client:
         await client.declare(app.order_service)
         async with client.begin_tx() as tx:
@@ -403,11 +399,11 @@ async def test_a_transaction_runs_the_chain_around_each_write_before_the_commit(
                 "rec>publish transaction OrderCreatedEvent",
                 "rec<publish transaction OrderCreatedEvent",
             ]
-            assert await message_count(raw, app.audit_queue) == 0  # not committed yet
-        got = await drain(raw, app.audit_queue)
+            assert await message_count(probe, app.audit_queue) == 0  # not committed yet
+        got = await drain(probe, app.audit_queue)
     assert len(got) == 1
     mid = recorder.infos[0].message_id
-    assert (got[0].header.properties.headers or {})["x-stamp"] == f"stamped {mid}"
+    assert (got[0].properties.headers or {})["x-stamp"] == f"stamped {mid}"
     assert json.loads(got[0].body)["headers"]["x-stamp"] == f"stamped {mid}"
 
 

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 
-import aiormq.abc
 import mmate
-import pytest
-from conftest import BROKER_URL, message_count, wait_until
+from conftest import message_count, wait_until
 from failure_app import AppFactory, drain, failure_app
-from pamqp.commands import Basic
+from mmate._transport.base import Channel, Properties
 from sample_app import CreateOrderCommand
 
-pytestmark = pytest.mark.broker
 __all__ = ["failure_app"]
 
 LIMIT = 400
@@ -39,19 +36,19 @@ POISON: dict[str, bytes] = {
 
 
 async def test_each_poison_kind_is_dead_lettered_with_its_reason_and_never_reaches_a_handler(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=3, tiers=(100,), immediate=2, max_message_bytes=LIMIT)
     utf16 = _envelope(id="p8", type="CreateOrderCommand", payload=GOOD_PAYLOAD)
     poison = {**POISON, "not-utf8 (utf-16)": utf16.decode().encode("utf-16")}
     assert len(POISON["oversized"]) > LIMIT
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers()
         serving = await client.serve(handlers)
         for kind, body in poison.items():
-            props = Basic.Properties(message_id=f"poison {kind}", delivery_mode=2)
-            await raw.basic_publish(body, routing_key=app.queue, properties=props)
+            props = Properties(message_id=f"poison {kind}", delivery_mode=2)
+            await probe.publish(body, props, exchange="", routing_key=app.queue)
         good = CreateOrderCommand(customer_id="after the poison", amount=1)
         await app.publisher(client).send_create_order_command(good)
         consumer = serving.consumers[0]
@@ -60,29 +57,29 @@ async def test_each_poison_kind_is_dead_lettered_with_its_reason_and_never_reach
     assert [c.customer_id for c in handlers.calls] == ["after the poison"]
     assert consumer.failed == len(poison) and consumer.retried == 0
     assert consumer.immediate_retries == 0 and consumer.rejected == 0
-    dead = await drain(raw, app.dlq)
-    by_id = {d.header.properties.message_id: d for d in dead}
+    dead = await drain(probe, app.dlq)
+    by_id = {d.properties.message_id: d for d in dead}
     assert len(dead) == len(poison) == len(by_id)
     for kind, body in poison.items():
         message = by_id[f"poison {kind}"]
         assert message.body == body, kind
-        headers = message.header.properties.headers
+        headers = message.properties.headers
         assert headers["x-mmate-dead-letter-reason"] == kind.split(" ")[0], kind
         assert headers["x-mmate-error-class"] == "DecodeError"
         assert headers["x-mmate-handler"] == ""
         assert headers["x-mmate-attempts"] == 1
         assert headers["x-mmate-original-queue"] == app.queue
-    reasons = {k: by_id[f"poison {k}"].header.properties.headers for k in poison}
+    reasons = {k: by_id[f"poison {k}"].properties.headers for k in poison}
     assert "exceeds the limit of 400 bytes" in reasons["oversized"]["x-mmate-error-message"]
     assert "not UTF-8" in reasons["not-utf8"]["x-mmate-error-message"]
     assert "RefundIssuedEvent" in reasons["unknown-type"]["x-mmate-error-message"]
     assert "customerId" in reasons["validation-failed"]["x-mmate-error-message"]
-    assert await message_count(raw, app.queue) == 0
-    assert await message_count(raw, app.wait_queues[100]) == 0
+    assert await message_count(probe, app.queue) == 0
+    assert await message_count(probe, app.wait_queues[100]) == 0
 
 
 async def test_a_poison_message_without_a_dead_letter_route_is_rejected_not_looped(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     """A queue with ``dead_letter: false``: the broker discards what is rejected (the spec was
     warned about it); the consumer must not requeue it forever nor stop."""
@@ -98,11 +95,13 @@ async def test_a_poison_message_without_a_dead_letter_route_is_rejected_not_loop
         consumes=app.topology.consumes,
         messages=app.topology.messages,
     )
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers()
         serving = await client.serve(handlers)
-        await raw.basic_publish(POISON["invalid-json"], routing_key=app.queue)
+        await probe.publish(
+            POISON["invalid-json"], Properties(), exchange="", routing_key=app.queue
+        )
         await app.publisher(client).send_create_order_command(
             CreateOrderCommand(customer_id="ok", amount=1)
         )
@@ -110,4 +109,4 @@ async def test_a_poison_message_without_a_dead_letter_route_is_rejected_not_loop
         await wait_until(lambda: consumer.rejected == 1 and consumer.handled == 1)
         await serving.stop()
     assert consumer.failed == 1
-    assert await message_count(raw, app.queue) == 0
+    assert await message_count(probe, app.queue) == 0

@@ -7,15 +7,12 @@ import asyncio
 import json
 import uuid
 
-import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL, go_body, go_fixture, wait_until
+from conftest import go_body, go_fixture, wait_until
 from mmate import MessageContext
-from pamqp.commands import Basic
+from mmate._transport.base import Channel, Delivery, Properties
 from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, OrderReply
-
-pytestmark = pytest.mark.broker
 
 
 def responder(app: App, *, fail: bool = False, delay: float = 0.0) -> object:
@@ -46,11 +43,11 @@ def responder(app: App, *, fail: bool = False, delay: float = 0.0) -> object:
     return Responder()
 
 
-async def test_n_queries_get_n_typed_replies(app: App) -> None:
+async def test_n_queries_get_n_typed_replies(url: str, app: App) -> None:
     n = 300
     async with (
-        mmate.Client(BROKER_URL, service="order-service") as server,
-        mmate.Client(BROKER_URL, service="storefront") as client,
+        mmate.Client(url, service="order-service") as server,
+        mmate.Client(url, service="storefront") as client,
     ):
         await server.declare(app.order_service)
         handlers = responder(app)
@@ -72,11 +69,11 @@ async def test_n_queries_get_n_typed_replies(app: App) -> None:
 
 
 async def test_handler_error_becomes_a_remote_error_not_a_timeout(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
     async with (
-        mmate.Client(BROKER_URL, service="order-service") as server,
-        mmate.Client(BROKER_URL, service="storefront") as client,
+        mmate.Client(url, service="order-service") as server,
+        mmate.Client(url, service="storefront") as client,
     ):
         await server.declare(app.order_service)
         await server.serve(responder(app))
@@ -94,8 +91,10 @@ async def test_handler_error_becomes_a_remote_error_not_a_timeout(
         assert ok.order_id == "x"
 
 
-async def test_no_reply_raises_request_timeout_naming_type_and_correlation_id(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="storefront") as client:
+async def test_no_reply_raises_request_timeout_naming_type_and_correlation_id(
+    url: str, app: App
+) -> None:
+    async with mmate.Client(url, service="storefront") as client:
         await client.declare(app.order_service)  # the queue exists, but nobody serves it
         with pytest.raises(mmate.RequestTimeout) as info:
             await app.publisher(client).request_get_order_query(
@@ -105,10 +104,10 @@ async def test_no_reply_raises_request_timeout_naming_type_and_correlation_id(ap
     assert "GetOrderQuery" in str(info.value) and "corr-x" in str(info.value)
 
 
-async def test_late_reply_after_timeout_is_dropped_quietly(app: App) -> None:
+async def test_late_reply_after_timeout_is_dropped_quietly(url: str, app: App) -> None:
     async with (
-        mmate.Client(BROKER_URL, service="order-service") as server,
-        mmate.Client(BROKER_URL, service="storefront") as client,
+        mmate.Client(url, service="order-service") as server,
+        mmate.Client(url, service="storefront") as client,
     ):
         await server.declare(app.order_service)
         handlers = responder(app, delay=0.5)
@@ -126,26 +125,26 @@ async def test_late_reply_after_timeout_is_dropped_quietly(app: App) -> None:
 
 
 async def test_go_requester_gets_its_reply_at_payload_reply_to(
-    app: App, raw: aiormq.abc.AbstractChannel, extra_entities: tuple[list[str], list[str]]
+    url: str, app: App, probe: Channel, extra_entities: tuple[list[str], list[str]]
 ) -> None:
     """A Go requester names its reply queue only in payload.replyTo and matches on correlationId."""
     reply_queue = f"bridge.reply.{uuid.uuid4().hex[:8]}"
     extra_entities[0].append(reply_queue)
-    await raw.queue_declare(reply_queue, exclusive=False, auto_delete=False)
+    await probe.declare_queue(reply_queue, exclusive=False, auto_delete=False)
     fx = go_fixture("query")
     fx["body"]["payload"]["replyTo"] = reply_queue
-    async with mmate.Client(BROKER_URL, service="order-service") as server:
+    async with mmate.Client(url, service="order-service") as server:
         await server.declare(app.order_service)
         await server.serve(responder(app))
-        props = Basic.Properties(headers=fx["headers"], **fx["properties"])
-        await raw.basic_publish(
-            go_body(fx), exchange=app.queries, routing_key="qry.GetOrderQuery", properties=props
+        props = Properties(headers=fx["headers"], **fx["properties"])
+        await probe.publish(
+            go_body(fx), props, exchange=app.queries, routing_key="qry.GetOrderQuery"
         )
-        got: list[aiormq.abc.DeliveredMessage] = []
-        await raw.basic_consume(reply_queue, lambda m: got.append(m), no_ack=True)
+        got: list[Delivery] = []
+        await probe.consume(reply_queue, got.append, no_ack=True)
         await wait_until(lambda: len(got) == 1)
     reply = got[0]
-    assert reply.delivery.exchange == "" and reply.delivery.routing_key == reply_queue
+    assert reply.exchange == "" and reply.routing_key == reply_queue
     body = json.loads(reply.body)
     assert body["type"] == "OrderReply"
     assert body["correlationId"] == fx["body"]["correlationId"]
@@ -156,33 +155,40 @@ async def test_go_requester_gets_its_reply_at_payload_reply_to(
         "orderId": "ORDER-456",
         "status": "status-of-ORDER-456",
     }
-    assert reply.header.properties.correlation_id == fx["body"]["correlationId"]
+    assert reply.properties.correlation_id == fx["body"]["correlationId"]
 
 
 async def test_go_responder_that_reads_only_payload_reply_to(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
     """A Go responder: reads payload.replyTo from the body, answers with a Go-shaped reply."""
 
     seen_queries: list[tuple[dict[str, object], str | None]] = []
 
-    async def go_responder(message: aiormq.abc.DeliveredMessage) -> None:
+    async def go_responder(message: Delivery) -> None:
         query = json.loads(message.body)
-        seen_queries.append((query, message.header.properties.reply_to))
+        seen_queries.append((query, message.properties.reply_to))
         order_id = query["payload"]["orderId"]
         fixture = go_fixture("error_reply" if order_id == "missing" else "reply")
         fixture["body"]["correlationId"] = query["correlationId"]
-        props = Basic.Properties(
+        props = Properties(
             headers=fixture["headers"], **fixture["properties"]
         )  # no correlation_id property
-        await message.channel.basic_publish(
-            go_body(fixture), exchange="", routing_key=query["payload"]["replyTo"], properties=props
+        await message.channel.publish(
+            go_body(fixture), props, exchange="", routing_key=query["payload"]["replyTo"]
         )
-        await message.channel.basic_ack(message.delivery.delivery_tag)
+        await message.channel.ack(message.delivery_tag)
 
-    async with mmate.Client(BROKER_URL, service="storefront") as client:
+    responding: set[asyncio.Task[None]] = set()
+
+    def on_query(message: Delivery) -> None:
+        task = asyncio.ensure_future(go_responder(message))
+        responding.add(task)
+        task.add_done_callback(responding.discard)
+
+    async with mmate.Client(url, service="storefront") as client:
         await client.declare(app.order_service)
-        await raw.basic_consume(app.order_queue, go_responder)
+        await probe.consume(app.order_queue, on_query)
         reply = await app.publisher(client).request_get_order_query(
             GetOrderQuery(order_id="ORDER-456"), timeout=5
         )

@@ -10,17 +10,16 @@ import logging
 import random
 from typing import Any
 
-import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL, message_count, wait_until
+from conftest import message_count, wait_until
 from delay_support import prefix_fixture
 from failure_app import AppFactory, FailureApp, drain, failure_app
 from mmate import MessageContext, RetryPolicy
 from mmate._failures.retry import backoff_tier, tier_at_least, tier_at_most
+from mmate._transport.base import Channel
 from sample_app import CreateOrderCommand
 
-pytestmark = pytest.mark.broker
 __all__ = ["failure_app", "prefix_fixture"]  # fixtures, imported for pytest
 
 
@@ -30,14 +29,14 @@ def _expired_from(headers: dict[str, Any]) -> list[str]:
     return sorted(str(d["queue"]) for d in deaths if str(d["reason"]) == "expired")
 
 
-async def _empty(raw: aiormq.abc.AbstractChannel, app: FailureApp) -> None:
+async def _empty(probe: Channel, app: FailureApp) -> None:
     for q in [app.queue, *app.wait_queues.values()]:
-        assert await message_count(raw, q) == 0, q
+        assert await message_count(probe, q) == 0, q
 
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 async def test_transient_twice_then_success_is_called_three_times_through_the_wait_queues(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel, queue_type: str
+    url: str, failure_app: AppFactory, probe: Channel, queue_type: str
 ) -> None:
     app = failure_app(attempts=4, tiers=(100, 200, 400), queue_type=queue_type)
 
@@ -45,7 +44,7 @@ async def test_transient_twice_then_success_is_called_three_times_through_the_wa
         if n <= 2:
             raise mmate.TransientError(f"database busy (call {n})")
 
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers(flaky)
         serving = await client.serve(handlers)
@@ -68,19 +67,19 @@ async def test_transient_twice_then_success_is_called_three_times_through_the_wa
         assert third["x-mmate-original-exchange"] == app.exchange
         assert third["x-mmate-original-routing-key"] == "cmd.fail.CreateOrderCommand"
         assert third["x-mmate-first-failure"] <= third["x-mmate-last-failure"]
-        await _empty(raw, app)
-        assert await message_count(raw, app.dlq) == 0
+        await _empty(probe, app)
+        assert await message_count(probe, app.dlq) == 0
 
 
 async def test_after_the_last_attempt_the_message_is_dead_lettered_once(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=3, tiers=(100, 200))
 
     def down(message: CreateOrderCommand, ctx: MessageContext, n: int) -> None:
         raise ConnectionError(f"payment service unreachable ({n})")
 
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers(down)
         serving = await client.serve(handlers)
@@ -91,9 +90,9 @@ async def test_after_the_last_attempt_the_message_is_dead_lettered_once(
         await serving.stop()
         assert [c.attempt for c in handlers.calls] == [1, 2, 3]
         assert serving.consumers[0].retried == 2
-        dead = await drain(raw, app.dlq)
+        dead = await drain(probe, app.dlq)
         assert len(dead) == 1
-        headers = dead[0].header.properties.headers
+        headers = dead[0].properties.headers
         assert headers["x-mmate-dead-letter-reason"] == "retries-exhausted"
         assert headers["x-mmate-attempts"] == 3
         assert headers["x-mmate-error-class"] == "ConnectionError"
@@ -101,11 +100,11 @@ async def test_after_the_last_attempt_the_message_is_dead_lettered_once(
         assert headers["x-mmate-original-queue"] == app.queue
         assert headers["x-mmate-original-exchange"] == app.exchange
         assert "x-mmate-attempt" not in headers  # a replay starts again at attempt 1
-        await _empty(raw, app)
+        await _empty(probe, app)
 
 
 async def test_unknown_exceptions_are_transient_by_default_and_permanent_when_the_spec_says(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     def broken(message: CreateOrderCommand, ctx: MessageContext, n: int) -> None:
         raise ValueError("no idea")
@@ -115,7 +114,7 @@ async def test_unknown_exceptions_are_transient_by_default_and_permanent_when_th
         ("permanent", 1, "permanent-error"),
     ):
         app = failure_app(attempts=2, tiers=(100,), unknown_errors=unknown)
-        async with mmate.Client(BROKER_URL, service="fail-service") as client:
+        async with mmate.Client(url, service="fail-service") as client:
             await client.declare(app.topology)
             handlers = app.handlers(broken)
             serving = await client.serve(handlers)
@@ -126,14 +125,12 @@ async def test_unknown_exceptions_are_transient_by_default_and_permanent_when_th
             await wait_until(lambda c=consumer: c.dead_lettered == 1)
             await serving.stop()
             assert len(handlers.calls) == calls, unknown
-            dead = await drain(raw, app.dlq)
-            assert [d.header.properties.headers["x-mmate-dead-letter-reason"] for d in dead] == [
-                reason
-            ]
+            dead = await drain(probe, app.dlq)
+            assert [d.properties.headers["x-mmate-dead-letter-reason"] for d in dead] == [reason]
 
 
 async def test_immediate_retries_run_in_process_within_one_attempt(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=2, tiers=(100,), immediate=2)
 
@@ -141,7 +138,7 @@ async def test_immediate_retries_run_in_process_within_one_attempt(
         if n <= 2:
             raise mmate.TransientError("lock timeout")
 
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers(flaky)
         serving = await client.serve(handlers)
@@ -154,18 +151,18 @@ async def test_immediate_retries_run_in_process_within_one_attempt(
         assert [c.attempt for c in handlers.calls] == [1, 1, 1]
         assert consumer.immediate_retries == 2 and consumer.retried == 0
         assert consumer.failed == 0 and consumer.handled == 1
-        await _empty(raw, app)
+        await _empty(probe, app)
 
 
 async def test_immediate_retries_then_broker_retry_then_dead_letter_in_that_order(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=2, tiers=(100,), immediate=1)
 
     def down(message: CreateOrderCommand, ctx: MessageContext, n: int) -> None:
         raise mmate.TransientError("still down")
 
-    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+    async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers(down)
         serving = await client.serve(handlers)
@@ -177,11 +174,11 @@ async def test_immediate_retries_then_broker_retry_then_dead_letter_in_that_orde
         # two attempts, each with one immediate retry
         assert [c.attempt for c in handlers.calls] == [1, 1, 2, 2]
         assert serving.consumers[0].retried == 1
-        assert len(await drain(raw, app.dlq)) == 1
+        assert len(await drain(probe, app.dlq)) == 1
 
 
 async def test_retry_after_uses_the_smallest_tier_not_below_it_or_the_largest(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel, caplog: pytest.LogCaptureFixture
+    url: str, failure_app: AppFactory, probe: Channel, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="mmate.failure")
     app = failure_app(attempts=3, tiers=(100, 200, 400), immediate=3)
@@ -193,7 +190,7 @@ async def test_retry_after_uses_the_smallest_tier_not_below_it_or_the_largest(
             raise mmate.RetryAfter(60)
 
     # Without the delay relay, a RetryAfter longer than every wait queue uses the longest one.
-    async with mmate.Client(BROKER_URL, service="fail-service", delay_relay=False) as client:
+    async with mmate.Client(url, service="fail-service", delay_relay=False) as client:
         await client.declare(app.topology)
         handlers = app.handlers(limited)
         serving = await client.serve(handlers)
@@ -208,11 +205,11 @@ async def test_retry_after_uses_the_smallest_tier_not_below_it_or_the_largest(
     assert _expired_from(handlers.calls[1].headers) == [app.wait_queues[200]]
     assert handlers.calls[2].headers["x-mmate-retry-delay-ms"] == 400
     assert "asked to retry after 60 s" in caplog.text
-    await _empty(raw, app)
+    await _empty(probe, app)
 
 
 async def test_a_retry_after_longer_than_every_wait_queue_goes_through_the_delay_cascade(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel, prefix: str
+    url: str, failure_app: AppFactory, probe: Channel, prefix: str
 ) -> None:
     app = failure_app(attempts=3, tiers=(100, 200))
 
@@ -220,7 +217,7 @@ async def test_a_retry_after_longer_than_every_wait_queue_goes_through_the_delay
         if n == 1:
             raise mmate.RetryAfter(1.2, "rate limited for a while")
 
-    async with mmate.Client(BROKER_URL, service="fail-service", delay_prefix=prefix) as client:
+    async with mmate.Client(url, service="fail-service", delay_prefix=prefix) as client:
         await client.declare(app.topology)
         handlers = app.handlers(limited)
         serving = await client.serve(handlers)
@@ -235,11 +232,11 @@ async def test_a_retry_after_longer_than_every_wait_queue_goes_through_the_delay
     assert second["x-mmate-retry-delay-ms"] == 2000  # rounded up to whole seconds
     assert not [k for k in second if k.startswith("x-mmate-delay-")]  # the relay's own headers
     assert serving.consumers[0].retried == 1
-    await _empty(raw, app)
+    await _empty(probe, app)
 
 
 async def test_hundreds_of_messages_with_random_failures_none_lost_none_duplicated(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
     app = failure_app(attempts=3, tiers=(100, 200), jitter=True, immediate=1, prefetch=50)
     rng = random.Random(7)
@@ -252,7 +249,7 @@ async def test_hundreds_of_messages_with_random_failures_none_lost_none_duplicat
         if roll < 0.45:
             raise mmate.TransientError("flaky")
 
-    async with mmate.Client(BROKER_URL, service="fail-service", handler_breaker=None) as client:
+    async with mmate.Client(url, service="fail-service", handler_breaker=None) as client:
         await client.declare(app.topology)
         handlers = app.handlers(random_failures)
         serving = await client.serve(handlers)
@@ -268,21 +265,21 @@ async def test_hundreds_of_messages_with_random_failures_none_lost_none_duplicat
         consumer = serving.consumers[0]
         await wait_until(lambda: consumer.handled + consumer.dead_lettered == n, timeout=60)
         await serving.stop()
-        dead = await drain(raw, app.dlq)
+        dead = await drain(probe, app.dlq)
         assert len(dead) == consumer.dead_lettered and consumer.rejected == 0
         handled_ids = handlers.handled
-        dead_ids = [d.header.properties.message_id for d in dead]
+        dead_ids = [d.properties.message_id for d in dead]
         assert len(set(handled_ids)) == len(handled_ids)  # each handled once
         assert len(set(dead_ids)) == len(dead_ids)
         assert not set(handled_ids) & set(dead_ids)
         assert len(handled_ids) + len(dead_ids) == n  # none lost
-        assert {d.header.properties.headers["x-mmate-dead-letter-reason"] for d in dead} <= {
+        assert {d.properties.headers["x-mmate-dead-letter-reason"] for d in dead} <= {
             "permanent-error",
             "retries-exhausted",
         }
         assert consumer.retried > 0 and consumer.immediate_retries > 0
         assert max(c.attempt for c in handlers.calls) == 3
-        await _empty(raw, app)
+        await _empty(probe, app)
 
 
 def test_tier_choice_is_fixed_by_the_wait_queues() -> None:

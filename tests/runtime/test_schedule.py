@@ -1,4 +1,4 @@
-"""Recurring schedules on the real broker: two scheduler instances publish each tick exactly once,
+"""Recurring schedules on both backends: two scheduler instances publish each tick exactly once,
 with a deterministic message id; when the active instance stops, the other carries on without a
 gap."""
 
@@ -15,12 +15,12 @@ import aiormq
 import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL
+from backends import TestBackend
+from conftest import message_count
 from delay_support import Recorder, wait_for
 from mmate._delays.scheduler import Scheduler, tick_id
+from mmate._transport.base import Channel
 from sample_app import App, OrderCreatedEvent, Region
-
-pytestmark = pytest.mark.broker
 
 
 def tick_event(tick: datetime) -> OrderCreatedEvent:
@@ -36,10 +36,12 @@ def tick_event(tick: datetime) -> OrderCreatedEvent:
 
 
 @pytest.fixture
-async def schedule_prefix() -> AsyncIterator[str]:
+async def schedule_prefix(url: str, backend: TestBackend) -> AsyncIterator[str]:
     prefix = f"t.{uuid.uuid4().hex[:10]}.schedule"
     yield prefix
-    conn = await aiormq.connect(BROKER_URL)
+    if backend.memory:
+        return  # the memory broker is dropped whole
+    conn = await aiormq.connect(url)
     try:
         channel = await conn.channel()
         with contextlib.suppress(Exception):
@@ -64,15 +66,15 @@ def _make(client: mmate.Client, app: App, prefix: str, expression: str = "@every
 
 @pytest.mark.parametrize("expression", ["@every 1s", "* * * * * *"])  # six fields: every second
 async def test_two_instances_publish_each_tick_exactly_once(
-    app: App, schedule_prefix: str, expression: str
+    url: str, app: App, schedule_prefix: str, probe: Channel, expression: str
 ) -> None:
     recorder = Recorder()
     async with (
-        mmate.Client(BROKER_URL, service="sched-a") as a,
-        mmate.Client(BROKER_URL, service="sched-b") as b,
+        mmate.Client(url, service="sched-a") as a,
+        mmate.Client(url, service="sched-b") as b,
     ):
         await a.declare(app.order_service)
-        await recorder.start(app.audit_queue)
+        await recorder.start(app.audit_queue, probe)
         first = _make(a, app, schedule_prefix, expression)
         second = _make(b, app, schedule_prefix, expression)
         async with first, second:
@@ -87,19 +89,19 @@ async def test_two_instances_publish_each_tick_exactly_once(
     for arrival in recorder.arrivals:
         tick = json.loads(arrival.message.body)["payload"]["sequence"]
         expected = tick_id("ticks", datetime.fromtimestamp(tick, UTC))
-        assert arrival.message.header.properties.message_id == expected
+        assert arrival.message.properties.message_id == expected
 
 
 async def test_when_the_active_instance_stops_the_other_takes_over_without_a_gap(
-    app: App, schedule_prefix: str
+    url: str, app: App, schedule_prefix: str, probe: Channel
 ) -> None:
     recorder = Recorder()
     async with (
-        mmate.Client(BROKER_URL, service="sched-a") as a,
-        mmate.Client(BROKER_URL, service="sched-b") as b,
+        mmate.Client(url, service="sched-a") as a,
+        mmate.Client(url, service="sched-b") as b,
     ):
         await a.declare(app.order_service)
-        await recorder.start(app.audit_queue)
+        await recorder.start(app.audit_queue, probe)
         first = _make(a, app, schedule_prefix)
         await first.start()  # consumes first: the active one
         second = _make(b, app, schedule_prefix)
@@ -126,8 +128,8 @@ def test_tick_ids_are_deterministic_v4_shaped_uuids() -> None:
     assert parsed.version == 4 and str(parsed) == tick_id("a", tick)
 
 
-async def test_add_refuses_bad_schedules(app: App) -> None:
-    client = mmate.Client(BROKER_URL, service="sched")
+async def test_add_refuses_bad_schedules(url: str, app: App) -> None:
+    client = mmate.Client(url, service="sched")
     scheduler = Scheduler(client)
     method = app.publisher(client).publish_order_created_event
     with pytest.raises(mmate.MmateError, match="minute field"):
@@ -142,12 +144,12 @@ async def test_add_refuses_bad_schedules(app: App) -> None:
 
 
 async def test_a_failing_publish_is_retried_then_given_up_and_a_failing_factory_skips(
-    app: App, schedule_prefix: str
+    url: str, app: App, schedule_prefix: str, probe: Channel
 ) -> None:
     def broken(tick: datetime) -> OrderCreatedEvent:
         raise RuntimeError("no data for this tick")
 
-    async with mmate.Client(BROKER_URL, service="sched") as client:
+    async with mmate.Client(url, service="sched") as client:
         await client.declare(app.order_service)
         scheduler = Scheduler(client, prefix=schedule_prefix, misfire_grace=2.5)
         method = app.publisher(client).publish_order_created_event
@@ -157,16 +159,7 @@ async def test_a_failing_publish_is_retried_then_given_up_and_a_failing_factory_
             async with scheduler:
                 await wait_for(lambda: unroutable.skipped >= 2 and failing.skipped >= 2, 20)
         finally:
-            conn = await aiormq.connect(BROKER_URL)
-            channel = await conn.channel()
             for queue in (f"{schedule_prefix}.broken", f"{schedule_prefix}.broken.last"):
-                await channel.queue_delete(queue)
-            await conn.close()
+                await probe.delete_queue(queue)
     assert unroutable.published == 0 and failing.published == 0
-    raw = await aiormq.connect(BROKER_URL)
-    try:
-        channel = await raw.channel()
-        ok = await channel.queue_declare(app.audit_queue, passive=True)
-        assert ok.message_count == 0
-    finally:
-        await raw.close()
+    assert await message_count(probe, app.audit_queue) == 0

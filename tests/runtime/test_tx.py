@@ -15,12 +15,12 @@ from pathlib import Path
 import aiormq.abc
 import mmate
 import pytest
-from conftest import BROKER_URL, message_count
+from backends import requires
+from conftest import message_count
 from delay_support import prefix_fixture
-from pamqp.commands import Basic
+from mmate._transport.base import Channel
 from sample_app import App, GetOrderQuery, OrderCreatedEvent, Region
 
-pytestmark = pytest.mark.broker
 __all__ = ["prefix_fixture"]  # a fixture, imported for pytest
 
 HERE = Path(__file__).resolve().parent
@@ -46,19 +46,17 @@ async def sync(tx: mmate.Transaction, queue: str) -> None:
     await channel.declare_queue(queue, passive=True)
 
 
-async def drain_ids(raw: aiormq.abc.AbstractChannel, queue: str) -> list[str]:
+async def drain_ids(probe: Channel, queue: str) -> list[str]:
     ids: list[str] = []
     while True:
-        msg = await raw.basic_get(queue, no_ack=True)
-        if isinstance(msg.delivery, Basic.GetEmpty):
+        msg = await probe.get(queue, no_ack=True)
+        if msg is None:
             return ids
-        ids.append(str(msg.header.properties.message_id))
+        ids.append(str(msg.properties.message_id))
 
 
-async def test_messages_reach_the_queue_only_on_commit(
-    app: App, raw: aiormq.abc.AbstractChannel
-) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test") as client:
+async def test_messages_reach_the_queue_only_on_commit(url: str, app: App, probe: Channel) -> None:
+    async with mmate.Client(url, service="tx-test") as client:
         await client.declare(app.order_service)
         ids = [str(uuid.uuid4()) for _ in range(50)]
         async with client.begin_tx() as tx:
@@ -67,15 +65,15 @@ async def test_messages_reach_the_queue_only_on_commit(
                 await publisher.publish_order_created_event(event(n), message_id=message_id)
             await sync(tx, app.audit_queue)
             assert tx.pending == 50
-            assert await message_count(raw, app.audit_queue) == 0
+            assert await message_count(probe, app.audit_queue) == 0
         assert tx.committed == 50 and tx.state == "closed"
-        assert await drain_ids(raw, app.audit_queue) == ids  # all of them, in publish order
+        assert await drain_ids(probe, app.audit_queue) == ids  # all of them, in publish order
 
 
 async def test_rollback_discards_and_the_transaction_goes_on(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test") as client:
+    async with mmate.Client(url, service="tx-test") as client:
         await client.declare(app.order_service)
         tx = client.begin_tx()
         publisher = app.publisher(tx)
@@ -84,26 +82,24 @@ async def test_rollback_discards_and_the_transaction_goes_on(
         await sync(tx, app.audit_queue)
         await tx.rollback()
         await sync(tx, app.audit_queue)
-        assert await message_count(raw, app.audit_queue) == 0
+        assert await message_count(probe, app.audit_queue) == 0
         assert tx.rolled_back == 20 and tx.pending == 0
 
         # The same transaction object commits twice more; the rolled-back messages stay gone.
         for n in range(7):
             await publisher.publish_order_created_event(event(100 + n))
         await tx.commit()
-        assert await message_count(raw, app.audit_queue) == 7
+        assert await message_count(probe, app.audit_queue) == 7
         for n in range(3):
             await publisher.publish_order_created_event(event(200 + n))
         await tx.commit()
         await tx.close()
         assert tx.committed == 10
-        assert await message_count(raw, app.audit_queue) == 10
+        assert await message_count(probe, app.audit_queue) == 10
 
 
-async def test_an_exception_in_the_block_rolls_back(
-    app: App, raw: aiormq.abc.AbstractChannel
-) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test") as client:
+async def test_an_exception_in_the_block_rolls_back(url: str, app: App, probe: Channel) -> None:
+    async with mmate.Client(url, service="tx-test") as client:
         await client.declare(app.order_service)
         with pytest.raises(RuntimeError, match="payment refused"):
             async with client.begin_tx() as tx:
@@ -114,13 +110,13 @@ async def test_an_exception_in_the_block_rolls_back(
         assert tx.rolled_back == 30 and tx.committed == 0
         # A confirmed publish after it arrives, so the queue is readable and the count is real.
         await app.publisher(client).publish_order_created_event(event(999))
-        assert await message_count(raw, app.audit_queue) == 1
+        assert await message_count(probe, app.audit_queue) == 1
 
 
 async def test_a_lost_connection_loses_the_whole_transaction(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test") as client:
+    async with mmate.Client(url, service="tx-test") as client:
         await client.declare(app.order_service)
         tx = client.begin_tx()
         for n in range(25):
@@ -136,12 +132,12 @@ async def test_a_lost_connection_loses_the_whole_transaction(
         with pytest.raises(mmate.TransactionError):
             await app.publisher(tx).publish_order_created_event(event(99))  # never reopened
         await tx.close()
-        assert await message_count(raw, app.audit_queue) == 0
+        assert await message_count(probe, app.audit_queue) == 0
 
         # The client reconnects; a new transaction works.
         async with client.begin_tx() as again:
             await app.publisher(again).publish_order_created_event(event(1))
-        assert await message_count(raw, app.audit_queue) == 1
+        assert await message_count(probe, app.audit_queue) == 1
 
 
 _CHILD = textwrap.dedent(
@@ -174,10 +170,11 @@ _CHILD = textwrap.dedent(
 )
 
 
+@requires("amqp_wire")  # the client under test is another process
 async def test_a_process_killed_before_commit_publishes_nothing_of_it(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, raw: aiormq.abc.AbstractChannel
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test") as client:
+    async with mmate.Client(url, service="tx-test") as client:
         await client.declare(app.order_service)
     alive = f"t.{app.suffix}.alive"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
@@ -185,7 +182,7 @@ async def test_a_process_killed_before_commit_publishes_nothing_of_it(
         sys.executable,
         "-c",
         _CHILD,
-        BROKER_URL,
+        url,
         app.suffix,
         alive,
         stdout=subprocess.PIPE,
@@ -199,12 +196,12 @@ async def test_a_process_killed_before_commit_publishes_nothing_of_it(
         child.kill()
         await child.wait()
     # The broker has closed the child's connection once its exclusive queue is gone.
-    conn = await aiormq.connect(BROKER_URL)
+    conn = await aiormq.connect(url)
     try:
         for _ in range(1000):
-            probe = await conn.channel()
+            channel = await conn.channel()
             try:
-                await probe.queue_declare(alive, passive=True)
+                await channel.queue_declare(alive, passive=True)
             except aiormq.exceptions.ChannelLockedResource:
                 await asyncio.sleep(0.02)  # still alive (exclusive to the child's connection)
                 continue
@@ -219,9 +216,9 @@ async def test_a_process_killed_before_commit_publishes_nothing_of_it(
 
 
 async def test_unroutable_messages_are_returned_at_commit_and_the_rest_committed(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test") as client:
+    async with mmate.Client(url, service="tx-test") as client:
         await client.declare(app.order_service)
         tx = client.begin_tx()
         publisher = app.publisher(tx)
@@ -239,18 +236,18 @@ async def test_unroutable_messages_are_returned_at_commit_and_the_rest_committed
         assert isinstance(failure.error, mmate.UnroutableError)
         assert failure.error.routing_key == "nobody.listens"
         assert info.value.total == 6 and tx.committed == 5
-        assert await message_count(raw, app.audit_queue) == 5
+        assert await message_count(probe, app.audit_queue) == 5
         # The transaction is still usable after it.
         await publisher.publish_order_created_event(event(6))
         await tx.commit()
         await tx.close()
-        assert await message_count(raw, app.audit_queue) == 6
+        assert await message_count(probe, app.audit_queue) == 6
 
 
 async def test_a_publish_to_a_missing_exchange_loses_the_transaction(
-    app: App, raw: aiormq.abc.AbstractChannel
+    url: str, app: App, probe: Channel
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test") as client:
+    async with mmate.Client(url, service="tx-test") as client:
         await client.declare(app.order_service)
         with pytest.raises(mmate.TransactionError) as info:
             async with client.begin_tx() as tx:
@@ -262,22 +259,20 @@ async def test_a_publish_to_a_missing_exchange_loses_the_transaction(
                 )
                 await publisher.publish_order_created_event(event(5))
         assert info.value.outcome == "rolled-back"
-        assert await message_count(raw, app.audit_queue) == 0
+        assert await message_count(probe, app.audit_queue) == 0
 
 
-async def test_a_query_cannot_be_sent_in_a_transaction(
-    app: App, raw: aiormq.abc.AbstractChannel
-) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test") as client:
+async def test_a_query_cannot_be_sent_in_a_transaction(url: str, app: App, probe: Channel) -> None:
+    async with mmate.Client(url, service="tx-test") as client:
         await client.declare(app.order_service)
         async with client.begin_tx() as tx:
             with pytest.raises(mmate.MmateError, match="cannot be sent in a transaction"):
                 await app.publisher(tx).request_get_order_query(GetOrderQuery(order_id="O-1"))
-        assert await message_count(raw, app.order_queue) == 0
+        assert await message_count(probe, app.order_queue) == 0
 
 
-async def test_a_closed_transaction_refuses_publishes(app: App) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test") as client:
+async def test_a_closed_transaction_refuses_publishes(url: str, app: App) -> None:
+    async with mmate.Client(url, service="tx-test") as client:
         await client.declare(app.order_service)
         async with client.begin_tx() as tx:
             pass
@@ -286,21 +281,21 @@ async def test_a_closed_transaction_refuses_publishes(app: App) -> None:
 
 
 async def test_a_delayed_message_in_a_transaction_enters_the_delay_cascade_only_on_commit(
-    app: App, raw: aiormq.abc.AbstractChannel, prefix: str
+    url: str, app: App, probe: Channel, prefix: str
 ) -> None:
-    async with mmate.Client(BROKER_URL, service="tx-test", delay_prefix=prefix) as client:
+    async with mmate.Client(url, service="tx-test", delay_prefix=prefix) as client:
         await client.declare(app.order_service)
         publisher = app.publisher(client)
         async with client.begin_tx() as tx:
             await app.publisher(tx).publish_order_created_event(event(1), delay=1)
             await sync(tx, app.audit_queue)
             level = client.delays.topology.level(0)
-            assert await message_count(raw, level) == 0  # not even in the cascade yet
-            assert await message_count(raw, app.audit_queue) == 0
+            assert await message_count(probe, level) == 0  # not even in the cascade yet
+            assert await message_count(probe, app.audit_queue) == 0
             await app.publisher(tx).publish_order_created_event(event(2))  # not delayed
         await publisher.publish_order_created_event(event(3))  # not in the transaction
         for _ in range(1000):  # the relay delivers it about a second later
-            if await message_count(raw, app.audit_queue) == 3:
+            if await message_count(probe, app.audit_queue) == 3:
                 break
             await asyncio.sleep(0.01)
-        assert await message_count(raw, app.audit_queue) == 3
+        assert await message_count(probe, app.audit_queue) == 3

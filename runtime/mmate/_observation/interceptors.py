@@ -56,6 +56,9 @@ class PublishInfo:
     kind: PublishKind
     headers: dict[str, HeaderValue]
     """Extra headers (a copy of the ``headers`` option); changes go on the wire."""
+    message: Model | Mapping[str, Any] | None = None
+    """What is published: the typed message (for an error reply, its payload table). Read it,
+    do not change it (it was encoded before the chain ran)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +237,10 @@ class Draft:
 
 
 def publish_info(
-    out: Outgoing, kind: PublishKind, headers: Mapping[str, HeaderValue] | None
+    out: Outgoing,
+    kind: PublishKind,
+    headers: Mapping[str, HeaderValue] | None,
+    message: Model | Mapping[str, Any] | None = None,
 ) -> PublishInfo:
     """The ``PublishInfo`` of an encoded message (its destination, not the delay cascade's)."""
     encoded = out.encoded
@@ -251,6 +257,7 @@ def publish_info(
         routing_key=routing_key,
         kind=kind,
         headers=dict(headers) if headers else {},
+        message=message,
     )
 
 

@@ -216,7 +216,7 @@ class Outbox:
                     reply_to=reply_to,
                 )
 
-            return Draft(publish_info(out, kind, options.get("headers")), out, reencode)
+            return Draft(publish_info(out, kind, options.get("headers"), message), out, reencode)
 
         return make
 
@@ -324,6 +324,6 @@ class Outbox:
             def reencode(headers: Mapping[str, HeaderValue]) -> Outgoing:
                 return encode(headers, out.encoded.message_id)
 
-            return Draft(publish_info(out, "reply", None), out, reencode)
+            return Draft(publish_info(out, "reply", None, payload), out, reencode)
 
         await self.interceptors.publish_one(out, draft, self.publisher.send)

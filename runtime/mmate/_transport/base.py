@@ -125,6 +125,9 @@ class Features:
     management_api: bool
     virtual_time: bool
     """Time can be advanced by the test (``MemoryBroker.advance``)."""
+    amqp_wire: bool
+    """It speaks AMQP 0-9-1 on a socket: other clients (aiormq, Go, .NET, the RabbitMQ tools)
+    see the same exchanges, queues and messages."""
 
 
 DeliveryCallback = Callable[[Delivery], None]

@@ -67,6 +67,7 @@ FEATURES = Features(
     delayed_message_plugin=True,
     management_api=True,
     virtual_time=False,
+    amqp_wire=True,
 )
 
 # Keys under which returned-message futures are registered on a channel without confirms:

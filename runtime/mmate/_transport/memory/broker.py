@@ -46,6 +46,7 @@ FEATURES = Features(
     delayed_message_plugin=False,
     management_api=False,
     virtual_time=True,
+    amqp_wire=False,
 )
 
 _EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")

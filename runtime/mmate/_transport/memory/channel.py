@@ -621,6 +621,7 @@ class MemoryChannel:
 
     async def close(self) -> None:
         self.shutdown(None)
+        await asyncio.sleep(0)  # channel.close waits for close-ok: the caller yields
 
     def shutdown(self, reason: MmateError | None) -> None:
         """Close the channel (``reason``: why the broker closed it; None: the client did). Its

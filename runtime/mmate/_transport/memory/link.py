@@ -40,6 +40,7 @@ class MemoryLink:
         self._on_lost.append(callback)
 
     async def channel(self, *, confirms: bool) -> MemoryChannel:
+        await asyncio.sleep(0)  # channel.open is a round trip: the caller yields, as on a socket
         if self._closed:
             raise BrokerConnectionError(f"{self.broker.url}: the link {self.name!r} is closed")
         self.broker.touched()
