@@ -52,7 +52,6 @@ def test_event_envelope_has_the_shape_of_section_1_and_2() -> None:
     assert body["payload"] == {
         "aggregateId": "ORDER-1",
         "sequence": 3,
-        "source": None,
         "orderId": "ORDER-1",
         "customerId": "C-1",
         "amount": 9.5,
@@ -96,7 +95,6 @@ def test_decimal_and_non_persistent() -> None:
     enc = codec.encode(MESSAGES["CreateOrderCommand"], cmd, app_id="s", persistent=False)
     assert json.loads(enc.body)["payload"] == {
         "targetService": "",
-        "replyTo": None,
         "customerId": "C",
         "amount": 12.5,
     }

@@ -346,7 +346,7 @@ class QueueConsumer:
             )
             return
         try:
-            envelope = codec.parse(body)
+            envelope = codec.parse(body, held.properties)
         except DecodeError as exc:
             failure = Failure(
                 "decode",
@@ -701,7 +701,7 @@ class QueueConsumer:
         return MessageContext(
             message_id=envelope.id or props.message_id or "",
             message_type=envelope.type,
-            correlation_id=envelope.correlation_id or props.correlation_id,
+            correlation_id=envelope.correlation_id,
             headers=headers,
             redelivered=held.redelivered,
             queue=self.queue,

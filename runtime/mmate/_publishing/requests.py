@@ -4,7 +4,8 @@ The requester side (``ReplyQueue``): one real, exclusive, auto-delete queue per 
 ``<service>.reply.<8 hex>`` (not ``amq.rabbitmq.reply-to``: a Go responder reads ``payload.replyTo``
 and could not answer it, docs/interop.md). It is declared on first use, consumed on its own channel
 with auto-ack (a reply whose requester died has no one to go back to), and replies are matched to
-waiting requests by the envelope's ``correlationId`` (else the AMQP ``correlation_id``). Replies
+waiting requests by the reply's correlation id (the envelope's ``correlationId``, else the AMQP
+``correlation_id``, else a correlation header: ``codec.correlation_of``). Replies
 nobody waits for (late, after a timeout) are logged and dropped.
 
 After a lost connection (the queue, exclusive, went with it): the queue is declared and consumed
@@ -117,11 +118,11 @@ class ReplyQueue:
     def _on_reply(self, message: Delivery) -> None:
         props = message.properties
         try:
-            envelope = codec.parse(message.body)
+            envelope = codec.parse(message.body, props)
         except DecodeError as exc:
             log.error("undecodable reply on %s dropped: %s", self.name, exc)
             return
-        correlation_id = envelope.correlation_id or props.correlation_id or ""
+        correlation_id = envelope.correlation_id or ""
         future = self._pending.pop(correlation_id, None)
         self._sent.discard(correlation_id)
         if future is None or future.done():

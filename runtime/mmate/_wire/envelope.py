@@ -198,6 +198,8 @@ class Envelope:
     type: str
     timestamp: datetime | None
     correlation_id: str | None
+    """The delivery's correlation id (``correlation_of``: the body's ``correlationId``, else the
+    AMQP property or a correlation header when ``parse`` was given the properties)."""
     reply_to: str | None
     """Top-level ``replyTo`` (Go never writes it)."""
     headers: Mapping[str, Any]
@@ -254,9 +256,62 @@ def load_json(body: bytes) -> Any:
     return data
 
 
-def parse(body: bytes) -> Envelope:
+MAX_CORRELATION_ID_BYTES = 255
+"""The longest correlation id taken from a delivery: an AMQP short string, since a reply copies it
+into its ``correlation_id`` property."""
+
+CORRELATION_HEADERS = ("x-correlation-id", "correlation-id")
+"""The headers a correlation id is read from, in order: mmate's and Go's, then Go's plain one."""
+
+
+def _usable_id(value: object) -> str | None:
+    """``value`` as a correlation id: a non-empty string of at most 255 UTF-8 bytes, else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    if value.isascii():
+        return value if len(value) <= MAX_CORRELATION_ID_BYTES else None
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: it could not go out again
+        return None
+    return value if size <= MAX_CORRELATION_ID_BYTES else None
+
+
+def correlation_of(
+    body_id: object, properties: Properties | None, body_headers: object
+) -> str | None:
+    """The correlation id of a delivery; the first usable one of, in order:
+
+    1. the envelope's ``correlationId`` (what Go writes and matches replies by);
+    2. the AMQP ``correlation_id`` property (what mmate and .NET write);
+    3. the ``x-correlation-id`` header, then Go's plain ``correlation-id`` header, each from the
+       AMQP header table first, then from the envelope's ``headers``.
+
+    A value that is not a non-empty string of at most 255 UTF-8 bytes is skipped, never an error
+    (wire input is untrusted)."""
+    found = _usable_id(body_id)
+    if found is not None:
+        return found
+    if properties is not None:
+        found = _usable_id(properties.correlation_id)
+        if found is not None:
+            return found
+    table = properties.headers if properties is not None else None
+    for name in CORRELATION_HEADERS:
+        for headers in (table, body_headers):
+            if isinstance(headers, Mapping):
+                found = _usable_id(headers.get(name))
+                if found is not None:
+                    return found
+    return None
+
+
+def parse(body: bytes, properties: Properties | None = None) -> Envelope:
     """Parse an envelope (any RFC 3339 timestamp, unknown keys ignored). Raises ``DecodeError``
-    and nothing else, whatever the bytes (``load_json`` says what is JSON)."""
+    and nothing else, whatever the bytes (``load_json`` says what is JSON).
+
+    ``properties`` are the delivery's AMQP properties: with them the correlation id may also come
+    from the property or a header when the body has none (``correlation_of``)."""
     data = load_json(body)
     if not isinstance(data, dict):
         raise DecodeError(f"body is JSON {type(data).__name__}, not an envelope object")
@@ -271,13 +326,12 @@ def parse(body: bytes) -> Envelope:
     if not isinstance(payload, dict):
         raise DecodeError("envelope payload is not an object", message_type=mtype, message_id=mid)
     headers = data.get("headers")
-    corr = data.get("correlationId")
     reply_to = data.get("replyTo")
     return Envelope(
         id=mid,
         type=mtype,
         timestamp=_timestamp(data.get("timestamp")),
-        correlation_id=corr if isinstance(corr, str) and corr else None,
+        correlation_id=correlation_of(data.get("correlationId"), properties, headers),
         reply_to=reply_to if isinstance(reply_to, str) and reply_to else None,
         headers=headers if isinstance(headers, dict) else {},
         payload=payload,
