@@ -60,6 +60,7 @@ from ..errors import (
     UnroutableError,
 )
 from .acks import Acker
+from .deadlines import Slot, Watchdog
 from .dispatch import Route
 from .loop import ConsumeLoop
 
@@ -144,6 +145,9 @@ class QueueConsumer:
                 queue, settings.breaker, pause=self._pause, resume=self._resume
             )
         self._chain = settings.interceptors
+        self._watchdog: Watchdog | None = None
+        if settings.handler_timeout is not None:
+            self._watchdog = Watchdog(settings.handler_timeout, f"mmate:{queue}:deadlines")
         self._buffer: asyncio.Queue[Delivery] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._acker: Acker | None = None
@@ -209,6 +213,8 @@ class QueueConsumer:
         if self._queue_def is not None:
             await deadletter.verify_routes(self._connection, self._queue_def)
         await self._loop.start()
+        if self._watchdog is not None:
+            self._watchdog.start()
         for n in range(self._settings.concurrency):
             self._workers.append(
                 asyncio.create_task(self._work(), name=f"mmate:{self.queue}:worker{n}")
@@ -244,19 +250,23 @@ class QueueConsumer:
         log.info("consuming %s again (circuit breaker half-open)", self.queue)
 
     async def _work(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        # The worker's slot: its handler deadline (deadlines.py), and who it is for the breaker.
+        slot = self._watchdog.slot(task) if self._watchdog is not None else Slot(task)
         while True:
             message = await self._buffer.get()
             try:
-                await self._one(message)
+                await self._one(message, slot)
             finally:
                 self._buffer.task_done()
 
-    async def _one(self, held: Delivery) -> None:
+    async def _one(self, held: Delivery, slot: Slot) -> None:
         """Process one delivery and make sure it ends settled, whatever was raised on the way
         (the decoder, the classifier, an interceptor, a move): the one place that guarantees it."""
         error: BaseException | None = None
         try:
-            await self._process(held)
+            await self._process(held, slot)
         except Exception as exc:  # stop() cancels workers: the broker requeues what is unsettled
             error = exc
         if held.settled or self._gone(held):
@@ -317,7 +327,7 @@ class QueueConsumer:
         """Delivered on a channel that died: the broker has requeued it; do nothing more."""
         return not held.channel.is_open and not self._settings.auto_ack
 
-    async def _process(self, held: Delivery) -> None:
+    async def _process(self, held: Delivery, slot: Slot) -> None:
         if self._gone(held):
             return
         props = held.properties
@@ -365,24 +375,29 @@ class QueueConsumer:
             )
             return
         breaker = self._breaker
-        if breaker is not None and not await breaker.admit():
+        if breaker is not None and not await breaker.admit(slot):
             await self._settle(held, "requeue")  # stopping while the breaker held it
             return
         try:
             if not self._gone(held):
                 await self._handle(
-                    held, envelope, route, model, self._context(held, envelope, attempt)
+                    held, envelope, route, model, self._context(held, envelope, attempt), slot
                 )
         finally:
             if breaker is not None:
-                breaker.done()
+                breaker.done(slot)
 
-    async def _call(self, route: Route, model: Model, ctx: MessageContext) -> Any:
-        if self._settings.handler_timeout is None:
+    async def _call(self, route: Route, model: Model, ctx: MessageContext, slot: Slot) -> Any:
+        if self._watchdog is None:
             result = await route.method(model, ctx)
         else:
-            async with asyncio.timeout(self._settings.handler_timeout):
+            slot.deadline = asyncio.get_running_loop().time() + self._watchdog.timeout
+            try:
                 result = await route.method(model, ctx)
+            except BaseException as exc:
+                slot.end(exc)  # TimeoutError instead, when the deadline cancelled it
+                raise
+            slot.end(None)
         if route.reply is not None and not isinstance(result, route.reply.model):
             raise MmateError(
                 f"handler of {ctx.message_type} returned {type(result).__name__}, "
@@ -397,10 +412,11 @@ class QueueConsumer:
         ctx: MessageContext,
         envelope: Envelope,
         reply_to: str | None,
+        slot: Slot,
     ) -> Any:
         """The innermost step of the interceptors: the handler, then a query's reply (so that the
         reply is published inside them, e.g. as a child of the handler's trace span)."""
-        result = await self._call(route, model, ctx)
+        result = await self._call(route, model, ctx, slot)
         if route.reply is not None:
             await self._reply(envelope, reply_to, route.reply, result)
         return result
@@ -420,13 +436,16 @@ class QueueConsumer:
         route: Route,
         model: Model,
         ctx: MessageContext,
+        slot: Slot,
     ) -> None:
         props = held.properties
         chain = self._chain
         immediate = 0
         while True:
             try:
-                call = partial(self._call_replying, route, model, ctx, envelope, props.reply_to)
+                call = partial(
+                    self._call_replying, route, model, ctx, envelope, props.reply_to, slot
+                )
                 await chain.handle(model, ctx, call)
                 break
             except Exception as exc:
@@ -450,13 +469,13 @@ class QueueConsumer:
                     continue
                 if self._breaker is not None:
                     transient = isinstance(decision, RetryLater) or decision.kind == "transient"
-                    self._breaker.record("failure" if transient else "success")
+                    self._breaker.record("failure" if transient else "success", slot)
                 if isinstance(decision, DeadLetter) and route.reply is not None:
                     await self._reply_error(envelope, props.reply_to, route.reply, exc)
                 await self._carry_out(held, failure, decision, route.handler, ctx)
                 return
         if self._breaker is not None:
-            self._breaker.record("success")
+            self._breaker.record("success", slot)
         self.handled += 1
         await self._settle(held, "ack")
         if chain.observes:
@@ -720,6 +739,8 @@ class QueueConsumer:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
+        if self._watchdog is not None:
+            await self._watchdog.stop()
         acker = self._acker
         if acker is not None and acker.channel.is_open:
             try:
