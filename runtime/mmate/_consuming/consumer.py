@@ -510,67 +510,16 @@ class QueueConsumer:
         self.failed += 1
         if self._gone(held):
             return
-        props = held.properties
-        now = datetime.now(UTC)
-        exchange, routing_key = held.exchange or "", held.routing_key or ""
         what = f"{failure.message_type or 'message'} {failure.message_id or '?'} from {self.queue}"
         if isinstance(decision, RetryLater):
-            headers = retry.retry_headers(
-                props.headers,
-                next_attempt=decision.next_attempt,
-                delay_ms=decision.delay_ms,
-                error=failure.error,
-                now=now,
-                exchange=exchange,
-                routing_key=routing_key,
-            )
-            to_exchange, to_key = "", decision.wait_queue
+            out = await self._retry_move(held, failure, decision, what)
         else:
-            assert isinstance(decision, DeadLetter)
-            target = deadletter.target_of(self._queue_def)
-            if target is None:
-                log.error(
-                    "%s has no dead-letter route (queue %s has none in the spec); rejecting it, "
-                    "the broker discards it",
-                    what,
-                    self.queue,
-                )
-                self.rejected += 1
-                await self._settle(held, "reject")
-                self._observe("rejected", failure, "no-dead-letter-route", ctx)
+            assert isinstance(decision, DeadLetter)  # decide() keeps RetryNow in the handler loop
+            found = self._dead_letter_move(held, failure, decision, handler)
+            if found is None:
+                await self._reject(held, failure, what, ctx)
                 return
-            headers = deadletter.dead_letter_headers(
-                props.headers,
-                reason=decision.reason,
-                error=failure.error,
-                handler=handler,
-                attempts=failure.attempt,
-                now=now,
-                exchange=exchange,
-                routing_key=routing_key,
-                queue=self.queue,
-                expiration=props.expiration,
-            )
-            to_exchange = target.exchange
-            # A dead-letter exchange without a routing key: the message's original routing key.
-            original_key = str(headers.get(deadletter.ORIGINAL_ROUTING_KEY, routing_key))
-            to_key = target.routing_key if target.routing_key is not None else original_key
-        properties = copied_properties(props, headers, message_id=failure.message_id)
-        if isinstance(decision, RetryLater) and decision.cascade:
-            to_exchange, to_key, properties = await self._through_cascade(
-                held, properties, decision, what
-            )
-        out = Outgoing(
-            Encoded(
-                held.body,
-                encodable(properties),
-                failure.message_id,
-                properties.correlation_id,
-                failure.message_type or "message",
-            ),
-            to_exchange,
-            to_key,
-        )
+            out = found
         try:
             await self._move(out, what)
         except PublishError as exc:
@@ -580,13 +529,95 @@ class QueueConsumer:
         self._move_failures = 0
         if isinstance(decision, RetryLater):
             self.retried += 1
-        else:
-            self.dead_lettered += 1
-        await self._settle(held, "ack")
-        if isinstance(decision, RetryLater):
+            await self._settle(held, "ack")
             self._observe("retried", failure, "", ctx)
         else:
+            self.dead_lettered += 1
+            await self._settle(held, "ack")
             self._observe("dead_lettered", failure, decision.reason, ctx)
+
+    async def _retry_move(
+        self, held: Delivery, failure: Failure, decision: RetryLater, what: str
+    ) -> Outgoing:
+        """The original body with the next attempt's headers, to its wait queue (or through the
+        delay cascade)."""
+        props = held.properties
+        headers = retry.retry_headers(
+            props.headers,
+            next_attempt=decision.next_attempt,
+            delay_ms=decision.delay_ms,
+            error=failure.error,
+            now=datetime.now(UTC),
+            exchange=held.exchange or "",
+            routing_key=held.routing_key or "",
+        )
+        properties = copied_properties(props, headers, message_id=failure.message_id)
+        to_exchange, to_key = "", decision.wait_queue
+        if decision.cascade:
+            to_exchange, to_key, properties = await self._through_cascade(
+                held, properties, decision, what
+            )
+        return self._outgoing(held, failure, properties, to_exchange, to_key)
+
+    def _dead_letter_move(
+        self, held: Delivery, failure: Failure, decision: DeadLetter, handler: str
+    ) -> Outgoing | None:
+        """The original body with the dead-letter headers, to the queue's dead-letter route (None:
+        the queue has none)."""
+        target = deadletter.target_of(self._queue_def)
+        if target is None:
+            return None
+        props = held.properties
+        routing_key = held.routing_key or ""
+        headers = deadletter.dead_letter_headers(
+            props.headers,
+            reason=decision.reason,
+            error=failure.error,
+            handler=handler,
+            attempts=failure.attempt,
+            now=datetime.now(UTC),
+            exchange=held.exchange or "",
+            routing_key=routing_key,
+            queue=self.queue,
+            expiration=props.expiration,
+        )
+        # A dead-letter exchange without a routing key: the message's original routing key.
+        original_key = str(headers.get(deadletter.ORIGINAL_ROUTING_KEY, routing_key))
+        to_key = target.routing_key if target.routing_key is not None else original_key
+        properties = copied_properties(props, headers, message_id=failure.message_id)
+        return self._outgoing(held, failure, properties, target.exchange, to_key)
+
+    @staticmethod
+    def _outgoing(
+        held: Delivery, failure: Failure, properties: Properties, exchange: str, routing_key: str
+    ) -> Outgoing:
+        """The move of ``held``: its body byte for byte, with ``properties``."""
+        return Outgoing(
+            Encoded(
+                held.body,
+                encodable(properties),
+                failure.message_id,
+                properties.correlation_id,
+                failure.message_type or "message",
+            ),
+            exchange,
+            routing_key,
+        )
+
+    async def _reject(
+        self, held: Delivery, failure: Failure, what: str, ctx: MessageContext | None
+    ) -> None:
+        """A message to dead-letter on a queue without a dead-letter route: rejected (the broker
+        discards it), said loudly."""
+        log.error(
+            "%s has no dead-letter route (queue %s has none in the spec); rejecting it, "
+            "the broker discards it",
+            what,
+            self.queue,
+        )
+        self.rejected += 1
+        await self._settle(held, "reject")
+        self._observe("rejected", failure, "no-dead-letter-route", ctx)
 
     async def _move(self, out: Outgoing, what: str) -> None:
         """Move a failed message (confirmed, mandatory). When its target is missing (unroutable,
