@@ -246,12 +246,12 @@ async def test_a_trial_that_ends_without_a_verdict_lets_the_next_message_try() -
     order: list[str] = []
 
     async def message(name: str, verdict: str | None) -> None:
-        assert await gate.admit()
+        assert await gate.admit(name)
         order.append(name)
         await asyncio.sleep(0)
         if verdict == "success":
-            gate.record("success")
-        gate.done()
+            gate.record("success", name)
+        gate.done(name)
 
     first = asyncio.create_task(message("first", None))  # e.g. its channel died meanwhile
     second = asyncio.create_task(message("second", "success"))

@@ -61,6 +61,7 @@ from ..errors import (
     UnroutableError,
 )
 from .acks import Acker
+from .deadlines import Slot, Watchdog
 from .dispatch import Route
 from .loop import ConsumeLoop
 
@@ -151,6 +152,9 @@ class QueueConsumer:
                 queue, settings.breaker, pause=self._pause, resume=self._resume
             )
         self._chain = settings.interceptors
+        self._watchdog: Watchdog | None = None
+        if settings.handler_timeout is not None:
+            self._watchdog = Watchdog(settings.handler_timeout, f"mmate:{queue}:deadlines")
         self._buffer: asyncio.Queue[Delivery] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._acker: Acker | None = None
@@ -216,6 +220,8 @@ class QueueConsumer:
         if self._queue_def is not None:
             await deadletter.verify_routes(self._connection, self._queue_def)
         await self._loop.start()
+        if self._watchdog is not None:
+            self._watchdog.start()
         for n in range(self._settings.concurrency):
             self._workers.append(
                 asyncio.create_task(self._work(), name=f"mmate:{self.queue}:worker{n}")
@@ -251,19 +257,23 @@ class QueueConsumer:
         log.info("consuming %s again (circuit breaker half-open)", self.queue)
 
     async def _work(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        # The worker's slot: its handler deadline (deadlines.py), and who it is for the breaker.
+        slot = self._watchdog.slot(task) if self._watchdog is not None else Slot(task)
         while True:
             message = await self._buffer.get()
             try:
-                await self._one(message)
+                await self._one(message, slot)
             finally:
                 self._buffer.task_done()
 
-    async def _one(self, held: Delivery) -> None:
+    async def _one(self, held: Delivery, slot: Slot) -> None:
         """Process one delivery and make sure it ends settled, whatever was raised on the way
         (the decoder, the classifier, an interceptor, a move): the one place that guarantees it."""
         error: BaseException | None = None
         try:
-            await self._process(held)
+            await self._process(held, slot)
         except Exception as exc:  # stop() cancels workers: the broker requeues what is unsettled
             error = exc
         if held.settled or self._gone(held):
@@ -324,7 +334,7 @@ class QueueConsumer:
         """Delivered on a channel that died: the broker has requeued it; do nothing more."""
         return not held.channel.is_open and not self._settings.auto_ack
 
-    async def _process(self, held: Delivery) -> None:
+    async def _process(self, held: Delivery, slot: Slot) -> None:
         if self._gone(held):
             return
         props = held.properties
@@ -379,24 +389,29 @@ class QueueConsumer:
             )
             return
         breaker = self._breaker
-        if breaker is not None and not await breaker.admit():
+        if breaker is not None and not await breaker.admit(slot):
             await self._settle(held, "requeue")  # stopping while the breaker held it
             return
         try:
             if not self._gone(held):
                 await self._handle(
-                    held, envelope, route, model, self._context(held, envelope, attempt)
+                    held, envelope, route, model, self._context(held, envelope, attempt), slot
                 )
         finally:
             if breaker is not None:
-                breaker.done()
+                breaker.done(slot)
 
-    async def _call(self, route: Route, model: Model, ctx: MessageContext) -> Any:
-        if self._settings.handler_timeout is None:
+    async def _call(self, route: Route, model: Model, ctx: MessageContext, slot: Slot) -> Any:
+        if self._watchdog is None:
             result = await route.method(model, ctx)
         else:
-            async with asyncio.timeout(self._settings.handler_timeout):
+            slot.deadline = asyncio.get_running_loop().time() + self._watchdog.timeout
+            try:
                 result = await route.method(model, ctx)
+            except BaseException as exc:
+                slot.end(exc)  # TimeoutError instead, when the deadline cancelled it
+                raise
+            slot.end(None)
         if route.reply is not None and not isinstance(result, route.reply.model):
             raise MmateError(
                 f"handler of {ctx.message_type} returned {type(result).__name__}, "
@@ -411,10 +426,11 @@ class QueueConsumer:
         ctx: MessageContext,
         envelope: Envelope,
         reply_to: str | None,
+        slot: Slot,
     ) -> Any:
         """The innermost step of the interceptors: the handler, then a query's reply (so that the
         reply is published inside them, e.g. as a child of the handler's trace span)."""
-        result = await self._call(route, model, ctx)
+        result = await self._call(route, model, ctx, slot)
         if route.reply is not None:
             await self._reply(envelope, reply_to, route.reply, result)
         return result
@@ -434,13 +450,16 @@ class QueueConsumer:
         route: Route,
         model: Model,
         ctx: MessageContext,
+        slot: Slot,
     ) -> None:
         props = held.properties
         chain = self._chain
         immediate = 0
         while True:
             try:
-                call = partial(self._call_replying, route, model, ctx, envelope, props.reply_to)
+                call = partial(
+                    self._call_replying, route, model, ctx, envelope, props.reply_to, slot
+                )
                 await chain.handle(model, ctx, call)
                 break
             except Exception as exc:
@@ -464,13 +483,13 @@ class QueueConsumer:
                     continue
                 if self._breaker is not None:
                     transient = isinstance(decision, RetryLater) or decision.kind == "transient"
-                    self._breaker.record("failure" if transient else "success")
+                    self._breaker.record("failure" if transient else "success", slot)
                 if isinstance(decision, DeadLetter) and route.reply is not None:
                     await self._reply_error(envelope, props.reply_to, route.reply, exc)
                 await self._carry_out(held, failure, decision, route.handler, ctx)
                 return
         if self._breaker is not None:
-            self._breaker.record("success")
+            self._breaker.record("success", slot)
         self.handled += 1
         await self._settle(held, "ack")
         if chain.observes:
@@ -505,67 +524,16 @@ class QueueConsumer:
         self.failed += 1
         if self._gone(held):
             return
-        props = held.properties
-        now = datetime.now(UTC)
-        exchange, routing_key = held.exchange or "", held.routing_key or ""
         what = f"{failure.message_type or 'message'} {failure.message_id or '?'} from {self.queue}"
         if isinstance(decision, RetryLater):
-            headers = retry.retry_headers(
-                props.headers,
-                next_attempt=decision.next_attempt,
-                delay_ms=decision.delay_ms,
-                error=failure.error,
-                now=now,
-                exchange=exchange,
-                routing_key=routing_key,
-            )
-            to_exchange, to_key = "", decision.wait_queue
+            out = await self._retry_move(held, failure, decision, what)
         else:
-            assert isinstance(decision, DeadLetter)
-            target = deadletter.target_of(self._queue_def)
-            if target is None:
-                log.error(
-                    "%s has no dead-letter route (queue %s has none in the spec); rejecting it, "
-                    "the broker discards it",
-                    what,
-                    self.queue,
-                )
-                self.rejected += 1
-                await self._settle(held, "reject")
-                self._observe("rejected", failure, "no-dead-letter-route", ctx)
+            assert isinstance(decision, DeadLetter)  # decide() keeps RetryNow in the handler loop
+            found = self._dead_letter_move(held, failure, decision, handler)
+            if found is None:
+                await self._reject(held, failure, what, ctx)
                 return
-            headers = deadletter.dead_letter_headers(
-                props.headers,
-                reason=decision.reason,
-                error=failure.error,
-                handler=handler,
-                attempts=failure.attempt,
-                now=now,
-                exchange=exchange,
-                routing_key=routing_key,
-                queue=self.queue,
-                expiration=props.expiration,
-            )
-            to_exchange = target.exchange
-            # A dead-letter exchange without a routing key: the message's original routing key.
-            original_key = str(headers.get(deadletter.ORIGINAL_ROUTING_KEY, routing_key))
-            to_key = target.routing_key if target.routing_key is not None else original_key
-        properties = copied_properties(props, headers, message_id=failure.message_id)
-        if isinstance(decision, RetryLater) and decision.cascade:
-            to_exchange, to_key, properties = await self._through_cascade(
-                held, properties, decision, what
-            )
-        out = Outgoing(
-            Encoded(
-                held.body,
-                encodable(properties),
-                failure.message_id,
-                properties.correlation_id,
-                failure.message_type or "message",
-            ),
-            to_exchange,
-            to_key,
-        )
+            out = found
         try:
             await self._move(out, what)
         except PublishError as exc:
@@ -575,13 +543,95 @@ class QueueConsumer:
         self._move_failures = 0
         if isinstance(decision, RetryLater):
             self.retried += 1
-        else:
-            self.dead_lettered += 1
-        await self._settle(held, "ack")
-        if isinstance(decision, RetryLater):
+            await self._settle(held, "ack")
             self._observe("retried", failure, "", ctx)
         else:
+            self.dead_lettered += 1
+            await self._settle(held, "ack")
             self._observe("dead_lettered", failure, decision.reason, ctx)
+
+    async def _retry_move(
+        self, held: Delivery, failure: Failure, decision: RetryLater, what: str
+    ) -> Outgoing:
+        """The original body with the next attempt's headers, to its wait queue (or through the
+        delay cascade)."""
+        props = held.properties
+        headers = retry.retry_headers(
+            props.headers,
+            next_attempt=decision.next_attempt,
+            delay_ms=decision.delay_ms,
+            error=failure.error,
+            now=datetime.now(UTC),
+            exchange=held.exchange or "",
+            routing_key=held.routing_key or "",
+        )
+        properties = copied_properties(props, headers, message_id=failure.message_id)
+        to_exchange, to_key = "", decision.wait_queue
+        if decision.cascade:
+            to_exchange, to_key, properties = await self._through_cascade(
+                held, properties, decision, what
+            )
+        return self._outgoing(held, failure, properties, to_exchange, to_key)
+
+    def _dead_letter_move(
+        self, held: Delivery, failure: Failure, decision: DeadLetter, handler: str
+    ) -> Outgoing | None:
+        """The original body with the dead-letter headers, to the queue's dead-letter route (None:
+        the queue has none)."""
+        target = deadletter.target_of(self._queue_def)
+        if target is None:
+            return None
+        props = held.properties
+        routing_key = held.routing_key or ""
+        headers = deadletter.dead_letter_headers(
+            props.headers,
+            reason=decision.reason,
+            error=failure.error,
+            handler=handler,
+            attempts=failure.attempt,
+            now=datetime.now(UTC),
+            exchange=held.exchange or "",
+            routing_key=routing_key,
+            queue=self.queue,
+            expiration=props.expiration,
+        )
+        # A dead-letter exchange without a routing key: the message's original routing key.
+        original_key = str(headers.get(deadletter.ORIGINAL_ROUTING_KEY, routing_key))
+        to_key = target.routing_key if target.routing_key is not None else original_key
+        properties = copied_properties(props, headers, message_id=failure.message_id)
+        return self._outgoing(held, failure, properties, target.exchange, to_key)
+
+    @staticmethod
+    def _outgoing(
+        held: Delivery, failure: Failure, properties: Properties, exchange: str, routing_key: str
+    ) -> Outgoing:
+        """The move of ``held``: its body byte for byte, with ``properties``."""
+        return Outgoing(
+            Encoded(
+                held.body,
+                encodable(properties),
+                failure.message_id,
+                properties.correlation_id,
+                failure.message_type or "message",
+            ),
+            exchange,
+            routing_key,
+        )
+
+    async def _reject(
+        self, held: Delivery, failure: Failure, what: str, ctx: MessageContext | None
+    ) -> None:
+        """A message to dead-letter on a queue without a dead-letter route: rejected (the broker
+        discards it), said loudly."""
+        log.error(
+            "%s has no dead-letter route (queue %s has none in the spec); rejecting it, "
+            "the broker discards it",
+            what,
+            self.queue,
+        )
+        self.rejected += 1
+        await self._settle(held, "reject")
+        self._observe("rejected", failure, "no-dead-letter-route", ctx)
 
     async def _move(self, out: Outgoing, what: str) -> None:
         """Move a failed message (confirmed, mandatory). When its target is missing (unroutable,
@@ -734,6 +784,8 @@ class QueueConsumer:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
+        if self._watchdog is not None:
+            await self._watchdog.stop()
         acker = self._acker
         if acker is not None and acker.channel.is_open:
             try:

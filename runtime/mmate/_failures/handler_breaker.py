@@ -28,7 +28,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from .breaker import BreakerState, CircuitBreaker
 
@@ -89,40 +89,42 @@ class HandlerBreaker:
         self._changed_event = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._stopped = False
-        self._trial_task: asyncio.Task[Any] | None = None
+        self._trial: object | None = None
+        """The token of the message admitted as the half-open trial."""
 
     @property
     def state(self) -> BreakerState:
         return self.breaker.state
 
-    async def admit(self) -> bool:
+    async def admit(self, token: object) -> bool:
         """Wait until a message may be handled: true to go ahead (as the trial in half-open
-        state), false when stopping (the caller requeues the message)."""
+        state), false when stopping (the caller requeues the message). ``token`` names who
+        handles the message (the consumer's worker); ``record`` and ``done`` pass the same one."""
         while not self._stopped:
             state = self.breaker.state
             if state is BreakerState.CLOSED:
                 return True
             if state is BreakerState.HALF_OPEN and self.breaker.allow():
-                self._trial_task = asyncio.current_task()
+                self._trial = token
                 return True
             self._changed_event.clear()
             await self._changed_event.wait()
         return False
 
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: Outcome, token: object) -> None:
         """The verdict of an admitted message's handler."""
-        if self._trial_task is asyncio.current_task():
-            self._trial_task = None
+        if self._trial is token:
+            self._trial = None
         if outcome == "success":
             self.breaker.success()
         else:
             self.breaker.failure()
 
-    def done(self) -> None:
+    def done(self, token: object) -> None:
         """Call when an admitted message is finished, whatever happened: a trial that ended
         without a verdict (``record``) is released, so that another message can be the trial."""
-        if self._trial_task is not None and self._trial_task is asyncio.current_task():
-            self._trial_task = None
+        if self._trial is not None and self._trial is token:
+            self._trial = None
             if self.breaker.state is BreakerState.HALF_OPEN:
                 self.breaker.release()
                 self._wake()
