@@ -262,3 +262,64 @@ async def test_serve_declares_no_cascade_and_relays_once_one_exists(memory: Memo
         assert memory.has_queue("mmate.delay.ready")  # the shop declared it
         await wait_until(lambda: server.delays.relay_running, timeout=10)  # the server found it
     assert not any(t.get_name().startswith("mmate:delay-watch") for t in asyncio.all_tasks())
+
+
+def _with_exclusive(app_topology: ServiceTopology, name: str) -> ServiceTopology:
+    """The app's topology plus an exclusive queue bound to its events exchange (gone with the
+    connection, so a reconnect must declare it again)."""
+    exchange = app_topology.exchanges[0].name
+    return ServiceTopology(
+        name=app_topology.name,
+        exchanges=app_topology.exchanges,
+        queues=(*app_topology.queues, QueueDef(name, durable=False, exclusive=True)),
+        bindings=(*app_topology.bindings, BindingDef(exchange, name, "#")),
+        publishes=app_topology.publishes,
+        consumes=app_topology.consumes,
+        messages=app_topology.messages,
+    )
+
+
+@pytest.mark.broker
+async def test_a_reconnect_declares_only_what_may_be_gone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from test_recovery import FAST, _kill_connections
+
+    app = make_app()
+    exclusive = f"t.{app.suffix}.mine"
+    topology = _with_exclusive(app.order_service, exclusive)
+    service = f"reconnect-{app.suffix}"
+    caplog.set_level(logging.INFO, "mmate.declare")
+    try:
+        async with mmate.Client(BROKER_URL, service=service, reconnect=FAST) as client:
+            await client.declare(topology)
+            assert await asyncio.to_thread(_kill_connections, service) == 1
+            await wait_until(lambda: client.connection.reconnects == 1, timeout=30)
+            assert "1 volatile entities declared again, the durable ones are there" in caplog.text
+            assert caplog.text.count(f"declared topology of {topology.name}") == 1  # the first
+            channel = await client.connection.channel(confirms=False)
+            info = await channel.declare_queue(exclusive, passive=True)  # back, and bound:
+            await app.publisher(client).publish_order_created_event(event())
+            assert info.name == exclusive
+            await asyncio.sleep(0.2)
+            assert (await channel.declare_queue(exclusive, passive=True)).message_count == 1
+            # A durable queue deleted meanwhile: the check finds it gone, all is declared again.
+            await channel.delete_queue(app.order_queue)
+            await channel.close()
+            assert await asyncio.to_thread(_kill_connections, service) == 1
+            await wait_until(lambda: client.connection.reconnects == 2, timeout=30)
+            assert "is gone from the broker; declaring it again" in caplog.text
+            channel = await client.connection.channel(confirms=False)
+            await channel.declare_queue(app.order_queue, passive=True)
+            await channel.close()
+    finally:
+        conn = await aiormq.connect(BROKER_URL)
+        try:
+            for queue in app.queues:
+                ch = await conn.channel()
+                await ch.queue_delete(queue)
+            for exchange in app.exchanges:
+                ch = await conn.channel()
+                await ch.exchange_delete(exchange)
+        finally:
+            await conn.close()
