@@ -47,8 +47,9 @@ from ._publishing.outbox import DEFAULT_MAX_PUBLISH_BYTES, Outbox
 from ._publishing.pool import PublisherPool
 from ._publishing.requests import ReplyQueue, reply_model
 from ._publishing.transaction import Transaction
-from ._topology.declare import declare_topology
-from ._transport.connection import Connection
+from ._topology.declare import declare_topology, redeclare_after_reconnect
+from ._topology.placement import LeaderLocator, QueuePlacement
+from ._transport.connection import Connection, UrlOrder
 from ._transport.recovery import ReconnectPolicy, StateCallback
 from ._wire import envelope as codec
 from .errors import MmateError, RequestTimeout
@@ -107,6 +108,23 @@ class ClientSettings:
     """The largest body this client publishes, after compression (128 MiB, RabbitMQ 3.x's
     default ``max_message_size``; 16 MiB on RabbitMQ 4): a larger publish raises
     ``MessageTooLarge`` before anything is sent."""
+    url_order: UrlOrder = "random"
+    """With several broker URLs (a cluster's nodes): ``random`` starts at a random one per
+    connection, so clients sharing one URL list spread over the nodes; ``ordered`` always starts
+    at the first (a preferred node, the others as fallbacks). Either way recovery moves on to the
+    next URL in the list."""
+    queue_leader_locator: LeaderLocator | None = "balanced"
+    """``x-queue-leader-locator`` of the quorum queues this client declares: ``balanced`` spreads
+    their leaders over the cluster's nodes, ``client-local`` puts them on the declaring node,
+    None leaves it to the broker (and its policies). An existing queue declared without it is
+    kept as it is."""
+    quorum_initial_group_size: int | None = None
+    """``x-quorum-initial-group-size`` of new quorum queues (replicas); None: every node."""
+
+    @property
+    def placement(self) -> QueuePlacement:
+        """Where new quorum queues go (``queue_leader_locator``, ``quorum_initial_group_size``)."""
+        return QueuePlacement(self.queue_leader_locator, self.quorum_initial_group_size)
 
 
 class ClientOptions(TypedDict, total=False):
@@ -130,6 +148,9 @@ class ClientOptions(TypedDict, total=False):
     delay_prefix: str
     max_decompressed_bytes: int
     max_publish_bytes: int
+    url_order: UrlOrder
+    queue_leader_locator: LeaderLocator | None
+    quorum_initial_group_size: int | None
 
 
 class Client:
@@ -161,6 +182,7 @@ class Client:
         for name in ("max_decompressed_bytes", "max_publish_bytes"):
             if getattr(s, name) < 1:
                 raise MmateError(f"{name} must be at least 1 byte, got {getattr(s, name)!r}")
+        self._placement = s.placement  # checks the two placement settings now
         self.service = service
         self._url = url
         self._connection = self._new_connection()
@@ -196,6 +218,7 @@ class Client:
             mode=s.delay_mode,
             prefix=s.delay_prefix,
             publish_timeout=s.publish_timeout,
+            placement=self._placement,
         )
         self._interceptors = Interceptors(interceptors)
         self._outbox = Outbox(
@@ -209,7 +232,7 @@ class Client:
         self._replies = ReplyQueue(self._connection, service)
         self._servings: list[Serving] = []
         self._declared: dict[str, tuple[ServiceTopology, bool]] = {}
-        self._connection.on_reconnect(self._redeclare)
+        self._connection.on_reconnect(self._recover_topology)
         self._connection.on_reconnect(self._delays.redeclare)
         for interceptor in interceptors:
             interceptor.bind(self)
@@ -226,6 +249,7 @@ class Client:
             connect_timeout=s.connect_timeout,
             reconnect=s.reconnect,
             label=label,
+            url_order=s.url_order,
         )
 
     def __repr__(self) -> str:
@@ -299,7 +323,9 @@ class Client:
 
         The client remembers it and declares (verifies) it again after a reconnect.
         """
-        await declare_topology(self._connection, topology, passive=passive)
+        await declare_topology(
+            self._connection, topology, passive=passive, placement=self._placement
+        )
         self._declared[topology.name] = (topology, passive)
 
     @property
@@ -313,8 +339,18 @@ class Client:
         return list(self._servings)
 
     async def _redeclare(self) -> None:
+        """Everything declared, again (a consumer's queue was deleted under it)."""
         for topology, passive in list(self._declared.values()):
-            await declare_topology(self._connection, topology, passive=passive)
+            await declare_topology(
+                self._connection, topology, passive=passive, placement=self._placement
+            )
+
+    async def _recover_topology(self) -> None:
+        """After a reconnect: only what may be gone (``redeclare_after_reconnect``)."""
+        for topology, passive in list(self._declared.values()):
+            await redeclare_after_reconnect(
+                self._connection, topology, passive=passive, placement=self._placement
+            )
 
     # -- publishing -------------------------------------------------------------------------------
 
@@ -499,8 +535,8 @@ class Client:
         if (consumers is not None and consumers < 1) or connections < 1:
             raise MmateError("serve: consumers and connections must be at least 1")
         relay = self.settings.delay_relay
-        if relay:  # a serving client relays delayed messages
-            await self._delays.start_relay(required=False)
+        if relay:  # a serving client relays delayed messages, once there are any
+            await self._delays.relay_when_used()
         serving = Serving(self._servings.remove)
         links = [self._connection]
         try:

@@ -98,7 +98,9 @@ class Node:
 class RabbitCluster:
     """``start()``, then ``urls``; ``kill(i)`` (SIGKILL), ``restart(i)``, ``stop()``."""
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, size: int = 3, *, advanced_config: str | None = None) -> None:
+        """``advanced_config``: the text of every node's ``advanced.config`` (Erlang terms, for
+        settings the ini-style file cannot hold), or None for none."""
         if SERVER is None or CTL is None:
             raise RuntimeError("rabbitmq-server / rabbitmqctl are not installed")
         self.tag = secrets.token_hex(3)
@@ -116,6 +118,10 @@ class RabbitCluster:
         (self.root / "rabbitmq-env.conf").write_text("")
         for sub in ("data", "log"):
             (self.root / sub).mkdir()
+        self.advanced: Path | None = None
+        if advanced_config is not None:
+            self.advanced = self.root / "advanced.config"
+            self.advanced.write_text(advanced_config)
         self._stopped = False
         atexit.register(self.stop)
 
@@ -153,6 +159,8 @@ class RabbitCluster:
             ERL_EPMD_ADDRESS="127.0.0.1",
             ERL_CRASH_DUMP=str(self.root / f"{node.short}.crash.dump"),
         )
+        if self.advanced is not None:
+            env["RABBITMQ_ADVANCED_CONFIG_FILE"] = str(self.advanced)
         return env
 
     def ctl(self, index: int, *args: str, timeout: float = 60) -> str:
@@ -219,8 +227,9 @@ class RabbitCluster:
         try:
             with ThreadPoolExecutor(len(self.nodes)) as pool:
                 list(pool.map(self._boot, range(len(self.nodes))))
-            with ThreadPoolExecutor(len(self.nodes)) as pool:
-                list(pool.map(self._join, range(1, len(self.nodes))))
+            if len(self.nodes) > 1:
+                with ThreadPoolExecutor(len(self.nodes) - 1) as pool:
+                    list(pool.map(self._join, range(1, len(self.nodes))))
             status = self.ctl(0, "cluster_status", "--formatter", "json")
             for node in self.nodes:
                 if status.count(node.name) < 2:  # disk node and running node

@@ -297,10 +297,12 @@ async def test_a_serving_client_relays_what_another_client_delayed(app: App, pre
         mmate.Client(BROKER_URL, service="shop", delay_prefix=prefix, delay_relay=False) as shop,
     ):
         await server.declare(app.order_service)
-        await server.serve(Orders())  # starts this client's relay
-        assert server.delays.relay_running
+        await server.serve(Orders())  # no cascade under this prefix yet: nothing declared
+        assert not server.delays.relay_running
         started = time.monotonic()
         await app.publisher(shop).publish_order_created_event(event(9), delay=1)
+        # The shop declared the cascade; the serving client finds it and relays.
+        await wait_for(lambda: server.delays.relay_running, 10)
         await wait_for(lambda: len(handled) == 1, 10)
         # The relay counts after its confirm, which may come after the delivery.
         await wait_for(lambda: server.delays.relayed == 1, 5)

@@ -155,7 +155,9 @@ async def test_no_url_answers_names_every_failure_without_passwords() -> None:
 
 async def test_recovery_moves_on_to_the_next_url(vhost: str) -> None:
     # The first URL's vhost is deleted under the client: recovery finds it gone and moves on.
-    client = mmate.Client([vhost_url(vhost), BROKER_URL], service="next-url", reconnect=FAST)
+    client = mmate.Client(
+        [vhost_url(vhost), BROKER_URL], service="next-url", reconnect=FAST, url_order="ordered"
+    )
     events = Events(client)
     async with client:
         assert client.connection.url == mask(vhost_url(vhost))

@@ -29,14 +29,17 @@ verified passively and used if it exists. If it does not, a delayed publish rais
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .._consuming.raw import RawConsumer, ack, nack
 from .._publishing.confirmed import ConfirmedPublisher, Outgoing
 from .._topology.exists import Prober
+from .._topology.placement import NO_PLACEMENT, QueuePlacement
+from .._topology.placement import declare_queue as declare_placed
 from .._transport.base import Channel, Delivery, Properties
 from .._transport.connection import Connection
 from .._wire.envelope import Encoded
@@ -52,6 +55,12 @@ from ..errors import (
 from . import cascade as delay
 
 log = logging.getLogger("mmate.delay")
+
+T = TypeVar("T")
+
+WATCH_INTERVAL = 2.0
+"""Seconds between the passive checks of a serving client for a ready queue that did not exist
+when it started serving."""
 
 _STRIPPED = frozenset(
     {
@@ -89,6 +98,7 @@ class DelayService:
         prefix: str = delay.DEFAULT_PREFIX,
         publish_timeout: float = 10.0,
         prefetch: int = 100,
+        placement: QueuePlacement = NO_PLACEMENT,
     ) -> None:
         if mode not in ("cascade", "plugin"):
             raise MmateError(f"delay_mode must be 'cascade' or 'plugin', not {mode!r}")
@@ -101,6 +111,9 @@ class DelayService:
             connection, "delay relay", action="relaying", timeout=publish_timeout
         )
         self._prefetch = prefetch
+        self._placement = placement
+        self._relay_wanted = False
+        self._watch: asyncio.Task[None] | None = None
         self._declared = False
         self._lock = asyncio.Lock()
         self._relay: RawConsumer | None = None
@@ -120,7 +133,13 @@ class DelayService:
         return self._relay is not None and self._relay.running
 
     async def ensure(self) -> None:
-        """Declare the infrastructure (first call only; ``redeclare`` after a reconnect)."""
+        """Declare the infrastructure (first call only; ``redeclare`` after a reconnect); then
+        relay, if ``relay_when_used`` asked for it."""
+        await self._declare_once()
+        if self._relay_wanted and self._relay is None:
+            await self.start_relay(required=False)
+
+    async def _declare_once(self) -> None:
         if self._declared:
             return
         async with self._lock:
@@ -129,7 +148,18 @@ class DelayService:
                 self._declared = True
 
     async def redeclare(self) -> None:
-        if self._declared:
+        """After a reconnect: the cascade is durable, so it is declared again only when its ready
+        queue is gone (a deleted or re-created vhost, a broker that lost its data), not 59
+        declarations on every reconnect."""
+        if not self._declared:
+            return
+        async with Prober(self._connection) as probe:
+            present = await probe.queue(self.topology.ready) is not None
+        if not present:
+            log.warning(
+                "the delay infrastructure under %s is gone; declaring it again",
+                self.topology.prefix,
+            )
             await self._declare()
 
     async def _declare(self) -> None:
@@ -168,7 +198,7 @@ class DelayService:
             for name, kind, args in topo.exchanges():
                 await self._step(channel.declare_exchange(name, kind, arguments=args))
             for name, args in topo.queues():
-                await self._step(channel.declare_queue(name, arguments=args))
+                channel = await self._step(self._declare_queue(channel, name, args))
             for source, queue, pattern in topo.queue_bindings():
                 await self._step(channel.bind_queue(queue, source, pattern))
             for source, dest, pattern in topo.exchange_bindings():
@@ -179,11 +209,25 @@ class DelayService:
             await channel.close()
         log.info("declared the delay infrastructure under %s (%s)", topo.prefix, self.mode)
 
+    async def _declare_queue(self, channel: Channel, name: str, args: dict[str, Any]) -> Channel:
+        """Declare one cascade queue with the placement arguments (its leader spread over the
+        cluster); returns the channel to go on with (a new one when a 406 closed it)."""
+        current = channel
+
+        async def open_channel() -> Channel:
+            nonlocal current
+            if not current.is_open:
+                current = await self._connection.channel(confirms=False)
+            return current
+
+        await declare_placed(open_channel, name, self._placement, arguments=args)
+        return current
+
     @staticmethod
-    async def _step(declaration: Awaitable[Any]) -> None:
+    async def _step(declaration: Awaitable[T]) -> T:
         """One declaration; its error already names the entity, this says what it was for."""
         try:
-            await declaration
+            return await declaration
         except MmateError as exc:
             exc.args = (f"declaring the delay infrastructure: {exc}",)
             raise
@@ -207,34 +251,78 @@ class DelayService:
         """Declare the infrastructure and consume the ready queue: once per client, however many
         tasks ask at the same time; never again after ``stop``.
 
-        ``required=False`` (used by ``Client.serve``): when this user may not declare the
-        infrastructure and it does not exist, log a warning and do not relay instead of raising.
+        ``required=False``: when this user may not declare the infrastructure and it does not
+        exist, log a warning and do not relay instead of raising.
         """
         async with self._relay_lock:
             if self._relay is not None or self._stopped:
                 return
             try:
-                await self.ensure()
+                await self._declare_once()
             except AccessRefused as exc:
                 if required:
                     raise
                 log.warning("this client does not relay delayed messages: %s", exc)
                 return
-            relay = RawConsumer(
-                self._connection,
-                self.topology.ready,
-                self._relay_one,
-                prefetch=self._prefetch,
-                redeclare=self._declare,  # the cascade, should its ready queue be deleted
+            await self._consume_ready()
+
+    async def relay_when_used(self) -> None:
+        """``Client.serve``: relay delayed messages without declaring anything for a service that
+        never delays. Relays now when the ready queue exists (someone on this broker uses delays);
+        otherwise as soon as this client declares the infrastructure (its first delayed publish,
+        or a retry through the cascade), or another client does (a passive check every
+        ``WATCH_INTERVAL`` seconds, stopped by ``stop``)."""
+        self._relay_wanted = True
+        if self._declared:
+            await self.start_relay(required=False)
+            return
+        if await self._relay_if_present():
+            return
+        if self._watch is None and not self._stopped:
+            self._watch = asyncio.create_task(
+                self._watch_for_ready(), name=f"mmate:delay-watch:{self.topology.prefix}"
             )
-            await relay.start()
-            self._relay = relay
+
+    async def _relay_if_present(self) -> bool:
+        """Consume the ready queue if it exists (nothing declared); True when relaying."""
+        async with Prober(self._connection) as probe:
+            present = await probe.queue(self.topology.ready) is not None
+        if present:
+            async with self._relay_lock:
+                if self._relay is None and not self._stopped:
+                    await self._consume_ready()
+        return present
+
+    async def _watch_for_ready(self) -> None:
+        while not self._stopped and self._relay is None:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                if await self._relay_if_present():
+                    return
+            except MmateError as exc:  # the connection is down, say: look again later
+                log.debug("looking for %s failed: %s", self.topology.ready, exc)
+
+    async def _consume_ready(self) -> None:
+        relay = RawConsumer(
+            self._connection,
+            self.topology.ready,
+            self._relay_one,
+            prefetch=self._prefetch,
+            redeclare=self._declare,  # the cascade, should its ready queue be deleted
+        )
+        await relay.start()
+        self._relay = relay
         log.info("relaying delayed messages from %s", self.topology.ready)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop relaying for good (``Client.close``)."""
+        self._stopped = True
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         async with self._relay_lock:
-            self._stopped = True
             relay, self._relay = self._relay, None
         if relay is not None:
             await relay.stop(timeout)

@@ -58,7 +58,8 @@ from .._contract.model import Model
 from .._contract.options import PublishOptions
 from .._contract.publish_method import PublishMethod
 from .._publishing.confirmed import ConfirmedPublisher, Outgoing
-from .._transport.base import Delivery, Properties
+from .._topology.placement import declare_queue
+from .._transport.base import Channel, Delivery, Properties
 from .._wire import envelope as codec
 from .._wire.envelope import Encoded
 from ..client import Client
@@ -164,7 +165,15 @@ class Scheduler:
             raise MmateError("Scheduler has no schedules; add() some first")
         self._running = True
         try:
-            channel = await self._client.connection.channel(confirms=False)
+            connection = self._client.connection
+            channel = await connection.channel(confirms=False)
+
+            async def open_channel() -> Channel:
+                nonlocal channel
+                if not channel.is_open:  # a 406 on placement arguments closed it
+                    channel = await connection.channel(confirms=False)
+                return channel
+
             try:
                 for name in self._schedules:
                     # The record queue is classic: it is peeked (get + requeue) once per tick, and a
@@ -178,7 +187,12 @@ class Scheduler:
                         (self.last_queue(name), {"x-queue-type": "classic", "x-max-length": 1}),
                     ]
                     for queue, arguments in declarations:
-                        await channel.declare_queue(queue, durable=True, arguments=arguments)
+                        await declare_queue(
+                            open_channel,
+                            queue,
+                            self._client.settings.placement,
+                            arguments=arguments,
+                        )
             finally:
                 await channel.close()
             for schedule in self._schedules.values():

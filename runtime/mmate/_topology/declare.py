@@ -21,6 +21,9 @@ from .._contract.topology import BindingDef, ExchangeDef, QueueDef, ServiceTopol
 from .._transport.base import Channel
 from .._transport.connection import Connection
 from ..errors import AccessRefused, EntityNotFound, MmateError, PreconditionFailed, TopologyError
+from .exists import Prober
+from .placement import NO_PLACEMENT, QueuePlacement
+from .placement import declare_queue as declare_placed
 
 log = logging.getLogger("mmate.declare")
 
@@ -43,9 +46,10 @@ def _predeclared(name: str) -> bool:
 
 
 class _Declarer:
-    def __init__(self, connection: Connection, passive: bool) -> None:
+    def __init__(self, connection: Connection, passive: bool, placement: QueuePlacement) -> None:
         self._connection = connection
         self._passive = passive
+        self._placement = placement
         self._channel: Channel | None = None
 
     async def channel(self) -> Channel:
@@ -100,11 +104,17 @@ class _Declarer:
             raise self._fail(exc, "exchange", exchange.name, _exchange_wanted(exchange)) from exc
 
     async def queue(self, queue: QueueDef) -> None:
-        channel = await self.channel()
         try:
-            await channel.declare_queue(
+            if self._passive:
+                channel = await self.channel()
+                await channel.declare_queue(queue.name, passive=True)
+                return
+            # A queue declared exactly as Go Mmate declares it gets no placement arguments.
+            placement = NO_PLACEMENT if queue.go_compatible else self._placement
+            await declare_placed(
+                self.channel,
                 queue.name,
-                passive=self._passive,
+                placement,
                 durable=queue.durable,
                 exclusive=queue.exclusive,
                 auto_delete=queue.auto_delete,
@@ -129,9 +139,11 @@ async def declare_entities(
     queues: Iterable[QueueDef] = (),
     bindings: Iterable[BindingDef] = (),
     passive: bool = False,
+    placement: QueuePlacement = NO_PLACEMENT,
 ) -> None:
-    """Declare exchanges, then queues, then bindings (in that order, so bindings find both ends)."""
-    declarer = _Declarer(connection, passive)
+    """Declare exchanges, then queues, then bindings (in that order, so bindings find both ends);
+    quorum queues with ``placement``'s arguments (``placement.py``)."""
+    declarer = _Declarer(connection, passive, placement)
     try:
         for exchange in exchanges:
             await declarer.exchange(exchange)
@@ -144,7 +156,11 @@ async def declare_entities(
 
 
 async def declare_topology(
-    connection: Connection, topology: ServiceTopology, *, passive: bool = False
+    connection: Connection,
+    topology: ServiceTopology,
+    *,
+    passive: bool = False,
+    placement: QueuePlacement = NO_PLACEMENT,
 ) -> None:
     """Declare (``passive``: verify) everything ``topology`` names. Safe to repeat."""
     await declare_entities(
@@ -153,6 +169,7 @@ async def declare_topology(
         queues=topology.queues,
         bindings=topology.bindings,
         passive=passive,
+        placement=placement,
     )
     log.info(
         "%s topology of %s: %d exchanges, %d queues, %d bindings",
@@ -161,4 +178,63 @@ async def declare_topology(
         len(topology.exchanges),
         len(topology.queues),
         len(topology.bindings),
+    )
+
+
+def _volatile_exchange(exchange: ExchangeDef) -> bool:
+    return not exchange.durable or exchange.auto_delete
+
+
+def _volatile_queue(queue: QueueDef) -> bool:
+    return not queue.durable or queue.exclusive or queue.auto_delete
+
+
+async def _durable_part_present(connection: Connection, topology: ServiceTopology) -> bool:
+    """One passive check stands for the durable entities: the first durable queue (or exchange)
+    still exists. A vhost deleted and created again, or a broker that lost its data, loses them
+    all; a single deleted queue is noticed by its consumer (cancelled) and declared again there."""
+    queue = next((q for q in topology.queues if not _volatile_queue(q)), None)
+    exchange = next(
+        (e for e in topology.exchanges if not _volatile_exchange(e) and not _predeclared(e.name)),
+        None,
+    )
+    if queue is None and exchange is None:
+        return True
+    async with Prober(connection) as probe:
+        if queue is not None:
+            return await probe.queue(queue.name) is not None
+        assert exchange is not None
+        return await probe.exchange(exchange.name)
+
+
+async def redeclare_after_reconnect(
+    connection: Connection,
+    topology: ServiceTopology,
+    *,
+    passive: bool = False,
+    placement: QueuePlacement = NO_PLACEMENT,
+) -> None:
+    """After a reconnect, declare only what may be gone: non-durable, exclusive and auto-delete
+    entities and their bindings. Durable entities survive a lost connection and a broker restart,
+    so they are declared again only when one passive check finds them gone (then all of them).
+    A passively verified topology is checked the same way."""
+    if not await _durable_part_present(connection, topology):
+        log.warning("the topology of %s is gone from the broker; declaring it again", topology.name)
+        await declare_topology(connection, topology, passive=passive, placement=placement)
+        return
+    if passive:
+        return
+    exchanges = [e for e in topology.exchanges if _volatile_exchange(e)]
+    queues = [q for q in topology.queues if _volatile_queue(q)]
+    names = {e.name for e in exchanges} | {q.name for q in queues}
+    bindings = [b for b in topology.bindings if b.queue in names or b.exchange in names]
+    if exchanges or queues or bindings:
+        await declare_entities(
+            connection, exchanges=exchanges, queues=queues, bindings=bindings, placement=placement
+        )
+    log.info(
+        "%s topology after reconnecting: %d volatile entities declared again, the durable ones "
+        "are there",
+        topology.name,
+        len(exchanges) + len(queues),
     )

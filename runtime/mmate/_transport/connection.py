@@ -26,8 +26,10 @@ import contextvars
 import logging
 import math
 import os
+import random
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
 
 from ..errors import BrokerConnectionError, MmateError
 from .backends import backend_for
@@ -39,6 +41,8 @@ log = logging.getLogger("mmate.connection")
 
 ChannelHook = Callable[[Channel], Awaitable[None]]
 
+UrlOrder = Literal["random", "ordered"]
+
 # True inside the recovery task and its children (the on_reconnect hooks): they may use the new
 # connection before it is handed out to everyone else.
 _recovering: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -48,8 +52,9 @@ _recovering: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 class Connection:
     """A connection to the broker (``url``: one URL or several, the nodes of a cluster, tried in
-    turn). ``open`` connects, ``close`` closes every channel and the socket; in between, a lost
-    connection is recovered by ``reconnect`` (a ``ReconnectPolicy``)."""
+    turn from a random one, or from the first with ``url_order="ordered"``). ``open`` connects,
+    ``close`` closes every channel and the socket; in between, a lost connection is recovered by
+    ``reconnect`` (a ``ReconnectPolicy``)."""
 
     def __init__(
         self,
@@ -61,8 +66,11 @@ class Connection:
         connect_timeout: float = 15.0,
         reconnect: ReconnectPolicy | None = None,
         label: str | None = None,
+        url_order: UrlOrder = "random",
     ) -> None:
         given = [url] if isinstance(url, str) else list(url)
+        if url_order not in ("random", "ordered"):
+            raise MmateError(f"url_order must be 'random' or 'ordered', not {url_order!r}")
         if not given:
             raise MmateError("Connection needs at least one broker URL")
         for one in given:
@@ -80,7 +88,8 @@ class Connection:
         self._heartbeat = heartbeat
         self._urls = list(given)
         self._masked = [mask(u) for u in given]
-        self._current = 0
+        # Where the first connect starts: clients sharing one URL list spread over the nodes.
+        self._current = random.randrange(len(given)) if url_order == "random" else 0
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
         self._conn: Link | None = None
