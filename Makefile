@@ -9,7 +9,7 @@ TOOLS := .tools
 ASYNCAPI_PARSER := @asyncapi/parser@3.6.6
 TOOLS_STAMP := $(TOOLS)/.installed-$(subst /,_,$(ASYNCAPI_PARSER))
 
-.PHONY: setup tools generate demo check test test-fast lint format typecheck drift pytest bench docs-topology docs docs-check docs-serve
+.PHONY: setup tools generate demo check test test-fast lint format typecheck drift pytest bench docs-topology docs docs-check docs-serve test-cluster
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +60,11 @@ drift: setup
 	$(BIN)/mmate-gen build specs/ --check
 
 pytest: setup tools
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not cluster"
+
+# Starts its own 3-node RabbitMQ cluster beside the machine's broker (ports 5701-5703); minutes.
+test-cluster: setup
+	$(BIN)/pytest -q -m cluster tests/cluster
 
 check: lint typecheck drift docs-check pytest
 
