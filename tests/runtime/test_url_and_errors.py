@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiormq.exceptions as amqp_exc
 import mmate
 import pytest
+from backends import requires
 from mmate._transport.aiormq.errors import translate
 from mmate._transport.aiormq.urls import aiormq_url
 from mmate._transport.urls import mask, validate, vhost_of
@@ -50,6 +51,7 @@ async def test_failed_connect_names_host_but_not_password(caplog: pytest.LogCapt
     assert "hunter2" not in caplog.text
 
 
+@requires("amqp_wire")  # the memory broker has no users or passwords
 async def test_wrong_password_is_a_connection_error_without_the_password(url: str) -> None:
     bad = url.replace("guest:guest", "guest:wrong-secret")
     client = mmate.Client(bad, service="svc", connect_timeout=5)
