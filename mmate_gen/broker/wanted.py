@@ -1,13 +1,21 @@
 """Everything a spec set wants on the broker: the exchanges its services use and the ones it
 defines, every queue (main, dead-letter, wait), every binding, and (by default) the delay cascade
-that every serving client declares."""
+that every serving client declares.
+
+Quorum queues carry the placement arguments a client adds with its default settings
+(``x-queue-leader-locator: balanced``), except queues declared exactly as Go Mmate declares them,
+so definitions exported from the specs create what a client would have declared."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+
+from mmate._topology.placement import QueuePlacement
 
 from ..ir import Queue, SpecSet
 from .delay_cascade import DEFAULT_PREFIX, cascade_entities
 from .delay_cascade import WHAT as CASCADE
-from .entities import BindingEntity, Entities, ExchangeEntity, QueueEntity
+from .entities import Arguments, BindingEntity, Entities, ExchangeEntity, QueueEntity, arguments
 
 __all__ = ["CASCADE", "queue_what", "used_exchanges", "wanted_entities"]
 
@@ -34,8 +42,22 @@ def used_exchanges(spec: SpecSet) -> set[str]:
     return names
 
 
+DEFAULT_PLACEMENT = QueuePlacement()
+"""What a client with default settings adds to the quorum queues it declares."""
+
+
+def placed(args: Arguments, placement: QueuePlacement) -> Arguments:
+    """``args`` with the placement arguments ``placement`` adds to them (none to classic queues)."""
+    extra = placement.added(dict(args))
+    return arguments([*args, *extra.items()]) if extra else args
+
+
 def wanted_entities(
-    spec: SpecSet, *, delay_cascade: bool = True, delay_prefix: str = DEFAULT_PREFIX
+    spec: SpecSet,
+    *,
+    delay_cascade: bool = True,
+    delay_prefix: str = DEFAULT_PREFIX,
+    placement: QueuePlacement = DEFAULT_PLACEMENT,
 ) -> Entities:
     used = used_exchanges(spec)
     exchanges = [
@@ -60,9 +82,8 @@ def wanted_entities(
                 "it is open"
             )
             continue
-        queues.append(
-            QueueEntity(q.name, q.durable, False, q.auto_delete, q.arguments, queue_what(q), q.loc)
-        )
+        args = q.arguments if q.go_compatible else placed(q.arguments, placement)
+        queues.append(QueueEntity(q.name, q.durable, False, q.auto_delete, args, queue_what(q), q.loc))
     kept = {q.name for q in queues}
     bindings = [
         BindingEntity(b.exchange, b.queue, "queue", b.routing_key, b.arguments, loc=b.loc)
@@ -72,7 +93,7 @@ def wanted_entities(
     if delay_cascade:
         c_exchanges, c_queues, c_bindings = cascade_entities(delay_prefix)
         exchanges += c_exchanges
-        queues += c_queues
+        queues += [replace(c, arguments=placed(c.arguments, placement)) for c in c_queues]
         bindings += c_bindings
     return Entities(
         exchanges=tuple(sorted(exchanges, key=lambda e: e.name)),

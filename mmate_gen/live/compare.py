@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mmate._topology.placement import INITIAL_GROUP_SIZE, LEADER_LOCATOR
+
 from ..broker.entities import Arguments, BindingEntity, Entities, ExchangeEntity, QueueEntity
 from .management import BrokerState
 
@@ -92,14 +94,22 @@ def exchange_differences(broker: ExchangeEntity, wanted: ExchangeEntity) -> list
     ) + argument_differences(broker.arguments, wanted.arguments)
 
 
+PLACEMENT_ARGUMENTS = frozenset({LEADER_LOCATOR, INITIAL_GROUP_SIZE})
+"""Not compared: a client declaring a queue that has other placement arguments (or none) uses
+the queue as it is instead of failing with 406 (``mmate._topology.placement``)."""
+
+
 def queue_differences(broker: QueueEntity, wanted: QueueEntity) -> list[str]:
+    def unplaced(args: Arguments) -> Arguments:
+        return tuple((k, v) for k, v in args if k not in PLACEMENT_ARGUMENTS)
+
     return _flags(
         [
             ("durable", broker.durable, wanted.durable),
             ("exclusive", broker.exclusive, wanted.exclusive),
             ("auto_delete", broker.auto_delete, wanted.auto_delete),
         ]
-    ) + argument_differences(broker.arguments, wanted.arguments)
+    ) + argument_differences(unplaced(broker.arguments), unplaced(wanted.arguments))
 
 
 def _predeclared(name: str) -> bool:

@@ -56,6 +56,7 @@ def test_every_entry_carries_the_vhost_and_the_cascade_is_in(
         "x-dead-letter-strategy": "at-least-once",
         "x-message-ttl": 500,
         "x-overflow": "reject-publish",
+        "x-queue-leader-locator": "balanced",  # as a client with default settings declares it
         "x-queue-type": "quorum",
     }
     assert "banking-service-queue.dlq" in queues
