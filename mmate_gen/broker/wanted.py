@@ -83,7 +83,9 @@ def wanted_entities(
             )
             continue
         args = q.arguments if q.go_compatible else placed(q.arguments, placement)
-        queues.append(QueueEntity(q.name, q.durable, False, q.auto_delete, args, queue_what(q), q.loc))
+        queues.append(
+            QueueEntity(q.name, q.durable, False, q.auto_delete, args, queue_what(q), q.loc)
+        )
     kept = {q.name for q in queues}
     bindings = [
         BindingEntity(b.exchange, b.queue, "queue", b.routing_key, b.arguments, loc=b.loc)
