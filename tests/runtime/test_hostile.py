@@ -182,6 +182,50 @@ async def test_forged_attempt_headers_never_break_the_dead_letter_path(
     assert huge["x-mmate-attempts"] == retry.MAX_ATTEMPT
 
 
+async def test_when_decoding_and_dead_lettering_both_raise_the_message_waits_and_is_not_lost(
+    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last resort of the consume loop: a decoder that raises something unexpected, and a
+    dead-letter step that raises too. The messages go back to their queue after a growing
+    pause (no busy loop of redeliveries), and once the fault is gone they are handled."""
+    from mmate._failures import deadletter
+    from mmate._wire import envelope
+
+    tries: list[str] = []
+
+    def broken_parse(body: bytes, properties: Any = None) -> Any:
+        tries.append("parse")
+        raise RuntimeError("a decoder bug")
+
+    def broken_headers(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a dead-letter bug")
+
+    app = failure_app(prefetch=4, concurrency=2)
+    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+        await client.declare(app.topology)
+        handlers = app.handlers()
+        publisher = app.publisher(client)
+        for n in range(3):
+            await publisher.send_create_order_command(
+                CreateOrderCommand(customer_id=f"c{n}", amount=1)
+            )
+        with monkeypatch.context() as patch:
+            patch.setattr(envelope, "parse", broken_parse)
+            patch.setattr(deadletter, "dead_letter_headers", broken_headers)
+            serving = await client.serve(handlers)
+            consumer = serving.consumers[0]
+            await wait_until(lambda: consumer.requeued >= 3)
+            await asyncio.sleep(2.0)
+            delivered = len(tries)
+        # Without the pause this would be thousands of deliveries in those two seconds.
+        assert 3 <= delivered <= 30, delivered
+        await wait_until(lambda: len(handlers.calls) == 3, timeout=60)
+        await serving.stop()
+    assert sorted(c.customer_id for c in handlers.calls) == ["c0", "c1", "c2"]
+    assert consumer.dead_lettered == 0 and consumer.rejected == 0
+    assert await message_count(raw, app.queue) == 0
+
+
 async def test_a_deleted_dead_letter_queue_is_declared_again_and_gets_the_message(
     failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
 ) -> None:

@@ -69,7 +69,9 @@ async def test_nacks_open_the_breaker_then_a_trial_closes_it_once_the_queue_is_f
         failure_threshold=3, cool_down=2.0, on_change=lambda old, new: changes.append((old, new))
     )
     await declare(raw, queue, full=True)
-    async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
+    async with mmate.Client(
+        BROKER_URL, service="breaker-test", publish_timeout=1.0, publish_breaker=options
+    ) as client:
         breaker = client.publish_breaker
         assert breaker is not None and breaker.state is CLOSED
         nacked = 0
@@ -111,7 +113,9 @@ async def test_a_failed_trial_opens_the_breaker_again(
         failure_threshold=2, cool_down=0.3, on_change=lambda old, new: changes.append((old, new))
     )
     await declare(raw, queue, full=True)
-    async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
+    async with mmate.Client(
+        BROKER_URL, service="breaker-test", publish_timeout=1.0, publish_breaker=options
+    ) as client:
         breaker = client.publish_breaker
         assert breaker is not None
         for n in range(2):
@@ -132,7 +136,9 @@ async def test_half_open_lets_exactly_one_trial_through(
 ) -> None:
     options = PublishBreakerOptions(failure_threshold=1, cool_down=0.3)
     await declare(raw, queue, full=True)
-    async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
+    async with mmate.Client(
+        BROKER_URL, service="breaker-test", publish_timeout=1.0, publish_breaker=options
+    ) as client:
         breaker = client.publish_breaker
         assert breaker is not None
         with pytest.raises(mmate.NackError):
@@ -154,7 +160,9 @@ async def test_unroutable_and_missing_exchange_do_not_count(
 ) -> None:
     options = PublishBreakerOptions(failure_threshold=2, cool_down=30)
     await declare(raw, queue, full=False)
-    async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
+    async with mmate.Client(
+        BROKER_URL, service="breaker-test", publish_timeout=1.0, publish_breaker=options
+    ) as client:
         breaker = client.publish_breaker
         assert breaker is not None
         for n in range(5):
@@ -176,7 +184,9 @@ async def test_a_batch_is_admitted_as_a_whole_and_each_message_counts(
 ) -> None:
     options = PublishBreakerOptions(failure_threshold=3, cool_down=30)
     await declare(raw, queue, full=True)
-    async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
+    async with mmate.Client(
+        BROKER_URL, service="breaker-test", publish_timeout=1.0, publish_breaker=options
+    ) as client:
         breaker = client.publish_breaker
         assert breaker is not None
         with pytest.raises(mmate.BatchPublishError) as info:
@@ -196,9 +206,10 @@ async def test_a_batch_is_admitted_as_a_whole_and_each_message_counts(
 
 async def test_no_breaker_by_default(app: App, raw: aiormq.abc.AbstractChannel, queue: str) -> None:
     await declare(raw, queue, full=True)
-    async with mmate.Client(BROKER_URL, service="breaker-test") as client:
+    async with mmate.Client(BROKER_URL, service="breaker-test", publish_timeout=1.0) as client:
         assert client.publish_breaker is None
-        for n in range(20):
+        # twice the default breaker's threshold of consecutive failures, and never BreakerOpen
+        for n in range(2 * PublishBreakerOptions().failure_threshold):
             with pytest.raises(mmate.NackError):
                 await publish(client, app, queue, n)
 
@@ -237,7 +248,9 @@ async def test_half_open_needs_the_configured_number_of_confirmed_trials(
         on_change=lambda old, new: changes.append((old, new)),
     )
     await declare(raw, queue, full=True)
-    async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
+    async with mmate.Client(
+        BROKER_URL, service="breaker-test", publish_timeout=1.0, publish_breaker=options
+    ) as client:
         breaker = client.publish_breaker
         assert breaker is not None
         with pytest.raises(mmate.NackError):
@@ -258,7 +271,9 @@ async def test_a_late_confirm_does_not_close_a_breaker_that_opened_meanwhile(
 ) -> None:
     options = PublishBreakerOptions(failure_threshold=1, cool_down=30)
     await declare(raw, queue, full=False)
-    async with mmate.Client(BROKER_URL, service="breaker-test", publish_breaker=options) as client:
+    async with mmate.Client(
+        BROKER_URL, service="breaker-test", publish_timeout=1.0, publish_breaker=options
+    ) as client:
         breaker = client.publish_breaker
         assert breaker is not None
         late = asyncio.create_task(publish(client, app, queue, 1))

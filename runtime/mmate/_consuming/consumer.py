@@ -302,9 +302,16 @@ class QueueConsumer:
         try:
             await self._carry_out(held, failure, DeadLetter(INTERNAL_ERROR, "permanent"), "")
         except Exception as exc:
+            if not held.settled and not self._gone(held):
+                # The last resort: it stays in the queue, delivered again after the same growing
+                # pause as a failed move, so a message that breaks even this does not spin.
+                what = f"{failure.message_type or 'message'} {failure.message_id or '?'}"
+                await self._requeue_later(held, f"{what} from {self.queue}", exc)
+                self._observe("requeued", failure, "move-failed", None)
+                return
             log.error("dead-lettering a message from %s failed too: %r", self.queue, exc)
-        if not held.settled:
-            await self._settle(held, "requeue")  # the last resort: it stays in the queue
+        if not held.settled and not self._gone(held):
+            await self._settle(held, "requeue")  # a bug of mmate: still never left unsettled
 
     async def _settle(self, held: Delivery, how: Settle) -> None:
         """Ack, reject or requeue ``held`` (nothing in auto-ack mode); it counts as settled from
@@ -655,7 +662,7 @@ class QueueConsumer:
             log.error("declaring the topology of %s again failed: %s", self.queue, exc)
         await self._mover.send(out)
 
-    async def _requeue_later(self, held: Delivery, what: str, error: PublishError) -> None:
+    async def _requeue_later(self, held: Delivery, what: str, error: BaseException) -> None:
         """The move failed: the message goes back to its queue (never rejected into nothing),
         after a pause that doubles with every consecutive failed move (0.5 s to 30 s), so a
         missing dead-letter queue does not turn into a busy loop. It is delivered again later,
