@@ -8,6 +8,7 @@ their ``<Service>Publisher`` methods and the abstract methods of ``<Service>Hand
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from ..diagnostics import Location
 from ..ir import Field, SpecSet
@@ -175,7 +176,7 @@ class CodeDiff:
                 {v.message.name: v.method for v in after.publishes},
                 service.loc,
                 new_services[name].loc,
-                handlers=False,
+                kind="publisher",
             )
             self._methods(
                 f"{module}.{service.class_prefix}Handlers",
@@ -183,8 +184,18 @@ class CodeDiff:
                 {v.message.name: v.method for v in after.handlers},
                 service.loc,
                 new_services[name].loc,
-                handlers=True,
+                kind="handlers",
             )
+            # The Routes registry: handle_<type>(function) and handle_<type>_with(factory).
+            for suffix in ("", "_with"):
+                self._methods(
+                    f"{module}.{service.class_prefix}Routes",
+                    {v.message.name: v.method + suffix for v in before.handlers},
+                    {v.message.name: v.method + suffix for v in after.handlers},
+                    service.loc,
+                    new_services[name].loc,
+                    kind="routes",
+                )
 
     def _methods(
         self,
@@ -194,7 +205,7 @@ class CodeDiff:
         old_loc: Location,
         new_loc: Location,
         *,
-        handlers: bool,
+        kind: Literal["publisher", "handlers", "routes"],
     ) -> None:
         old_methods = set(old.values())
         new_methods = set(new.values())
@@ -211,7 +222,7 @@ class CodeDiff:
                     old_loc,
                     new_loc,
                 )
-            elif handlers:
+            elif kind == "handlers":
                 self.add(
                     "handler-method-removed",
                     subject,
@@ -225,11 +236,21 @@ class CodeDiff:
             if method in renamed.values():
                 continue
             subject = f"{owner}.{method}"
-            if handlers:
+            if kind == "handlers":
                 self.add(
                     "abstract-method-added",
                     subject,
                     f"{subject} is a new abstract method",
+                    old_loc,
+                    new_loc,
+                )
+            elif kind == "routes":
+                if method.endswith("_with"):
+                    continue  # one finding per new type: registering either way is enough
+                self.add(
+                    "route-registration-added",
+                    subject,
+                    f"{subject} registers a new message type",
                     old_loc,
                     new_loc,
                 )

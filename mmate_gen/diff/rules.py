@@ -133,13 +133,18 @@ RULES: dict[str, Rule] = {
              "code importing the service's generated module (its Publisher, Handlers and "
              "topology constant) fails", "retire the service's code in the same change"),
         Rule("method-removed", "CODE", "breaking",
-             "code calling the generated publisher method fails",
+             "code calling the generated publisher or registry method fails",
              "remove the calls in the same change"),
         Rule("method-renamed", "CODE", "breaking",
              "code calling the old method name fails", "rename the calls in the same change"),
         Rule("abstract-method-added", "CODE", "breaking",
              "a handler subclass that does not implement it cannot be instantiated",
              "implement the new handler method in every subclass in the same change"),
+        Rule("route-registration-added", "CODE", "breaking",
+             "Client.serve(routes) refuses to start while a consumed message type has no "
+             "registered handler",
+             "register a handler for the new type (routes.handle_<type>(...) or "
+             "handle_<type>_with(...)) in the same change"),
         Rule("handler-method-removed", "CODE", "warning",
              "subclasses keep an implementation that is no longer called", ""),
         Rule("method-added", "CODE", "info", "a new generated publisher method", ""),
