@@ -1,7 +1,10 @@
 """Generated topology on the broker where Go Mmate meets it: a ``go_compatible`` queue declared
 after (and before) a Go-style declaration raises no 406 and keeps mmate's wait and dead-letter
 queues; the RabbitMQ policy the generator suggests gives it limits and dead-lettering without a
-redeclare; a route's ``priority`` reaches the wire unless the publish option overrides it.
+redeclare; a route's ``priority`` reaches the wire unless the publish option overrides it. A
+queue declared as Go declares it is served by Python beside a Go consumer (raw aiormq): Go's
+publishes are handled once, failures and poison reach ``<queue>.dlq``, and a dead-letter move that
+is refused or finds its queue deleted never loses the message.
 
 The topology is generated from an inline spec (``mmate_gen``) into a temporary package; every test
 works in a vhost of its own.
@@ -422,3 +425,38 @@ async def test_a_deleted_dead_letter_queue_is_declared_again_and_the_message_mov
         await serving.stop()
     assert consumer.rejected == 0
     assert await counts(url, "shipping-queue", "shipping-queue.dlq") == (0, 1)
+
+
+async def test_a_go_and_a_python_consumer_share_the_queue_and_each_message_is_handled_once(
+    package: ModuleType, vhost: str
+) -> None:
+    """A Go instance (raw aiormq, acking what it gets) and the Python port consume shipping-queue
+    at once; every message Go publishes is handled by exactly one of them."""
+    url = vhost_url(vhost)
+    await go_declares(url, "shipping-queue")
+    handled: list[str] = []
+    by_go: list[str] = []
+    go = await aiormq.connect(url)
+    try:
+        channel = await go.channel()
+        await channel.basic_qos(prefetch_count=1)
+
+        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+            by_go.append(json.loads(message.body)["payload"]["orderId"])
+            await channel.basic_ack(message.delivery_tag)
+
+        await channel.basic_consume("shipping-queue", on_message)
+        async with mmate.Client(url, service="shipping") as client:
+            await client.declare(topology(package).SERVICES["shipping"])
+            serving = await client.serve(shipping_handlers(package, handled))
+            await go_publish(url, [go_command(f"o-{n}", n) for n in range(20)])
+
+            async def all_handled() -> bool:
+                return len(handled) + len(by_go) == 20
+
+            await until(all_handled, "20 handled between the two")
+            await serving.stop()
+    finally:
+        await go.close()
+    assert sorted(handled + by_go) == sorted(f"o-{n}" for n in range(20))
+    assert await counts(url, "shipping-queue", "shipping-queue.dlq") == (0, 0)
