@@ -503,7 +503,9 @@ class Client:
             raise RequestTimeout(route.message.name, correlation_id, timeout) from None
         finally:
             self._replies.forget(correlation_id)
-        return reply_model(envelope, route.message.reply, reply, correlation_id)
+        return reply_model(
+            envelope, route.message.reply, reply, correlation_id, query_type=route.message.name
+        )
 
     # -- consuming --------------------------------------------------------------------------------
 

@@ -216,13 +216,21 @@ class RemoteError(MmateError):
     """The responder of a query answered with an error reply (``success: false``)."""
 
     def __init__(
-        self, code: str, message: str, *, reply_type: str = "", correlation_id: str = ""
+        self,
+        code: str,
+        message: str,
+        *,
+        reply_type: str = "",
+        correlation_id: str = "",
+        query_type: str = "",
     ) -> None:
-        super().__init__(f"{reply_type or 'reply'} error {code}: {message}")
+        asked = f"{query_type} request {correlation_id}: " if query_type else ""
+        super().__init__(f"{asked}{reply_type or 'reply'} error {code}: {message}")
         self.code = code
         self.message = message
         self.reply_type = reply_type
         self.correlation_id = correlation_id
+        self.query_type = query_type
 
 
 ReplyError = RemoteError

@@ -1,7 +1,10 @@
 """Generated topology on the broker where Go Mmate meets it: a ``go_compatible`` queue declared
 after (and before) a Go-style declaration raises no 406 and keeps mmate's wait and dead-letter
 queues; the RabbitMQ policy the generator suggests gives it limits and dead-lettering without a
-redeclare; a route's ``priority`` reaches the wire unless the publish option overrides it.
+redeclare; a route's ``priority`` reaches the wire unless the publish option overrides it. A
+queue declared as Go declares it is served by Python beside a Go consumer (raw aiormq): Go's
+publishes are handled once, failures and poison reach ``<queue>.dlq``, and a dead-letter move that
+is refused or finds its queue deleted never loses the message.
 
 The topology is generated from an inline spec (``mmate_gen``) into a temporary package; every test
 works in a vhost of its own.
@@ -17,13 +20,14 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import ModuleType
 
 import aiormq
 import mmate
 import pytest
 from broker_ctl import vhost_fixture, vhost_url
+from go_json import marshal_envelope
 
 from mmate_gen.checks_go import policy_command
 from mmate_gen.loader import load_specs
@@ -237,3 +241,222 @@ async def test_the_policy_the_generator_suggests_applies_without_a_redeclare(
     await go_declares(url, "shipping-queue")  # the policy is not part of the queue's identity
     async with mmate.Client(url, service="shipping") as client:
         await client.declare(topology(package).SERVICES["shipping"])
+
+
+# -- a Go-declared queue served by Python, shared with Go ------------------------------------------
+
+
+def go_command(order_id: str, n: int) -> tuple[bytes, aiormq.spec.Basic.Properties]:
+    """ShipOrderCommand as Go Mmate's PublishCommand writes it (envelope and headers)."""
+    message_id = f"0f8e3a52-2a8b-4d8e-9f3c-{n:012d}"
+    headers = {
+        "message-id": message_id,
+        "message-type": "ShipOrderCommand",
+        "source": "mmate-go",
+        "x-message-id": message_id,
+        "x-message-kind": "command",
+        "x-message-type": "ShipOrderCommand",
+        "x-source": "mmate-go",
+        "x-version": "1.0",
+    }
+    body = {
+        "id": message_id,
+        "type": "ShipOrderCommand",
+        "timestamp": "2026-11-28T17:35:00Z",
+        "headers": headers,
+        "payload": {"orderId": order_id, "targetService": "shipping"},
+    }
+    properties = aiormq.spec.Basic.Properties(
+        headers=headers, content_type="application/json", delivery_mode=2
+    )
+    return marshal_envelope(body), properties
+
+
+async def go_publish(url: str, messages: list[tuple[bytes, aiormq.spec.Basic.Properties]]) -> None:
+    """Publish as a Go instance does: mmate.commands, its default route cmd.<service>.<Type>."""
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.confirm_delivery()
+        for body, properties in messages:
+            await channel.basic_publish(
+                body,
+                exchange="mmate.commands",
+                routing_key="cmd.shipping.ShipOrderCommand",
+                properties=properties,
+                mandatory=True,
+            )
+    finally:
+        await connection.close()
+
+
+async def counts(url: str, *queues: str) -> tuple[int, ...]:
+    """Ready messages of each queue."""
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        found = [await channel.queue_declare(q, passive=True) for q in queues]
+        return tuple(q.message_count or 0 for q in found)
+    finally:
+        await connection.close()
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` until it holds (a generous bound only against a hang, not a timing)."""
+    async with asyncio.timeout(60):
+        while not await check():
+            await asyncio.sleep(0.05)
+    assert await check(), what
+
+
+def shipping_handlers(package: ModuleType, handled: list[str]) -> object:
+    base = importlib.import_module(f"{package.__name__}.shipping").ShippingHandlers
+
+    class Shipping(base):  # type: ignore[misc,valid-type]
+        async def handle_ship_order_command(self, message: object, ctx: object) -> None:
+            order_id = message.order_id  # type: ignore[attr-defined]
+            if order_id.startswith("bad"):
+                raise mmate.PermanentError(f"order {order_id} cannot be shipped")
+            handled.append(order_id)
+
+    return Shipping()
+
+
+async def test_python_serves_a_queue_go_declared_and_dead_letters_what_fails(
+    package: ModuleType, vhost: str
+) -> None:
+    """Go declares shipping-queue (no arguments) and publishes; the Python port declares the
+    same queue (no 406) and serves it; Go declares again while Python consumes. Handled messages
+    are handled, a permanent failure and a poison message end in mmate's shipping-queue.dlq with
+    the reason stamped, byte for byte; nothing is left or lost."""
+    url = vhost_url(vhost)
+    await go_declares(url, "shipping-queue")
+    handled: list[str] = []
+    poison = b'{"id":"p-1","type":"NoSuchCommand","payload":{}}'
+    async with mmate.Client(url, service="shipping") as client:
+        await client.declare(topology(package).SERVICES["shipping"])
+        serving = await client.serve(shipping_handlers(package, handled))
+        await go_declares(url, "shipping-queue")  # a Go instance starting beside it
+        sent = [go_command("o-1", 1), go_command("bad-1", 2), go_command("o-2", 3)]
+        await go_publish(url, [*sent, (poison, aiormq.spec.Basic.Properties(delivery_mode=2))])
+
+        async def settled() -> bool:
+            return len(handled) == 2 and await counts(url, "shipping-queue.dlq") == (1 + 1,)
+
+        await until(settled, "two handled, two dead-lettered")
+        await serving.stop()
+    assert sorted(handled) == ["o-1", "o-2"]
+    assert await counts(url, "shipping-queue", "shipping-queue.dlq") == (0, 2)
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        dead = {}
+        for _ in range(2):
+            got = await channel.basic_get("shipping-queue.dlq", no_ack=True)
+            headers = got.header.properties.headers or {}
+            dead[got.body] = headers["x-mmate-dead-letter-reason"]
+    finally:
+        await connection.close()
+    assert dead[sent[1][0]] == "permanent-error"  # Go's bytes, unchanged
+    assert dead[poison] != "permanent-error" and dead[poison]
+
+
+async def test_a_dead_letter_move_that_fails_keeps_the_message_in_the_go_queue(
+    package: ModuleType, vhost: str
+) -> None:
+    """The broker has no dead-letter route for a Go-declared queue, so a move that fails must not
+    reject. The dead-letter queue refuses every publish (a policy: max-length 0, reject-publish):
+    the move is nacked, the message goes back to shipping-queue and is tried again after a
+    growing pause; once the queue accepts again it is moved, and counted exactly once."""
+    url = vhost_url(vhost)
+    await go_declares(url, "shipping-queue")
+    handled: list[str] = []
+    async with mmate.Client(url, service="shipping") as client:
+        await client.declare(topology(package).SERVICES["shipping"])
+        await rabbitmqctl(
+            "set_policy", "-p", vhost, "full-dlq", r"^shipping-queue\.dlq$",
+            '{"max-length":0,"overflow":"reject-publish"}', "--apply-to", "queues",
+        )  # fmt: skip
+        serving = await client.serve(shipping_handlers(package, handled))
+        consumer = serving.consumers[0]
+        await go_publish(url, [go_command("bad-1", 1)])
+
+        async def requeued_twice() -> bool:
+            return consumer.requeued >= 2
+
+        await until(requeued_twice, "the failed move requeued twice")
+        assert consumer.dead_lettered == 0 and consumer.rejected == 0
+        assert await counts(url, "shipping-queue.dlq") == (0,)
+        await rabbitmqctl("clear_policy", "-p", vhost, "full-dlq")
+
+        async def moved() -> bool:
+            return consumer.dead_lettered == 1
+
+        await until(moved, "moved once the dead-letter queue accepts")
+        await serving.stop()
+    assert consumer.rejected == 0 and handled == []
+    assert await counts(url, "shipping-queue", "shipping-queue.dlq") == (0, 1)
+
+
+async def test_a_deleted_dead_letter_queue_is_declared_again_and_the_message_moved(
+    package: ModuleType, vhost: str
+) -> None:
+    """shipping-queue.dlq deleted under a running Python consumer of the Go queue: the move is
+    unroutable, the topology is declared again and the message moved; nothing is rejected."""
+    url = vhost_url(vhost)
+    await go_declares(url, "shipping-queue")
+    handled: list[str] = []
+    async with mmate.Client(url, service="shipping") as client:
+        await client.declare(topology(package).SERVICES["shipping"])
+        serving = await client.serve(shipping_handlers(package, handled))
+        consumer = serving.consumers[0]
+        connection = await aiormq.connect(url)
+        try:
+            channel = await connection.channel()
+            await channel.queue_delete("shipping-queue.dlq")
+        finally:
+            await connection.close()
+        await go_publish(url, [go_command("bad-1", 1)])
+
+        async def moved() -> bool:
+            return consumer.dead_lettered == 1
+
+        await until(moved, "moved after the redeclare")
+        await serving.stop()
+    assert consumer.rejected == 0
+    assert await counts(url, "shipping-queue", "shipping-queue.dlq") == (0, 1)
+
+
+async def test_a_go_and_a_python_consumer_share_the_queue_and_each_message_is_handled_once(
+    package: ModuleType, vhost: str
+) -> None:
+    """A Go instance (raw aiormq, acking what it gets) and the Python port consume shipping-queue
+    at once; every message Go publishes is handled by exactly one of them."""
+    url = vhost_url(vhost)
+    await go_declares(url, "shipping-queue")
+    handled: list[str] = []
+    by_go: list[str] = []
+    go = await aiormq.connect(url)
+    try:
+        channel = await go.channel()
+        await channel.basic_qos(prefetch_count=1)
+
+        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+            by_go.append(json.loads(message.body)["payload"]["orderId"])
+            await channel.basic_ack(message.delivery_tag)
+
+        await channel.basic_consume("shipping-queue", on_message)
+        async with mmate.Client(url, service="shipping") as client:
+            await client.declare(topology(package).SERVICES["shipping"])
+            serving = await client.serve(shipping_handlers(package, handled))
+            await go_publish(url, [go_command(f"o-{n}", n) for n in range(20)])
+
+            async def all_handled() -> bool:
+                return len(handled) + len(by_go) == 20
+
+            await until(all_handled, "20 handled between the two")
+            await serving.stop()
+    finally:
+        await go.close()
+    assert sorted(handled + by_go) == sorted(f"o-{n}" for n in range(20))
+    assert await counts(url, "shipping-queue", "shipping-queue.dlq") == (0, 0)

@@ -410,9 +410,11 @@ async def _go_responder(broker: MemoryBroker, app: App, answer: str) -> Channel:
 
     def on_query(delivery: Delivery) -> None:
         query = json.loads(delivery.body)
-        fx = go_fixture(answer.removesuffix("-headers-only"))
+        fx = go_fixture(answer.removesuffix("-headers-only").removesuffix("-wrong-type"))
         body = fx["body"]
         headers = dict(fx["headers"])
+        if answer.endswith("-wrong-type"):
+            body["type"] = headers["message-type"] = headers["x-message-type"] = "CustomerReply"
         if answer.endswith("-headers-only"):
             del body["correlationId"]
             headers.pop("x-correlation-id")
@@ -444,6 +446,7 @@ async def _go_responder(broker: MemoryBroker, app: App, answer: str) -> Channel:
         ("reply", "typed"),
         ("reply-headers-only", "typed"),
         ("query_error_reply", "remote-error"),
+        ("reply-wrong-type", "decode-error"),
     ],
 )
 async def test_a_requester_against_a_go_responder_in_memory(answer: str, outcome: str) -> None:
@@ -459,10 +462,17 @@ async def test_a_requester_against_a_go_responder_in_memory(answer: str, outcome
             if outcome == "typed":
                 reply = await request
                 assert isinstance(reply, OrderReply) and reply.status == "shipped"
-            else:
+            elif outcome == "remote-error":
                 with pytest.raises(RemoteError) as info:
                     await request
                 assert info.value.code == "QUERY_HANDLER_ERROR"
                 assert info.value.reply_type == "GetOrderQueryError"
+                assert info.value.query_type == "GetOrderQuery"
+                assert str(info.value).startswith("GetOrderQuery request ")
+            else:
+                with pytest.raises(DecodeError) as decode:
+                    await request
+                assert decode.value.message_type == "CustomerReply"
+                assert "GetOrderQuery request" in str(decode.value)
     finally:
         broker.close()

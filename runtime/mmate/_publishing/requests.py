@@ -144,19 +144,32 @@ class ReplyQueue:
         await self._channel.close()
 
 
-def reply_model(envelope: Envelope, expected: str | None, reply: type[R], correlation_id: str) -> R:
-    """The reply to a request as its model. A reply with ``success: false`` is the responder's
-    error, whatever its type (Go answers a failed query with type ``<Query>Error``):
-    ``RemoteError``. A success reply of another type than ``expected`` (the query's reply
-    contract) is ``DecodeError``, never a half-filled model; so is one that fails validation."""
+def reply_model(
+    envelope: Envelope,
+    expected: str | None,
+    reply: type[R],
+    correlation_id: str,
+    *,
+    query_type: str = "",
+) -> R:
+    """The reply to a ``query_type`` request as its model. A reply with ``success: false`` is the
+    responder's error, whatever its type (Go answers a failed query with type ``<Query>Error``):
+    ``RemoteError`` with the peer's code and text. A success reply of another type than
+    ``expected`` (the query's reply contract) is ``DecodeError``, never a half-filled model; so is
+    one that fails validation. Both name the query, the correlation id and the reply's type."""
     failure = codec.reply_failure(envelope)
     if failure is not None:
         raise RemoteError(
-            failure[0], failure[1], reply_type=envelope.type, correlation_id=correlation_id
+            failure[0],
+            failure[1],
+            reply_type=envelope.type,
+            correlation_id=correlation_id,
+            query_type=query_type,
         )
     if expected is not None and envelope.type != expected:
+        asked = f"{query_type} request" if query_type else "request"
         raise DecodeError(
-            f"reply {envelope.id} to request {correlation_id} has type {envelope.type!r}, "
+            f"reply {envelope.id} to {asked} {correlation_id} has type {envelope.type!r}, "
             f"expected {expected!r}",
             message_type=envelope.type,
             message_id=envelope.id,
