@@ -137,12 +137,6 @@ async def test_no_channel_within_the_channel_timeout_publishes_nothing(
         assert queued == confirmed + opening
 
 
-@pytest.mark.xfail(
-    reason="open bug: about 1 run in 3, a publish in flight when its pool connection is closed "
-    "on the broker gets no confirm within 10 s (PublishTimeout, connection reported up); not "
-    "yet investigated",
-    strict=False,
-)
 async def test_one_pool_connection_killed_recovers_alone_and_nothing_is_lost(app: App) -> None:
     service = f"pool-kill-{uuid.uuid4().hex[:8]}"
     recorder = Recorder()

@@ -127,6 +127,9 @@ class AiormqChannel:
         self._closed_by_us = False
         self._returns: dict[str, int] = {}
         """Message id -> key of a mandatory publish on a channel without confirms."""
+        self._publishing: set[asyncio.Task[Any]] = set()
+        """Tasks inside ``basic_publish``: the channel's close wakes them (``_on_closing``)."""
+        self._woken: set[asyncio.Task[Any]] = set()
         channel.closing.add_done_callback(self._on_closing)
         channel.on_consumer_cancel_callbacks.add(self._on_cancel)
 
@@ -165,6 +168,13 @@ class AiormqChannel:
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
             _run_callback("channel close", callback, self._reason)
+        # aiormq fails the confirms it waits for, but not a publish still waiting for room in
+        # the dead connection's frame buffer: that one would wait out its whole timeout and be
+        # reported as a lost confirm instead of being sent again at once.
+        for task in self._publishing:
+            if not task.done():
+                self._woken.add(task)
+                task.cancel()
 
     async def wait_closed(self, timeout: float) -> MmateError | None:
         if not self._channel.is_closed:
@@ -319,6 +329,9 @@ class AiormqChannel:
         channel = self._channel
         if not self._confirms and mandatory and self._return_callbacks:
             self._expect_return(channel, pamqp_properties, exchange, routing_key)
+        task = asyncio.current_task()
+        if task is not None:
+            self._publishing.add(task)
         try:
             # ``wait`` is a parameter of aiormq's Channel.basic_publish, missing from its
             # abstract type. Not waiting for the socket buffer to drain after every frame: the
@@ -335,12 +348,25 @@ class AiormqChannel:
         except TimeoutError:
             raise
         except (Exception, asyncio.CancelledError) as exc:
+            where = f"exchange {exchange or '(default)'!r} with routing key {routing_key!r}"
+            if task is not None and task in self._woken:
+                # Our own wake-up from _on_closing (it lands in this await: the task was waiting
+                # inside basic_publish); a cancel of the caller's own still wins.
+                self._woken.discard(task)
+                if task.uncancel() > 0:
+                    raise
+                if isinstance(self._reason, BrokerConnectionError):
+                    raise BrokerConnectionError(f"publishing to {where}: {self._reason}") from None
+                raise self._closed(f"publishing to {where}") from None
             if isinstance(exc, asyncio.CancelledError) and not stray_cancel(exc):
                 raise
-            where = f"exchange {exchange or '(default)'!r} with routing key {routing_key!r}"
             if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
                 raise self._closed(f"publishing to {where}") from None
             raise translate(exc, f"publishing to {where}") from None
+        finally:
+            if task is not None:
+                self._publishing.discard(task)
+                self._woken.discard(task)
         if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
             raise NackError(f"publishing to exchange {exchange!r}: nacked")
 
