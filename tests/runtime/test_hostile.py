@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import uuid
 from typing import Any
 
 import aiormq
 import aiormq.abc
 import mmate
 import pytest
+from broker_ctl import ctl
 from conftest import BROKER_URL, message_count, wait_until
 from delay_support import prefix_fixture
 from failure_app import AppFactory, drain, failure_app
@@ -386,6 +388,21 @@ async def test_a_refused_vhost_error_gives_the_broker_s_reply_code_and_text() ->
     text = str(info.value)
     assert "530" in text and "NOT_ALLOWED" in text and "no-such-vhost not found" in text
     assert "guest:guest" not in text
+
+
+async def test_a_user_without_permission_on_the_vhost_gets_the_broker_s_reply() -> None:
+    name, password = f"mmate-noperm-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    await ctl("add_user", name, password)  # no permissions anywhere
+    try:
+        url = BROKER_URL.replace("guest:guest", f"{name}:{password}")
+        with pytest.raises(mmate.BrokerConnectionError) as info:
+            async with mmate.Client(url, service="x"):
+                pass
+        text = str(info.value)
+        assert "530" in text and "NOT_ALLOWED" in text and "access to vhost '/' refused" in text
+        assert name in text and password not in text
+    finally:
+        await ctl("delete_user", name)
 
 
 def test_a_malformed_url_is_refused_when_the_client_is_created_with_its_port_shown() -> None:
