@@ -352,3 +352,76 @@ async def test_a_thousand_hostile_deliveries_in_memory_are_all_settled() -> None
         print(f"in memory: {consumer.handled} handled, {dead} dead-lettered of {len(sample)}")
         await link.close()
     broker.close()
+
+
+deliveries = st.lists(
+    st.tuples(
+        st.one_of(
+            st.binary(max_size=200),
+            st.builds(
+                _envelope_like,
+                json_values,
+                st.sampled_from(["CreateOrderCommand", "Nope", 5, None]),
+                st.just({}),
+            ),
+        ),
+        header_tables,
+        st.sampled_from([None, "gzip", "zstd", "identity", "br"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deliveries)
+def test_the_consume_loop_settles_every_generated_delivery(
+    sample: list[tuple[bytes, dict[str, Any], str | None]],
+) -> None:
+    """Hypothesis drives the consume loop itself (in memory): whatever the bodies, header
+    tables and content encodings, every delivery ends handled or dead-lettered with a reason,
+    nothing stays in the queue, and a valid message after them is still handled."""
+    import asyncio
+
+    from failure_app import make_failure_app
+    from mmate._transport.memory import MemoryBroker
+
+    async def run() -> None:
+        broker = MemoryBroker()
+        app = make_failure_app(attempts=2, tiers=(50,), prefetch=3, concurrency=2)
+        async with mmate.Client(broker.url, service="fail-service", handler_breaker=None) as client:
+            await client.declare(app.topology)
+            handlers = app.handlers()
+            serving = await client.serve(handlers)
+            consumer = serving.consumers[0]
+            link = await broker.backend.connect(
+                broker.url, name="fuzz", heartbeat=0, ssl_context=None, timeout=5
+            )
+            channel = await link.channel(confirms=True)
+            published = 0
+            for n, (body, headers, encoding) in enumerate(sample):
+                props = Properties(
+                    message_id=f"h-{n}", headers=headers or None, content_encoding=encoding
+                )
+                try:
+                    await channel.publish(body, props, exchange="", routing_key=app.queue)
+                except mmate.MmateError:
+                    continue  # a table AMQP cannot carry (an integer beyond 64 bits)
+                published += 1
+            await wait_until(lambda: consumer.handled + consumer.dead_lettered == published, 20)
+            await app.publisher(client).send_create_order_command(
+                CreateOrderCommand(customer_id="still serving", amount=1)
+            )
+            await wait_until(lambda: "still serving" in [c.customer_id for c in handlers.calls])
+            await serving.stop()
+            assert consumer.rejected == 0 and consumer.requeued == 0
+            assert await message_count(channel, app.queue) == 0
+            dead = 0
+            while (got := await channel.get(app.dlq, no_ack=True)) is not None:
+                assert got.headers["x-mmate-dead-letter-reason"]
+                dead += 1
+            assert dead == consumer.dead_lettered
+            await link.close()
+        broker.close()
+
+    asyncio.run(run())
