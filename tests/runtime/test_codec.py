@@ -403,3 +403,21 @@ def test_reply_to_option_fills_an_empty_payload_reply_to_but_never_overrides_it(
     own = CreateOrderCommand(customer_id="c", amount=1, reply_to="mine")
     out = client._outbox.encode(route, own, "k", {"reply_to": "r2"})
     assert json.loads(out.encoded.body)["payload"]["replyTo"] == "mine"
+
+
+@pytest.mark.parametrize(
+    ("depth", "accepted"), [(1, True), (150, True), (255, False), (5000, False)]
+)
+def test_the_nesting_limit_of_the_decoder(depth: int, accepted: bool) -> None:
+    """Nesting well within the limit parses; beyond it (about 200 levels) is a DecodeError,
+    never a RecursionError."""
+    payload = "[" * depth + "]" * depth
+    body = (
+        '{"id":"m","type":"CreateOrderCommand","headers":{},"payload":{"customerId":"c",'
+        f'"amount":"1","deep":{payload}}}}}'
+    ).encode()
+    if accepted:
+        assert codec.parse(body).payload["customerId"] == "c"
+    else:
+        with pytest.raises(DecodeError, match="JSON"):
+            codec.parse(body)
