@@ -1,8 +1,9 @@
 """Session-wide clean-up: tests leave the broker as they found it.
 
-Every ``Client.serve`` declares the shared delay cascade (``mmate.delay.*``, see the README's
-*Delayed and scheduled delivery*). Tests that use the default prefix would leave its 59 entities
-behind; when the cascade did not exist before the session, it is deleted after it.
+The first delayed publish (or retry through the cascade) of a client declares the shared delay
+cascade (``mmate.delay.*``, docs/runtime/delays.md); ``Client.serve`` only relays once it exists.
+Tests that use the default prefix would leave its 59 entities behind; when the cascade did not
+exist before the session, it is deleted after it.
 """
 
 from __future__ import annotations

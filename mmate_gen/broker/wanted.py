@@ -1,6 +1,6 @@
 """Everything a spec set wants on the broker: the exchanges its services use and the ones it
 defines, every queue (main, dead-letter, wait), every binding, and (by default) the delay cascade
-that every serving client declares.
+that a client declares on its first delayed publish (and relays while it serves).
 
 Quorum queues carry the placement arguments a client adds with its default settings
 (``x-queue-leader-locator: balanced``), except queues declared exactly as Go Mmate declares them,

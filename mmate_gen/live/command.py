@@ -8,7 +8,7 @@
                                             # would fail with 406 (names them, declares nothing)
 
 Entities: every exchange, queue (dead-letter and wait queues included) and binding of the specs,
-and the delay cascade every serving client declares (``--no-delay-cascade`` leaves it out).
+and the delay cascade a client declares once it delays (``--no-delay-cascade`` leaves it out).
 Through the management API (``--management-url``, default the broker's host, port 15672) types,
 flags and arguments are compared and extra entities listed; when it cannot be used, existence is
 checked over AMQP and the report says what could not be compared. Extras never fail ``verify``

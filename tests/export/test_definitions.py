@@ -103,7 +103,7 @@ async def _declare_everything(vhost: str) -> None:
     async with mmate.Client(vhost_url(vhost), service="definitions-test") as client:
         for service in topology.SERVICES.values():
             await client.declare(service)  # a 406 raises PreconditionFailed and fails the test
-        await client.delays.ensure()  # the cascade, as every serving client declares it
+        await client.delays.ensure()  # the cascade, as a client's first delay declares it
 
 
 def _wait_for_import(vhost: str, queues: int, bindings: int) -> Snapshot:

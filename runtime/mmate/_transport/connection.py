@@ -9,8 +9,8 @@ on publish to a missing exchange).
 
 Recovery is owned here, in one task (``recovery.py`` has the policy, states and events): when the
 link is lost (not closed by ``close``), it reconnects with jittered exponential backoff, trying the
-broker URLs in turn, then runs the ``on_reconnect`` hooks (the client declares its topologies
-again, re-creates its reply queue, redeclares the delay cascade) and only then lets anyone else
+broker URLs in turn, then runs the ``on_reconnect`` hooks (the client declares again what the
+broker may have lost, re-creates its reply queue) and only then lets anyone else
 have a channel. Meanwhile ``channel`` waits for the recovery, up to its ``wait``: consumers (whose
 channels died with the connection) wait and re-consume, a publish waits within its timeout. State
 changes are logged and reported to ``on_state`` callbacks.
