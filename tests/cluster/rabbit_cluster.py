@@ -64,6 +64,15 @@ def _free_base(size: int) -> int:
     raise RuntimeError(f"no {size} free ports from {BASE_PORT} on (and 20000 above)")
 
 
+def _runs_node(pid: int, name: str) -> bool:
+    """Process ``pid`` is the Erlang VM of node ``name`` (its command line names the node)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return name.partition("@")[0].encode() in cmdline
+
+
 @dataclass
 class Node:
     index: int
@@ -286,12 +295,14 @@ class RabbitCluster:
             return
         self._stopped = True
         for node in self.nodes:
+            # By the pid file even when the script we started has exited (a node booted again
+            # by ``restart`` outlives it), but only a process that is one of our nodes.
             pid = node.pid()
-            if node.process is not None and node.process.poll() is None and pid is not None:
+            if pid is not None and _runs_node(pid, node.name):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            if node.process is not None and node.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
+            if node.process is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(node.process.pid, signal.SIGKILL)
             if node.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
