@@ -7,7 +7,9 @@
         service="inventory-service",
         prefetch=20,
     )
-    app.schedule("restock", "@every 5m", lambda c: Publisher(c).send_restock, lambda tick: Restock())
+    app.schedule(
+        "restock", "@every 5m", lambda c: Publisher(c).send_restock, lambda tick: Restock()
+    )
 
     @app.on_startup
     async def warm(client: mmate.Client) -> None: ...
