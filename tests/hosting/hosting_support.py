@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiormq
-
 import mmate
+
 from generated.models import UpdateInventoryCommand
 from generated.order_service import OrderServicePublisher
 
