@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import datetime
 
 import mmate
 
 from generated.inventory_service import InventoryServiceHandlers
 from generated.models import UpdateInventoryCommand
+from generated.order_service import OrderServicePublisher
 
 
 class Inventory(InventoryServiceHandlers):
@@ -45,3 +47,17 @@ started: list[str] = []
 @app.on_startup
 async def hello(client: mmate.Client) -> None:
     started.append(client.service)
+
+
+def tick_message(tick: datetime) -> UpdateInventoryCommand:
+    return UpdateInventoryCommand(product_id=f"tick-{tick:%H%M%S}", quantity=1)
+
+
+scheduled = mmate.App(Inventory, service="inventory-service")
+"""An App with a schedule publishing to the service itself every second."""
+scheduled.schedule(
+    "hosting-test-tick",
+    "@every 1s",
+    lambda client: OrderServicePublisher(client).send_update_inventory_command,
+    tick_message,
+)

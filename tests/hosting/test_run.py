@@ -4,6 +4,7 @@ health and metrics, workers replaced, configuration precedence and errors, reloa
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -255,3 +256,24 @@ def test_reload_restarts_on_change(url: str, tmp_path: Path) -> None:
         assert run.wait() == 0
     finally:
         run.stop()
+
+
+def test_schedule_json_logs_and_service_name(url: str, tmp_path: Path) -> None:
+    log = tmp_path / "handled"
+    run = Run(
+        tmp_path / "run",
+        [f"{APP}:scheduled", "--log-format", "json"],
+        env_for(url, log, MMATE_SERVICE="inventory-host"),
+    )
+    try:
+        wait_for(
+            lambda: sum(p.startswith("tick-") for _pid, p in handled(log)) >= 2,
+            "two scheduled ticks handled",
+        )
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0
+    finally:
+        run.stop()
+    records = [json.loads(line) for line in run.err_path.read_text().splitlines()]
+    assert any(r["message"].startswith("serving inventory-host") for r in records)
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)

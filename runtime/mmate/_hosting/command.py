@@ -83,8 +83,8 @@ def main(argv: Sequence[str]) -> int:
             child += ["--config", str(args.config)]
         os.environ["MMATE_WORKERS"] = "1"
         if args.reload:
-            if cfg.health_port is not None:
-                child += ["--health-port", str(cfg.health_port)]
+            port = "off" if cfg.health_port is None else str(cfg.health_port)
+            child += ["--health-port", port]
             return reload.run(child, Path.cwd())
         os.environ.pop("MMATE_HEALTH_PORT", None)
         return workers.Supervisor(child, cfg.workers, cfg.health_port).run()

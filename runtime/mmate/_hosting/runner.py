@@ -169,9 +169,9 @@ class Host:
         where = f"; health on http://{cfg.health_host}:{health.port}/" if health else ""
         log.info("serving %s (pid %d): %s%s", self.service, os.getpid(), queues, where)
         await self._stop.wait()
-        started = time.monotonic()
         if scheduler is not None:
             await scheduler.stop()
+        started = time.monotonic()
         await serving.stop(cfg.drain_timeout)
         expired = time.monotonic() - started >= cfg.drain_timeout
         for hook in self.app.shutdown:

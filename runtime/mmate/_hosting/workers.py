@@ -52,11 +52,12 @@ class Supervisor:
 
     def _start(self, worker: Worker) -> None:
         env = dict(os.environ, MMATE_WORKER=str(worker.index))
-        if self._health_port is not None:
+        if self._health_port is None:
+            env["MMATE_HEALTH_PORT"] = "off"
+        else:
             port = self._health_port + worker.index if self._health_port else 0
             env["MMATE_HEALTH_PORT"] = str(port)
-        argv = [*self._argv]
-        worker.process = subprocess.Popen(worker_command(argv), env=env)
+        worker.process = subprocess.Popen(worker_command(self._argv), env=env)
         worker.started = time.monotonic()
         worker.restart_at = None
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
