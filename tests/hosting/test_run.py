@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,10 @@ def test_handles_messages_and_answers_health(url: str, tmp_path: Path) -> None:
     assert "stopped cleanly" in run.output
 
 
+def _has(log: Path, count: int) -> Callable[[], bool]:
+    return lambda: len(handled(log)) >= count
+
+
 def test_factory_and_app_targets(url: str, tmp_path: Path) -> None:
     for attr in ("make", "app"):
         log = tmp_path / f"handled-{attr}"
@@ -62,7 +67,7 @@ def test_factory_and_app_targets(url: str, tmp_path: Path) -> None:
             run.health_port()
             sent = products(3)
             publish(url, sent)
-            wait_for(lambda log=log: len(handled(log)) >= 3, f"{attr}: 3 messages handled")
+            wait_for(_has(log, 3), f"{attr}: 3 messages handled")
             run.signal(signal.SIGTERM)
             assert run.wait() == 0
         finally:
@@ -277,3 +282,13 @@ def test_schedule_json_logs_and_service_name(url: str, tmp_path: Path) -> None:
     records = [json.loads(line) for line in run.err_path.read_text().splitlines()]
     assert any(r["message"].startswith("serving inventory-host") for r in records)
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+
+
+def test_workers_give_up_when_startup_keeps_failing(tmp_path: Path) -> None:
+    run = Run(
+        tmp_path,
+        ["tests.hosting.no_such_module:app", "--workers", "2", "--health-port", "off"],
+        {},
+    )
+    assert run.wait() == 1
+    assert "times at startup (last exit 1); giving up" in run.output
