@@ -34,7 +34,8 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT) -> Non
 
 
 class Run:
-    """One ``mmate run`` process; stdout and stderr go to files under ``tmp``."""
+    """One ``mmate run`` process; stdout and stderr go to files under ``tmp``; ``own_group``:
+    in a process group of its own (as a terminal starts it)."""
 
     def __init__(
         self,
@@ -42,6 +43,7 @@ class Run:
         args: Sequence[str],
         env: dict[str, str],
         cwd: Path = ROOT,
+        own_group: bool = False,
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.out_path = tmp / "stdout"
@@ -54,6 +56,7 @@ class Run:
                 env=full_env,
                 stdout=out,
                 stderr=err,
+                process_group=0 if own_group else None,
             )
 
     @property

@@ -292,3 +292,21 @@ def test_workers_give_up_when_startup_keeps_failing(tmp_path: Path) -> None:
     )
     assert run.wait() == 1
     assert "times at startup (last exit 1); giving up" in run.output
+
+
+def test_ctrl_c_in_a_terminal_drains_the_workers_once(url: str, tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole process group: the workers must see it once (from
+    the supervisor), not twice (which would stop them at once with 4)."""
+    run = Run(
+        tmp_path,
+        [f"{APP}:app", "--workers", "2"],
+        env_for(url, tmp_path / "x"),
+        own_group=True,
+    )
+    try:
+        run.wait_log(r"serving inventory-service", 2)
+        os.killpg(run.process.pid, signal.SIGINT)
+        assert run.wait() == 0
+    finally:
+        run.stop()
+    assert run.output.count("stopped cleanly") == 2

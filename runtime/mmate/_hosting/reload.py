@@ -47,7 +47,8 @@ def run(argv: Sequence[str], root: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     def start() -> None:
-        process = subprocess.Popen(worker_command(argv), env=dict(os.environ))
+        # own process group: a terminal's Ctrl-C is forwarded once, by on_signal
+        process = subprocess.Popen(worker_command(argv), env=dict(os.environ), process_group=0)
         child[:] = [process]
         log.info("reload: started the service (pid %d), watching %s", process.pid, root)
 

@@ -57,7 +57,9 @@ class Supervisor:
         else:
             port = self._health_port + worker.index if self._health_port else 0
             env["MMATE_HEALTH_PORT"] = str(port)
-        worker.process = subprocess.Popen(worker_command(self._argv), env=env)
+        # its own process group: a Ctrl-C in the terminal reaches the supervisor only, which
+        # forwards it once (twice would be the second signal, stopping the worker at once)
+        worker.process = subprocess.Popen(worker_command(self._argv), env=env, process_group=0)
         worker.started = time.monotonic()
         worker.restart_at = None
         log.info("worker %d started (pid %d)", worker.index, worker.process.pid)
