@@ -310,3 +310,24 @@ def test_ctrl_c_in_a_terminal_drains_the_workers_once(url: str, tmp_path: Path) 
     finally:
         run.stop()
     assert run.output.count("stopped cleanly") == 2
+
+
+def test_workers_drain_when_the_supervisor_is_killed(url: str, tmp_path: Path) -> None:
+    run = Run(tmp_path, [f"{APP}:app", "--workers", "2"], env_for(url, tmp_path / "x"))
+    try:
+        pids = [int(m[1]) for m in run.wait_log(r"serving inventory-service \(pid (\d+)\)", 2)]
+        run.process.kill()
+        # the workers outlive the supervisor's process and keep writing to its output
+        wait_for(lambda: run.output.count("stopped cleanly") >= 2, "both workers drained")
+        wait_for(lambda: not any(_alive(pid) for pid in pids), "both workers gone")
+    finally:
+        run.stop()
+    assert run.output.count("is gone: draining") == 2
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -48,7 +48,11 @@ def run(argv: Sequence[str], root: Path) -> int:
 
     def start() -> None:
         # own process group: a terminal's Ctrl-C is forwarded once, by on_signal
-        process = subprocess.Popen(worker_command(argv), env=dict(os.environ), process_group=0)
+        process = subprocess.Popen(
+            worker_command(argv),
+            env=dict(os.environ, MMATE_SUPERVISOR_PID=str(os.getpid())),
+            process_group=0,
+        )
         child[:] = [process]
         log.info("reload: started the service (pid %d), watching %s", process.pid, root)
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .._consuming.serving import Serving
 
 OK, FAILED, USAGE, DRAIN_EXPIRED, FORCED = 0, 1, 2, 3, 4
+SUPERVISOR = "MMATE_SUPERVISOR_PID"
+"""Set by ``--workers`` and ``--reload`` for their children: the pid a child watches."""
 
 log = logging.getLogger("mmate.run")
 
@@ -119,10 +121,28 @@ class Host:
         logging.shutdown()
         os._exit(FORCED)
 
+    async def _watch_parent(self, parent: int) -> None:
+        """A worker drains when its supervisor is gone (killed without forwarding a signal)."""
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        log.warning("the supervisor (pid %d) is gone: draining", parent)
+        self._stop.set()
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        parent = os.environ.get(SUPERVISOR)
+        watcher = None
+        if parent and parent.isdigit():
+            watcher = asyncio.create_task(self._watch_parent(int(parent)))
+        try:
+            return await self._run()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _run(self) -> int:
         interceptors, metrics = _metrics()
         cfg = self.cfg
         client = Client(

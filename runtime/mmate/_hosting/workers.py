@@ -51,7 +51,9 @@ class Supervisor:
         self._stopping = 0
 
     def _start(self, worker: Worker) -> None:
-        env = dict(os.environ, MMATE_WORKER=str(worker.index))
+        env = dict(
+            os.environ, MMATE_WORKER=str(worker.index), MMATE_SUPERVISOR_PID=str(os.getpid())
+        )
         if self._health_port is None:
             env["MMATE_HEALTH_PORT"] = "off"
         else:
