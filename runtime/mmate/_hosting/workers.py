@@ -2,9 +2,10 @@
 
 Each worker is ``python -m mmate run TARGET ...`` with one connection of its own and its own health
 port (``P + index``). The supervisor forwards SIGTERM/SIGINT to every worker, restarts a worker
-that exits unexpectedly (after 1, 2, 4 ... up to 30 s), gives up when a worker fails
+that exits unexpectedly (after 1 s, 2 s when it died soon after starting), gives up when a worker fails
 ``STARTUP_FAILURES`` times in a row within ``STARTUP_WINDOW`` seconds of being started, and exits
-once every worker has stopped (with the highest worker exit code).
+once every worker has stopped: with the highest worker exit code (4 for a worker killed by a
+signal other than the one forwarded), or 1 when it gave up.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Supervisor:
         for worker in self._workers:
             self._start(worker)
         code = 0
+        gave_up = False
         while True:
             running = 0
             for worker in self._workers:
@@ -95,7 +97,10 @@ class Supervisor:
                     continue
                 worker.process = None
                 if self._stopping:
-                    code = max(code, result if result >= 0 else 4)
+                    # killed by the forwarded signal itself: it was still starting, nothing in
+                    # flight; killed by another signal: like a forced stop
+                    forwarded = result in (-signal.SIGTERM, -signal.SIGINT)
+                    code = max(code, result if result >= 0 else 0 if forwarded else 4)
                     log.info(
                         "worker %d (pid %d) stopped with %d", worker.index, process.pid, result
                     )
@@ -110,7 +115,7 @@ class Supervisor:
                         result,
                     )
                     self._on_signal(signal.SIGTERM, None)
-                    code = 1
+                    gave_up = True
                     continue
                 delay = min(MAX_BACKOFF, 2.0 ** max(worker.quick_failures - 1, 0))
                 log.warning(
@@ -123,5 +128,5 @@ class Supervisor:
                 worker.restart_at = time.monotonic() + delay
                 running += 1
             if not running:
-                return code
+                return 1 if gave_up else code
             time.sleep(0.1)
