@@ -24,6 +24,7 @@ from ._delays.cron import CronError
 from ._delays.scheduler import Scheduler
 from ._failures.breaker import BreakerState, CircuitBreaker
 from ._failures.handler_breaker import HandlerBreakerOptions
+from ._hosting.app import App, ScheduleEntry
 from ._observation.interceptors import HandleNext, Interceptor, Outcome, PublishInfo, PublishNext
 from ._operations.health import CheckResult, HealthReport, QueueStats, check_health
 from ._operations.health_http import HealthServer, serve_health
@@ -85,6 +86,8 @@ __all__ = [
     "CircuitOpenError",
     "Client",
     "ClientOptions",
+    "App",
+    "ScheduleEntry",
     "ClientSettings",
     "ConnectionEvent",
     "CronError",

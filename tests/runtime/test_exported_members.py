@@ -11,6 +11,8 @@ EXPECTED = {
     "Client",
     "ClientSettings",
     "ClientOptions",
+    "App",
+    "ScheduleEntry",
     "ConnectionEvent",
     "ReconnectPolicy",
     "Serving",

@@ -172,6 +172,26 @@ async def test_ready_can_require_serving(url: str, app: App) -> None:
             assert await http(server.port, "/ready") == (503, {"status": "not serving"})
 
 
+async def test_metrics_route_only_when_given(url: str) -> None:
+    async with mmate.Client(url, service="health-metrics") as client:
+        async with await mmate.serve_health(client, port=0) as server:
+            assert (await http(server.port, "/metrics"))[0] == 404
+
+        def body() -> tuple[bytes, str]:
+            return b"mmate_up 1\n", "text/plain; version=0.0.4"
+
+        async with await mmate.serve_health(client, port=0, metrics=body) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = await reader.read()
+            writer.close()
+            head, _, text = data.partition(b"\r\n\r\n")
+            assert head.split()[1] == b"200" and text == b"mmate_up 1\n"
+            assert b"Content-Type: text/plain; version=0.0.4" in head
+            assert (await http(server.port, "/metrics", "POST"))[0] == 405
+            assert (await http(server.port, "/live"))[0] == 200
+
+
 async def test_a_served_queue_whose_consumer_is_paused_is_degraded(url: str, app: App) -> None:
     async with mmate.Client(url, service="health-paused") as client:
         await client.declare(app.order_service)

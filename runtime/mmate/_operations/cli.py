@@ -5,6 +5,7 @@
     mmate dlq list QUEUE [--url URL] [--limit N | --all] [--json]
     mmate dlq replay QUEUE (--id ID ... | --all) [--to QUEUE] [--url URL] [--json]
     mmate topology verify|plan|apply --url URL SPECS   (needs the generator, mmate_gen)
+    mmate run MODULE:ATTR [--workers N] [--reload] [--config FILE] ...   (mmate._hosting)
 
 The broker URL comes from ``--url``, else ``MMATE_URL``, else
 ``amqp://guest:guest@127.0.0.1:5672/``; its password is masked in everything printed.
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser("topology", help="verify, plan or apply the topology of a spec directory")
+    commands.add_parser("run", help="host one service (MODULE:ATTR); docs/running.md")
     dead = commands.add_parser("dlq", help="inspect and replay dead-letter queues")
     actions = dead.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -87,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_given = list(sys.argv[1:] if argv is None else argv)
     if args_given[:1] == ["topology"]:
         return _topology(args_given[1:])
+    if args_given[:1] == ["run"]:
+        from .._hosting.command import main as run_main
+
+        return run_main(args_given[1:])
     parser = _parser()
     # aiormq logs each failed connection attempt itself; the error is reported once, below.
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)

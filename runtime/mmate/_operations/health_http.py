@@ -9,6 +9,8 @@ one request per connection (``Connection: close``), JSON bodies:
   ``ready_requires_serving=True`` (a service whose job is to handle messages) it is also 503,
   ``{"status": "not serving"}``, until ``Client.serve`` has started consuming.
 * ``/health``: the full ``HealthReport`` as JSON; 200 when healthy or degraded, else 503.
+* ``/metrics`` (only with ``metrics=``, a function returning the body and its content type, e.g.
+  ``prometheus_client.generate_latest``): the Prometheus text exposition.
 * anything else: 404.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from .health import check_health
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mmate.health")
 
+MetricsBody = Callable[[], tuple[bytes, str]]
+"""Returns the ``/metrics`` body and its content type."""
+
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 _REASONS[503] = "Service Unavailable"
 
@@ -34,9 +40,15 @@ class HealthServer:
     """A running health endpoint; ``port`` is the bound port."""
 
     def __init__(
-        self, client: Client, server: asyncio.Server, timeout: float, requires_serving: bool
+        self,
+        client: Client,
+        server: asyncio.Server,
+        timeout: float,
+        requires_serving: bool,
+        metrics: MetricsBody | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics
         self._server = server
         self._timeout = timeout
         self._requires_serving = requires_serving
@@ -74,13 +86,20 @@ class HealthServer:
             while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
                 pass
             parts = line.decode("latin-1").split()
+            content_type = "application/json"
             if len(parts) != 3:
                 code, body = 400, {"error": "bad request"}
+                data = json.dumps(body).encode()
+            elif self._metrics is not None and parts[1].split("?", 1)[0] == "/metrics":
+                if parts[0] == "GET":
+                    code, (data, content_type) = 200, self._metrics()
+                else:
+                    code, data = 405, json.dumps({"error": "method not allowed"}).encode()
             else:
                 code, body = await self._respond(parts[0], parts[1].split("?", 1)[0])
-            data = json.dumps(body).encode()
+                data = json.dumps(body).encode()
             head = (
-                f"HTTP/1.1 {code} {_REASONS[code]}\r\nContent-Type: application/json\r\n"
+                f"HTTP/1.1 {code} {_REASONS[code]}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(data)}\r\nConnection: close\r\n"
             )
             if code == 405:
@@ -100,6 +119,7 @@ async def serve_health(
     port: int = 8080,
     timeout: float = 5.0,
     ready_requires_serving: bool = False,
+    metrics: MetricsBody | None = None,
 ) -> HealthServer:
     """Start serving ``/live``, ``/ready`` and ``/health`` for ``client``; see the module doc."""
     holder: list[HealthServer] = []
@@ -108,5 +128,5 @@ async def serve_health(
         await holder[0]._handle(reader, writer)
 
     server = await asyncio.start_server(handle, host, port)
-    holder.append(HealthServer(client, server, timeout, ready_requires_serving))
+    holder.append(HealthServer(client, server, timeout, ready_requires_serving, metrics))
     return holder[0]

@@ -1,0 +1,1 @@
+"""Hosting one service: ``mmate run`` (docs/running.md)."""

@@ -1,0 +1,246 @@
+"""Hosting one service in this process: connect, declare, serve, schedule, health, drain.
+
+Exit codes (docs/running.md): 0 drained cleanly; 1 startup failure; 2 usage or configuration
+error; 3 the drain deadline passed (unfinished messages are redelivered by the broker); 4 a second
+signal stopped the service at once (likewise redelivered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._consuming.dispatch import Handlers
+from .._contract.handler import HandlerBase
+from .._contract.registry import HandlerRegistry
+from .._contract.topology import ServiceTopology
+from .._delays.scheduler import Scheduler
+from .._observation.interceptors import Interceptor
+from .._operations.health_http import MetricsBody, serve_health
+from .._transport.urls import mask
+from ..client import Client
+from . import config, logs
+from .app import App, service_of
+from .target import TargetError, load
+
+if TYPE_CHECKING:
+    from .._consuming.serving import Serving
+
+OK, FAILED, USAGE, DRAIN_EXPIRED, FORCED = 0, 1, 2, 3, 4
+SUPERVISOR = "MMATE_SUPERVISOR_PID"
+"""Set by ``--workers`` and ``--reload`` for their children: the pid a child watches."""
+
+log = logging.getLogger("mmate.run")
+
+
+class StartupError(Exception):
+    """The service could not start (the text is one line, URLs masked)."""
+
+
+def masked(text: str, urls: Sequence[str]) -> str:
+    for url in urls:
+        text = text.replace(url, mask(url))
+    return text
+
+
+def error(text: str) -> None:
+    print(f"mmate run: error: {text}", file=sys.stderr, flush=True)
+
+
+def _metrics() -> tuple[list[Interceptor], MetricsBody | None]:
+    """A ``PrometheusMetrics`` interceptor on its own registry when prometheus-client is there."""
+    try:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        from .._observation.metrics import PrometheusMetrics
+    except ImportError:
+        return [], None
+    registry = CollectorRegistry()
+
+    def body() -> tuple[bytes, str]:
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    return [PrometheusMetrics(registry)], body
+
+
+async def _handlers(app: App, client: Client) -> list[Handlers]:
+    made: list[Handlers] = []
+    for handler in app.handlers:
+        if isinstance(handler, (HandlerBase, HandlerRegistry)):
+            made.append(handler)
+            continue
+        result = handler(client)
+        if inspect.isawaitable(result):
+            result = await result
+        if not isinstance(result, (HandlerBase, HandlerRegistry)):
+            raise StartupError(
+                f"a handler function of the App returned {type(result).__name__}, "
+                "not a handler object"
+            )
+        made.append(result)
+    return made
+
+
+def _topologies(handlers: Sequence[Handlers]) -> list[ServiceTopology]:
+    seen: dict[str, ServiceTopology] = {}
+    for handler in handlers:
+        seen.setdefault(handler.TOPOLOGY.name, handler.TOPOLOGY)
+    return list(seen.values())
+
+
+class Host:
+    """One hosted service; ``run()`` returns the exit code."""
+
+    def __init__(self, app: App, cfg: config.RunConfig, service: str) -> None:
+        self.app = app
+        self.cfg = cfg
+        self.service = service
+        self._stop = asyncio.Event()
+        self._signals = 0
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            log.info(
+                "%s: draining (up to %g s); a second signal stops at once",
+                name,
+                self.cfg.drain_timeout,
+            )
+            self._stop.set()
+            return
+        log.warning("%s again: stopping at once; the broker redelivers unsettled messages", name)
+        logging.shutdown()
+        os._exit(FORCED)
+
+    async def _watch_parent(self, parent: int) -> None:
+        """A worker drains when its supervisor is gone (killed without forwarding a signal)."""
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        log.warning("the supervisor (pid %d) is gone: draining", parent)
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        parent = os.environ.get(SUPERVISOR)
+        watcher = None
+        if parent and parent.isdigit():
+            watcher = asyncio.create_task(self._watch_parent(int(parent)))
+        try:
+            return await self._run()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _run(self) -> int:
+        interceptors, metrics = _metrics()
+        cfg = self.cfg
+        client = Client(
+            list(cfg.urls), service=self.service, interceptors=interceptors, **self.app.options
+        )
+        try:
+            await client.connect()
+        except Exception as exc:
+            raise StartupError(f"cannot connect: {exc}") from None
+        serving: Serving | None = None
+        scheduler: Scheduler | None = None
+        health = None
+        try:
+            for hook in self.app.startup:
+                await hook(client)
+            handlers = await _handlers(self.app, client)
+            for topology in _topologies(handlers):
+                await client.declare(topology)
+            serving = await client.serve(
+                *handlers, prefetch=cfg.prefetch, concurrency=cfg.concurrency
+            )
+            if self.app.schedules:
+                scheduler = Scheduler(client)
+                for entry in self.app.schedules:
+                    scheduler.add(
+                        entry.name, entry.expression, entry.publish(client), entry.message
+                    )
+                await scheduler.start()
+            if cfg.health_port is not None:
+                health = await serve_health(
+                    client,
+                    host=cfg.health_host,
+                    port=cfg.health_port,
+                    ready_requires_serving=True,
+                    metrics=metrics,
+                )
+        except StartupError:
+            await client.close(0)
+            raise
+        except Exception as exc:
+            await client.close(0)
+            raise StartupError(f"{type(exc).__name__}: {exc}") from None
+        queues = ", ".join(sorted(serving.groups))
+        where = f"; health on http://{cfg.health_host}:{health.port}/" if health else ""
+        log.info("serving %s (pid %d): %s%s", self.service, os.getpid(), queues, where)
+        await self._stop.wait()
+        if scheduler is not None:
+            await scheduler.stop()
+        started = time.monotonic()
+        await serving.stop(cfg.drain_timeout)
+        expired = time.monotonic() - started >= cfg.drain_timeout
+        for hook in self.app.shutdown:
+            try:
+                await hook(client)
+            except Exception as exc:
+                log.error("shutdown hook %s failed: %r", getattr(hook, "__name__", hook), exc)
+        if health is not None:
+            await health.close()
+        await client.close(0)
+        if expired:
+            log.warning(
+                "drain deadline of %g s passed; the broker redelivers what was unfinished",
+                cfg.drain_timeout,
+            )
+            return DRAIN_EXPIRED
+        log.info("stopped cleanly: %d handled, %d failed", serving.handled, serving.failed)
+        return OK
+
+
+async def _host(target: str, flags: Mapping[str, object], file: Path | None) -> int:
+    try:
+        app = await load(target)
+    except TargetError as exc:
+        error(str(exc))
+        return FAILED
+    try:
+        cfg = config.resolve(app=app.settings(), file=file, flags=flags)
+    except config.ConfigError as exc:
+        error(str(exc))
+        return USAGE
+    logs.configure(cfg.log_level, cfg.log_format)
+    service = os.environ.get("MMATE_SERVICE") or app.service or service_of(app.handlers)
+    if not service:
+        error(
+            "every handler of the App is made by a function: "
+            "give App(service=...) or set MMATE_SERVICE"
+        )
+        return USAGE
+    try:
+        return await Host(app, cfg, service).run()
+    except StartupError as exc:
+        error(masked(str(exc), cfg.urls))
+        return FAILED
+
+
+def host(target: str, flags: Mapping[str, object], file: Path | None) -> int:
+    """Host ``target`` in this process until a signal; returns the exit code."""
+    try:
+        return asyncio.run(_host(target, flags, file))
+    except KeyboardInterrupt:
+        return FORCED

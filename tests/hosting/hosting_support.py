@@ -1,0 +1,136 @@
+"""Running ``mmate run`` as a subprocess in tests/hosting: start it, read its log, publish to the
+service, count what it handled and what is left in its queue."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import aiormq
+import mmate
+
+from generated.models import UpdateInventoryCommand
+from generated.order_service import OrderServicePublisher
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUE = "inventory-service-queue"
+WAIT = 60.0
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll ``check`` until true; fails naming ``what`` after a generous ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Run:
+    """One ``mmate run`` process; stdout and stderr go to files under ``tmp``; ``own_group``:
+    in a process group of its own (as a terminal starts it)."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        args: Sequence[str],
+        env: dict[str, str],
+        cwd: Path = ROOT,
+        own_group: bool = False,
+    ) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.out_path = tmp / "stdout"
+        self.err_path = tmp / "stderr"
+        full_env = dict(os.environ, PYTHONPATH=str(ROOT), **env)
+        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mmate", "run", *args],
+                cwd=cwd,
+                env=full_env,
+                stdout=out,
+                stderr=err,
+                process_group=0 if own_group else None,
+            )
+
+    @property
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace") + self.err_path.read_text(errors="replace")
+
+    def wait_log(self, pattern: str, count: int = 1) -> list[re.Match[str]]:
+        """Wait until ``pattern`` matched ``count`` lines of the output; returns the matches."""
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            found[:] = list(re.finditer(pattern, self.output))
+            if self.process.poll() is not None and len(found) < count:
+                raise AssertionError(f"exited {self.process.returncode}:\n{self.output}")
+            return len(found) >= count
+
+        wait_for(seen, f"{pattern!r} in the output")
+        return found
+
+    def health_port(self) -> int:
+        return int(self.wait_log(r"health on http://127\.0\.0\.1:(\d+)/")[0][1])
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = WAIT) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def handled(log: Path) -> list[tuple[int, str]]:
+    """The (pid, product id) lines the service wrote."""
+    if not log.exists():
+        return []
+    lines = log.read_text().splitlines()
+    return [(int(pid), product) for pid, product in (line.split() for line in lines)]
+
+
+async def _publish(url: str, products: Sequence[str]) -> None:
+    async with mmate.Client(url, service="order-service") as client:
+        publisher = OrderServicePublisher(client)
+        for product in products:
+            await publisher.send_update_inventory_command(
+                UpdateInventoryCommand(product_id=product, quantity=1)
+            )
+
+
+def publish(url: str, products: Sequence[str]) -> None:
+    """Send one UpdateInventoryCommand per product id to inventory-service."""
+    asyncio.run(_publish(url, products))
+
+
+async def _depth(url: str) -> int:
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.queue_declare(QUEUE, passive=True)
+        return int(declared.message_count or 0)
+    finally:
+        await connection.close()
+
+
+def depth(url: str) -> int:
+    """Messages ready in inventory-service's queue (none unacked: call it with no consumer)."""
+    return asyncio.run(_depth(url))
