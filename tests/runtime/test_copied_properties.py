@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmate._transport.base import Properties
-from mmate._wire.headers import copied_properties
+from mmate._wire.headers import DROPPED, copied_properties, encodable
 
 
 def test_copied_properties_keep_the_original_ones_with_new_headers() -> None:
@@ -40,3 +40,24 @@ def test_user_id_is_never_copied() -> None:
 
 def test_a_missing_message_id_is_filled_in() -> None:
     assert copied_properties(Properties(), {}, message_id="m-2").message_id == "m-2"
+
+
+def test_headers_that_cannot_go_back_on_the_wire_are_dropped_and_named() -> None:
+    props = Properties(
+        message_id="m" * 300,  # over AMQP's 255 bytes for a short string: left out
+        headers={
+            "kept": "yes",
+            "k" * 200: 1,  # a key over 128 bytes
+            "huge": 2**70,  # an integer beyond 64 bits
+            "raw": b"\xff\xfe not utf-8",  # kept, decoded with replacement characters
+        },
+    )
+    out = encodable(props)
+    headers = out.headers or {}
+    assert headers["kept"] == "yes"
+    assert headers["raw"] == "\ufffd\ufffd not utf-8"
+    assert "huge" not in headers and "k" * 200 not in headers
+    assert "'huge'" in headers[DROPPED] and "'kkkk" in headers[DROPPED]
+    assert out.message_id is None
+    plain = Properties(message_id="m-1", headers={"a": 1})
+    assert encodable(plain) is plain  # the usual case costs nothing

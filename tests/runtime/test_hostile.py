@@ -229,7 +229,7 @@ async def test_when_decoding_and_dead_lettering_both_raise_the_message_waits_and
 
 
 async def test_a_deleted_dead_letter_queue_is_declared_again_and_gets_the_message(
-    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel, caplog: pytest.LogCaptureFixture
 ) -> None:
     def refuse(message: CreateOrderCommand, ctx: mmate.MessageContext, n: int) -> None:
         raise mmate.PermanentError("refused")
@@ -248,6 +248,12 @@ async def test_a_deleted_dead_letter_queue_is_declared_again_and_gets_the_messag
     assert consumer.rejected == 0
     (dead,) = await drain(raw, app.dlq)
     assert dead.header.properties.headers["x-mmate-dead-letter-reason"] == "permanent-error"
+    # the log says what happened: the target was missing, the topology declared again
+    said = [r.getMessage() for r in caplog.records if r.name == "mmate.consumer"]
+    assert any(
+        "its target is missing" in m and "declaring the topology again" in m for m in said
+    ), said
+    assert not any("rejecting" in m for m in said), said
 
 
 async def test_a_deleted_wait_queue_is_declared_again_and_the_retry_happens(
