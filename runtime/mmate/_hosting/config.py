@@ -52,14 +52,22 @@ SOURCES: dict[str, tuple[str, str]] = {
 }
 
 
-def _positive_int(value: object, where: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: write a whole number of at least 1, not {value!r}")
+def _parsed(value: object, convert: type[int] | type[float]) -> int | float | None:
+    """``value`` (a number, or a string from the environment) as ``convert`` makes it; None
+    when it is not one (booleans included: ``true`` is no port)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if convert is int and isinstance(value, float):
+        return None
     try:
-        number = int(value) if isinstance(value, (int, str)) else None
+        return convert(value)
     except ValueError:
-        number = None
-    if number is None or number < 1:
+        return None
+
+
+def _positive_int(value: object, where: str) -> int:
+    number = _parsed(value, int)
+    if not isinstance(number, int) or number < 1:
         raise ConfigError(f"{where}: write a whole number of at least 1, not {value!r}")
     return number
 
@@ -67,27 +75,17 @@ def _positive_int(value: object, where: str) -> int:
 def _port(value: object, where: str) -> int | None:
     if isinstance(value, str) and value.strip().lower() in ("off", "none", ""):
         return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: write a port 0-65535 or 'off', not {value!r}")
-    try:
-        number = int(value) if isinstance(value, (int, str)) else None
-    except ValueError:
-        number = None
-    if number is None or not 0 <= number <= 65535:
+    number = _parsed(value, int)
+    if not isinstance(number, int) or not 0 <= number <= 65535:
         raise ConfigError(f"{where}: write a port 0-65535 or 'off', not {value!r}")
     return number
 
 
 def _seconds(value: object, where: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: write a number of seconds (e.g. 30), not {value!r}")
-    try:
-        number = float(value) if isinstance(value, (int, float, str)) else None
-    except ValueError:
-        number = None
+    number = _parsed(value, float)
     if number is None or not number >= 0:
         raise ConfigError(f"{where}: write a number of seconds (e.g. 30), not {value!r}")
-    return number
+    return float(number)
 
 
 def _urls(value: object, where: str) -> tuple[str, ...]:
