@@ -305,8 +305,7 @@ class QueueConsumer:
             if not held.settled and not self._gone(held):
                 # The last resort: it stays in the queue, delivered again after the same growing
                 # pause as a failed move, so a message that breaks even this does not spin.
-                what = f"{failure.message_type or 'message'} {failure.message_id or '?'}"
-                await self._requeue_later(held, f"{what} from {self.queue}", exc)
+                await self._requeue_later(held, self._what(failure), exc)
                 self._observe("requeued", failure, "move-failed", None)
                 return
             log.error("dead-lettering a message from %s failed too: %r", self.queue, exc)
@@ -531,7 +530,7 @@ class QueueConsumer:
         self.failed += 1
         if self._gone(held):
             return
-        what = f"{failure.message_type or 'message'} {failure.message_id or '?'} from {self.queue}"
+        what = self._what(failure)
         if isinstance(decision, RetryLater):
             out = await self._retry_move(held, failure, decision, what)
         else:
@@ -556,6 +555,10 @@ class QueueConsumer:
             self.dead_lettered += 1
             await self._settle(held, "ack")
             self._observe("dead_lettered", failure, decision.reason, ctx)
+
+    def _what(self, failure: Failure) -> str:
+        """The failed message in log lines: its type, id and queue."""
+        return f"{failure.message_type or 'message'} {failure.message_id or '?'} from {self.queue}"
 
     async def _retry_move(
         self, held: Delivery, failure: Failure, decision: RetryLater, what: str

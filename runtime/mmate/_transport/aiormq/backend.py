@@ -365,8 +365,7 @@ class AiormqChannel:
             raise translate(exc, f"publishing to {where}") from None
         finally:
             if task is not None:
-                self._publishing.discard(task)
-                self._woken.discard(task)
+                self._publishing.discard(task)  # a woken task left _woken in the except above
         if isinstance(result, Basic.Nack):  # pragma: no cover - aiormq raises DeliveryError
             raise NackError(f"publishing to exchange {exchange!r}: nacked")
 
