@@ -91,6 +91,8 @@ def _amount(raw: str) -> bytes:
         ("Infinity", _amount("Infinity"), "invalid-json"),
         ("-Infinity", _amount("-Infinity"), "invalid-json"),
         ("1e400", _amount("1e400"), "invalid-json"),
+        ("decimal of 400 digits", _amount("1" * 400 + ".5"), "invalid-json"),
+        ("1e400 in a header", _envelope(GOOD).replace(b'"headers":{}', b'"headers":{"h":[1e400]}'), "invalid-json"),
         ("huge integer", _amount("9" * 5000), "invalid-json"),
         ("byte-order mark", b"\xef\xbb\xbf" + _envelope(GOOD), "invalid-json"),
         ("lone surrogate", _envelope(None, raw_payload='{"customerId":"\\ud800"}'), "invalid-json"),
