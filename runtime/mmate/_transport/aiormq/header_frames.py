@@ -1,0 +1,215 @@
+"""Content-header frames (a message's AMQP properties) decoded faster than pamqp, to the same
+objects.
+
+Every delivery carries one content-header frame. pamqp copies the rest of the frame for every
+header-table entry and makes several calls per value, which made it the largest single cost of
+consuming a message with Mmate's headers. ``content_header`` decodes the same bytes in one pass
+with precomputed ``struct`` readers and returns what ``pamqp.frame.unmarshal`` returns: a
+``ContentHeader`` whose ``Basic.Properties`` hold the same values of the same types (timestamps,
+decimals, byte arrays and nested tables included).
+
+It is stricter than pamqp: a length that runs past its frame, a string that is not UTF-8, a
+timestamp ``datetime`` cannot hold, tables or arrays nested deeper than ``MAX_DEPTH``, a second
+property-flags word or an unknown type raise (``Unusual``, or the decoding's own error), and the
+caller hands the frame to pamqp, which decodes it as it always did or fails (then
+``frames.tolerant`` takes over). So the result is pamqp's for every input; a test compares the two
+on generated properties and on random bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pamqp import constants, header
+from pamqp.commands import Basic
+
+MAX_DEPTH = 16
+"""Nesting of tables and arrays decoded here; deeper ones go to pamqp."""
+
+_FIXED = struct.Struct(">HHQH")  # class id, weight, body size, first property-flags word
+_FRAME = struct.Struct(">BHI")
+_U8 = struct.Struct(">B")
+_I8 = struct.Struct(">b")
+_I16 = struct.Struct(">h")
+_U16 = struct.Struct(">H")
+_I32 = struct.Struct(">l")
+_U32 = struct.Struct(">L")
+_I64 = struct.Struct(">q")
+_U64 = struct.Struct(">Q")
+_F32 = struct.Struct(">f")
+_F64 = struct.Struct(">d")
+_DECIMAL = struct.Struct(">Bi")
+_TEN = Decimal(10)
+
+
+class Unusual(Exception):
+    """Bytes this decoder leaves to pamqp."""
+
+
+def _shortstr(data: bytes, at: int, end: int) -> tuple[str, int]:
+    length = data[at]
+    stop = at + 1 + length
+    if stop > end:
+        raise Unusual
+    return data[at + 1 : stop].decode("utf-8"), stop
+
+
+def _value(data: bytes, at: int, end: int, depth: int) -> tuple[Any, int]:
+    """The table or array value whose type byte is at ``at``, and the offset after it."""
+    if at >= end:
+        raise Unusual
+    kind = data[at]
+    at += 1
+    if kind == 0x53:  # S: long string
+        if at + 4 > end:
+            raise Unusual
+        (length,) = _U32.unpack_from(data, at)
+        stop = at + 4 + length
+        if stop > end:
+            raise Unusual
+        return data[at + 4 : stop].decode("utf-8"), stop
+    if kind == 0x74:  # t: boolean
+        if at + 1 > end:
+            raise Unusual
+        return data[at] != 0, at + 1
+    if kind == 0x46:  # F: table
+        return _table(data, at, end, depth + 1)
+    if kind == 0x41:  # A: array
+        return _array(data, at, end, depth + 1)
+    reader = _FIXED_SIZE.get(kind)
+    if reader is not None:
+        size = reader.size
+        if at + size > end:
+            raise Unusual
+        (number,) = reader.unpack_from(data, at)
+        return number, at + size
+    if kind == 0x54:  # T: timestamp
+        return _timestamp(data, at, end)
+    if kind == 0x44:  # D: decimal
+        if at + 5 > end:
+            raise Unusual
+        places, raw = _DECIMAL.unpack_from(data, at)
+        return Decimal(raw) * (_TEN**-places), at + 5
+    if kind == 0x78:  # x: byte array
+        if at + 4 > end:
+            raise Unusual
+        (length,) = _U32.unpack_from(data, at)
+        stop = at + 4 + length
+        if stop > end:
+            raise Unusual
+        return bytearray(data[at + 4 : stop]), stop
+    if kind == 0x56 or kind == 0x00:  # V (void), and the undocumented NUL pamqp accepts
+        return None, at
+    raise Unusual
+
+
+_FIXED_SIZE: dict[int, struct.Struct] = {
+    0x62: _I8,  # b
+    0x42: _U8,  # B
+    0x73: _I16,  # s
+    0x75: _U16,  # u
+    0x49: _I32,  # I
+    0x69: _U32,  # i
+    0x6C: _I64,  # l
+    0x4C: _I64,  # L (pamqp reads it signed)
+    0x66: _F32,  # f
+    0x64: _F64,  # d
+}
+
+
+def _table(data: bytes, at: int, end: int, depth: int) -> tuple[dict[str, Any], int]:
+    if depth > MAX_DEPTH or at + 4 > end:
+        raise Unusual
+    (length,) = _U32.unpack_from(data, at)
+    at += 4
+    stop = at + length
+    if stop > end:
+        raise Unusual
+    table: dict[str, Any] = {}
+    while at < stop:
+        key, at = _shortstr(data, at, stop)
+        table[key], at = _value(data, at, stop, depth)
+    return table, stop
+
+
+def _array(data: bytes, at: int, end: int, depth: int) -> tuple[list[Any], int]:
+    if depth > MAX_DEPTH or at + 4 > end:
+        raise Unusual
+    (length,) = _U32.unpack_from(data, at)
+    at += 4
+    stop = at + length
+    if stop > end:
+        raise Unusual
+    items: list[Any] = []
+    while at < stop:
+        item, at = _value(data, at, stop, depth)
+        items.append(item)
+    return items, stop
+
+
+def _octet(data: bytes, at: int, end: int) -> tuple[int, int]:
+    if at + 1 > end:
+        raise Unusual
+    return data[at], at + 1
+
+
+def _timestamp(data: bytes, at: int, end: int) -> tuple[datetime, int]:
+    """pamqp reads a value beyond the year 2106 as milliseconds."""
+    if at + 8 > end:
+        raise Unusual
+    (seconds,) = _U64.unpack_from(data, at)
+    try:
+        moment = datetime.fromtimestamp(
+            seconds / 1000.0 if seconds > 0xFFFFFFFF else seconds, tz=UTC
+        )
+    except (OverflowError, ValueError, OSError):
+        raise Unusual from None
+    return moment, at + 8
+
+
+def _headers(data: bytes, at: int, end: int) -> tuple[dict[str, Any], int]:
+    return _table(data, at, end, 1)
+
+
+_READERS = {
+    "shortstr": _shortstr,
+    "table": _headers,
+    "octet": _octet,
+    "timestamp": _timestamp,
+}
+_PROPERTIES: tuple[tuple[int, str, Any], ...] = tuple(
+    (
+        Basic.Properties.flags[name],
+        name,
+        _READERS[getattr(Basic.Properties, "_" + name)],
+    )
+    for name in Basic.Properties.__slots__
+)
+"""(flag, attribute, reader) per property, in pamqp's (the protocol's) order."""
+
+
+def content_header(frame: bytes) -> tuple[int, int, header.ContentHeader]:
+    """``pamqp.frame.unmarshal``'s result for a whole content-header frame (frame header,
+    payload, end byte), or ``Unusual``."""
+    size = len(frame)
+    if size < 22:  # 7 frame-header bytes, 14 fixed payload bytes, the end byte
+        raise Unusual
+    frame_type, channel, length = _FRAME.unpack_from(frame, 0)
+    end = constants.FRAME_HEADER_SIZE + length
+    if frame_type != constants.FRAME_HEADER or end + 1 > size or frame[end] != constants.FRAME_END:
+        raise Unusual
+    class_id, weight, body_size, flags = _FIXED.unpack_from(frame, constants.FRAME_HEADER_SIZE)
+    if flags & 1:  # a second flags word: no AMQP 0-9-1 property needs one
+        raise Unusual
+    properties = Basic.Properties()
+    at = constants.FRAME_HEADER_SIZE + 14
+    for flag, name, reader in _PROPERTIES:
+        if flags & flag:
+            value, at = reader(frame, at, end)
+            setattr(properties, name, value)
+    content = header.ContentHeader(weight, body_size, properties)
+    content.class_id = class_id
+    return end + 1, channel, content

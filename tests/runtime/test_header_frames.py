@@ -1,0 +1,159 @@
+"""The fast content-header decoder gives exactly pamqp's result, or leaves the frame to pamqp: on
+generated properties (every table value type pamqp writes), on Mmate's own properties, and on
+random and mutated bytes."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pamqp.frame
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mmate._transport.aiormq import header_frames
+from mmate._transport.aiormq.properties import to_pamqp
+from mmate._wire import envelope as codec
+from pamqp import header
+from pamqp.commands import Basic
+from sample_app import MESSAGES, CreateOrderCommand
+
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PAMQP = getattr(pamqp.frame.unmarshal, "__wrapped__", pamqp.frame.unmarshal)
+"""pamqp's own decoder (mmate wraps it once its aiormq backend is used)."""
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+    | st.binary(max_size=20)
+    | st.datetimes(timezones=st.just(UTC))
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2, max_value=10**6, min_value=0),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+short = st.text(max_size=40)
+properties = st.builds(
+    Basic.Properties,
+    content_type=st.none() | short,
+    content_encoding=st.none() | short,
+    headers=st.none() | st.dictionaries(st.text(max_size=20), values, max_size=8),
+    delivery_mode=st.none() | st.sampled_from([1, 2]),
+    priority=st.none() | st.integers(0, 255),
+    correlation_id=st.none() | short,
+    reply_to=st.none() | short,
+    expiration=st.none() | short,
+    message_id=st.none() | short,
+    timestamp=st.none() | st.datetimes(timezones=st.just(UTC)),
+    message_type=st.none() | short,
+    user_id=st.none() | short,
+    app_id=st.none() | short,
+)
+
+
+def _frame(props: Basic.Properties, body_size: int = 481, channel: int = 1) -> bytes:
+    return pamqp.frame.marshal(header.ContentHeader(0, body_size, props), channel)
+
+
+def _same(fast: tuple[int, int, Any], slow: tuple[int, int, Any]) -> None:
+    assert fast[:2] == slow[:2]
+    a, b = fast[2], slow[2]
+    assert (a.class_id, a.weight, a.body_size) == (b.class_id, b.weight, b.body_size)
+    for name in Basic.Properties.__slots__:
+        x, y = getattr(a.properties, name), getattr(b.properties, name)
+        assert type(x) is type(y) and repr(x) == repr(y), name  # repr: -0.0 and nested types
+
+
+@FUZZ
+@given(properties, st.integers(0, 2**40), st.integers(0, 65535))
+def test_generated_properties_decode_as_pamqp_decodes_them(
+    props: Basic.Properties, body_size: int, channel: int
+) -> None:
+    try:
+        frame = _frame(props, body_size, channel)
+    except (TypeError, ValueError, OverflowError, struct.error):
+        # a value pamqp cannot write (an over-long string, a float beyond float32, ...)
+        return
+    try:
+        slow = PAMQP(frame)
+    except Exception:  # pamqp cannot read back what it wrote (e.g. an old timestamp)
+        with pytest.raises(Exception):  # noqa: B017 - then neither may the fast decoder
+            header_frames.content_header(frame)
+        return
+    _same(header_frames.content_header(frame), slow)
+
+
+def test_mmate_s_own_properties_decode_as_pamqp_decodes_them() -> None:
+    encoded = codec.encode(
+        MESSAGES["CreateOrderCommand"],
+        CreateOrderCommand(customer_id="c", amount=Decimal("1.5")),
+        app_id="svc",
+        correlation_id="corr-1",
+        reply_to="reply.q",
+        expiration_ms=5000,
+        priority=3,
+    )
+    frame = _frame(to_pamqp(encoded.properties))
+    decoded = header_frames.content_header(frame)
+    _same(decoded, PAMQP(frame))
+    assert decoded[2].properties.headers["x-message-type"] == "CreateOrderCommand"
+
+
+def test_broker_shaped_death_headers_decode_as_pamqp_decodes_them() -> None:
+    death = {
+        "count": 3,
+        "reason": "rejected",
+        "queue": "q",
+        "time": datetime(2026, 12, 3, 12, 0, tzinfo=UTC),
+        "exchange": "",
+        "routing-keys": ["q"],
+    }
+    props = Basic.Properties(headers={"x-death": [death], "x-first-death-queue": "q"})
+    frame = _frame(props)
+    _same(header_frames.content_header(frame), PAMQP(frame))
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_bytes_are_decoded_as_pamqp_does_or_left_to_it(noise: bytes) -> None:
+    frame = b"\x02\x00\x01" + len(noise).to_bytes(4, "big") + noise + b"\xce"
+    _agrees_or_leaves(frame)
+
+
+@FUZZ
+@given(properties, st.data())
+def test_mutated_frames_are_decoded_as_pamqp_does_or_left_to_it(
+    props: Basic.Properties, data: st.DataObject
+) -> None:
+    try:
+        frame = bytearray(_frame(props))
+    except (TypeError, ValueError, OverflowError, struct.error):
+        return
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(7, len(frame) - 2))  # the payload, not the frame's own header
+        frame[at] = data.draw(st.integers(0, 255))
+    _agrees_or_leaves(bytes(frame))
+
+
+def _agrees_or_leaves(frame: bytes) -> None:
+    try:
+        fast = header_frames.content_header(frame)
+    except Exception:
+        return  # left to pamqp: whatever it does is what happened before
+    _same(fast, PAMQP(frame))  # never accepts what pamqp refuses, never reads it differently
+
+
+def test_nesting_beyond_the_limit_is_left_to_pamqp() -> None:
+    table: dict[str, Any] = {"leaf": "x"}
+    for _ in range(header_frames.MAX_DEPTH + 1):
+        table = {"t": table}
+    frame = _frame(Basic.Properties(headers=table))
+    with pytest.raises(header_frames.Unusual):
+        header_frames.content_header(frame)
+    assert PAMQP(frame)[2].properties.headers == table
