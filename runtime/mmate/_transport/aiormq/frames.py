@@ -19,8 +19,9 @@ frames that decode are untouched; when decoding fails,
   is decoded with replacement characters (the routing key then reads ``rk.\ufffd``);
 * anything else fails as before (only the broker writes those frames).
 
-Content-header frames are first given to ``header_frames.content_header``, which decodes them
-to the same objects as pamqp, faster; whatever it does not decode goes to pamqp as before.
+Every frame is first given to ``fast_frames.decode``, which decodes the most frequent ones
+(deliveries, their properties, publish confirms) to the same objects as pamqp, faster; whatever
+it does not decode goes to pamqp as before.
 
 This is the one place where mmate changes how a library behaves; it only ever turns a fatal
 error into a decoded frame, and decodes the others to what pamqp would, for every user of pamqp in
@@ -37,12 +38,11 @@ import pamqp.frame
 from pamqp import commands, constants, header
 
 from ..._failures.poison import UNDECODABLE_PROPERTIES
-from . import header_frames
+from . import fast_frames
 
 _DELIVER = (60, 60)
 _GET_OK = (60, 71)
 _RETURN = (60, 50)
-_HEADER_FRAME = bytes((constants.FRAME_HEADER,))
 
 Unmarshal = Callable[[bytes], tuple[int, int, Any]]
 
@@ -106,11 +106,10 @@ def tolerant(original: Unmarshal) -> Unmarshal:
     """``original`` (``pamqp.frame.unmarshal``), with the fallbacks of the module docstring."""
 
     def unmarshal(data_in: bytes) -> tuple[int, int, Any]:
-        if data_in[:1] == _HEADER_FRAME:
-            try:
-                return header_frames.content_header(data_in)
-            except Exception:  # pamqp decodes it (or fails) below
-                pass
+        try:
+            return fast_frames.decode(data_in)
+        except Exception:  # pamqp decodes it (or fails) below
+            pass
         try:
             return original(data_in)
         except (Exception, RecursionError) as error:

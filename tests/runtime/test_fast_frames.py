@@ -1,6 +1,6 @@
-"""The fast content-header decoder gives exactly pamqp's result, or leaves the frame to pamqp: on
-generated properties (every table value type pamqp writes), on Mmate's own properties, and on
-random and mutated bytes."""
+"""The fast frame decoder gives exactly pamqp's result, or leaves the frame to pamqp: on generated
+deliveries, confirms, bodies and properties (every table value type pamqp writes), on Mmate's own
+properties, and on random and mutated bytes."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pamqp.frame
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mmate._transport.aiormq import header_frames
+from mmate._transport.aiormq import fast_frames
 from mmate._transport.aiormq.properties import to_pamqp
 from mmate._wire import envelope as codec
-from pamqp import header
+from pamqp import body, header
 from pamqp.commands import Basic
 from sample_app import MESSAGES, CreateOrderCommand
 
@@ -64,10 +64,65 @@ def _frame(props: Basic.Properties, body_size: int = 481, channel: int = 1) -> b
 def _same(fast: tuple[int, int, Any], slow: tuple[int, int, Any]) -> None:
     assert fast[:2] == slow[:2]
     a, b = fast[2], slow[2]
-    assert (a.class_id, a.weight, a.body_size) == (b.class_id, b.weight, b.body_size)
-    for name in Basic.Properties.__slots__:
-        x, y = getattr(a.properties, name), getattr(b.properties, name)
+    assert type(a) is type(b)
+    if isinstance(a, header.ContentHeader):
+        assert (a.class_id, a.weight, a.body_size) == (b.class_id, b.weight, b.body_size)
+        a, b = a.properties, b.properties
+    names = getattr(a, "__slots__", None) or vars(a)
+    for name in names:
+        x, y = getattr(a, name), getattr(b, name)
         assert type(x) is type(y) and repr(x) == repr(y), name  # repr: -0.0 and nested types
+
+
+short_strings = st.text(max_size=60).filter(lambda t: len(t.encode()) <= 255)
+methods = (
+    st.builds(
+        Basic.Deliver,
+        consumer_tag=short_strings,
+        delivery_tag=st.integers(0, 2**63 - 1),
+        redelivered=st.booleans(),
+        exchange=st.from_regex(r"\A[a-zA-Z0-9_.:-]{0,60}\Z"),  # pamqp validates names
+        routing_key=short_strings,
+    )
+    | st.builds(Basic.Ack, delivery_tag=st.integers(0, 2**63 - 1), multiple=st.booleans())
+    | st.builds(
+        Basic.Nack,
+        delivery_tag=st.integers(0, 2**63 - 1),
+        multiple=st.booleans(),
+        requeue=st.booleans(),
+    )
+    | st.builds(Basic.Reject, delivery_tag=st.integers(0, 2**63 - 1), requeue=st.booleans())
+)
+
+
+@FUZZ
+@given(methods, st.integers(0, 65535))
+def test_deliveries_and_confirms_decode_as_pamqp_decodes_them(method: Any, channel: int) -> None:
+    frame = pamqp.frame.marshal(method, channel)
+    if isinstance(method, Basic.Reject):  # not one of the fast shapes: left to pamqp
+        with pytest.raises(fast_frames.Unusual):
+            fast_frames.decode(frame)
+        return
+    _same(fast_frames.decode(frame), PAMQP(frame))
+
+
+@FUZZ
+@given(st.binary(min_size=1, max_size=300), st.integers(0, 65535))
+def test_bodies_decode_as_pamqp_decodes_them(payload: bytes, channel: int) -> None:
+    frame = pamqp.frame.marshal(body.ContentBody(payload), channel)
+    _same(fast_frames.decode(frame), PAMQP(frame))
+
+
+@FUZZ
+@given(methods, st.data())
+def test_mutated_method_frames_are_decoded_as_pamqp_does_or_left_to_it(
+    method: Any, data: st.DataObject
+) -> None:
+    frame = bytearray(pamqp.frame.marshal(method, 1))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(7, len(frame) - 2))
+        frame[at] = data.draw(st.integers(0, 255))
+    _agrees_or_leaves(bytes(frame))
 
 
 @FUZZ
@@ -84,9 +139,9 @@ def test_generated_properties_decode_as_pamqp_decodes_them(
         slow = PAMQP(frame)
     except Exception:  # pamqp cannot read back what it wrote (e.g. an old timestamp)
         with pytest.raises(Exception):  # noqa: B017 - then neither may the fast decoder
-            header_frames.content_header(frame)
+            fast_frames.decode(frame)
         return
-    _same(header_frames.content_header(frame), slow)
+    _same(fast_frames.decode(frame), slow)
 
 
 def test_mmate_s_own_properties_decode_as_pamqp_decodes_them() -> None:
@@ -100,7 +155,7 @@ def test_mmate_s_own_properties_decode_as_pamqp_decodes_them() -> None:
         priority=3,
     )
     frame = _frame(to_pamqp(encoded.properties))
-    decoded = header_frames.content_header(frame)
+    decoded = fast_frames.decode(frame)
     _same(decoded, PAMQP(frame))
     assert decoded[2].properties.headers["x-message-type"] == "CreateOrderCommand"
 
@@ -116,14 +171,16 @@ def test_broker_shaped_death_headers_decode_as_pamqp_decodes_them() -> None:
     }
     props = Basic.Properties(headers={"x-death": [death], "x-first-death-queue": "q"})
     frame = _frame(props)
-    _same(header_frames.content_header(frame), PAMQP(frame))
+    _same(fast_frames.decode(frame), PAMQP(frame))
 
 
 @FUZZ
 @given(st.binary(max_size=300))
 def test_random_bytes_are_decoded_as_pamqp_does_or_left_to_it(noise: bytes) -> None:
-    frame = b"\x02\x00\x01" + len(noise).to_bytes(4, "big") + noise + b"\xce"
-    _agrees_or_leaves(frame)
+    for kind in (1, 2, 3, 8):
+        frame = bytes((kind, 0, 1)) + len(noise).to_bytes(4, "big") + noise + b"\xce"
+        _agrees_or_leaves(frame)
+        _agrees_or_leaves(frame[:-1] + b"\x00")  # a wrong end byte
 
 
 @FUZZ
@@ -143,7 +200,7 @@ def test_mutated_frames_are_decoded_as_pamqp_does_or_left_to_it(
 
 def _agrees_or_leaves(frame: bytes) -> None:
     try:
-        fast = header_frames.content_header(frame)
+        fast = fast_frames.decode(frame)
     except Exception:
         return  # left to pamqp: whatever it does is what happened before
     _same(fast, PAMQP(frame))  # never accepts what pamqp refuses, never reads it differently
@@ -151,9 +208,9 @@ def _agrees_or_leaves(frame: bytes) -> None:
 
 def test_nesting_beyond_the_limit_is_left_to_pamqp() -> None:
     table: dict[str, Any] = {"leaf": "x"}
-    for _ in range(header_frames.MAX_DEPTH + 1):
+    for _ in range(fast_frames.MAX_DEPTH + 1):
         table = {"t": table}
     frame = _frame(Basic.Properties(headers=table))
-    with pytest.raises(header_frames.Unusual):
-        header_frames.content_header(frame)
+    with pytest.raises(fast_frames.Unusual):
+        fast_frames.decode(frame)
     assert PAMQP(frame)[2].properties.headers == table
