@@ -13,7 +13,7 @@ import pamqp.frame
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mmate._transport.aiormq import fast_frames
+from mmate._transport.aiormq import fast_frames, frames
 from mmate._transport.aiormq.properties import to_pamqp
 from mmate._wire import envelope as codec
 from pamqp import body, header
@@ -214,3 +214,56 @@ def test_nesting_beyond_the_limit_is_left_to_pamqp() -> None:
     with pytest.raises(fast_frames.Unusual):
         fast_frames.decode(frame)
     assert PAMQP(frame)[2].properties.headers == table
+
+
+PAMQP_MARSHAL = getattr(pamqp.frame.marshal, "__wrapped__", pamqp.frame.marshal)
+exchanges = st.from_regex(r"\A[a-zA-Z0-9_.:-]{0,127}\Z") | st.text(max_size=130)
+
+
+def _publish(exchange: str, **fields: Any) -> Basic.Publish:
+    publish = Basic.Publish(**fields)
+    publish.exchange = exchange  # after __init__, which validates: pamqp's marshal validates too
+    return publish
+
+
+outgoing = (
+    st.builds(
+        _publish,
+        exchange=exchanges,
+        routing_key=st.text(max_size=300),
+        mandatory=st.booleans(),
+        immediate=st.booleans(),
+    )
+    | st.builds(Basic.Ack, delivery_tag=st.integers(0, 2**63 - 1), multiple=st.booleans())
+    | st.builds(body.ContentBody, st.binary(max_size=300))
+)
+
+
+def _marshal(marshal: Any, value: Any, channel: int) -> bytes | str:
+    try:
+        return bytes(marshal(value, channel))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@FUZZ
+@given(outgoing, st.integers(0, 65535))
+def test_frames_are_encoded_to_pamqp_s_bytes_or_fail_with_its_error(
+    value: Any, channel: int
+) -> None:
+    wrapped = frames.fast(PAMQP_MARSHAL)
+    expected = _marshal(PAMQP_MARSHAL, value, channel)
+    assert _marshal(wrapped, value, channel) == expected
+    assert _marshal(wrapped, value, channel) == expected  # again: the exchange is known now
+
+
+def test_a_publish_to_an_exchange_pamqp_never_accepted_is_left_to_pamqp() -> None:
+    publish = Basic.Publish(exchange="never.seen.before.x1", routing_key="k")
+    with pytest.raises(fast_frames.Unusual):
+        fast_frames.encode(publish, 1)
+    invalid = Basic.Publish(exchange="ok", routing_key="k")
+    invalid.exchange = "not valid!"  # pamqp refuses it when marshalling
+    with pytest.raises(ValueError, match="Invalid value for exchange"):
+        frames.fast(PAMQP_MARSHAL)(invalid, 1)
+    with pytest.raises(fast_frames.Unusual):
+        fast_frames.encode(invalid, 1)  # a refused name is never remembered

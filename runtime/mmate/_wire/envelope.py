@@ -241,7 +241,8 @@ def load_json(body: bytes) -> Any:
     for anything else. The decisions, each deliberate:
 
     * ``NaN``, ``Infinity``, ``-Infinity``: rejected (not JSON; Go rejects them too);
-    * a number beyond float64 (``1e400``, a decimal of 400 digits) or an integer of more than 4300 digits: rejected;
+    * a number beyond float64 (``1e400``, a decimal of 400 digits) or an integer of more than
+      4300 digits: rejected;
     * nesting deeper than about 200 levels: rejected (no Mmate message nests that deep; deeper
       input is a denial-of-service attempt, and a recursive parser would crash on it);
     * a byte-order mark, bytes that are not UTF-8, lone UTF-16 surrogates in ``\\u`` escapes,

@@ -262,3 +262,59 @@ def _content_header(frame: bytes, end: int) -> header.ContentHeader:
     content = header.ContentHeader(weight, body_size, properties)
     content.class_id = class_id
     return content
+
+
+# -- encoding --------------------------------------------------------------------------------------
+
+_PUBLISH = struct.Struct(">BHIIH")  # frame type, channel, size, method id, ticket
+_ACK_FRAME = struct.Struct(">BHIIqB")  # frame type, channel, size, method id, tag, bits
+_FRAME_END = bytes((constants.FRAME_END,))
+_PUBLISH_ID = (60 << 16) | 40
+_BITS = (b"\x00", b"\x01", b"\x02", b"\x03")
+_exchanges: dict[str, bytes] = {}
+"""Exchange names pamqp accepted (its ``Basic.Publish.validate``), encoded as short strings."""
+_EXCHANGE_LIMIT = 4096
+
+
+def encode(value: object, channel: int) -> bytes:
+    """``pamqp.frame.marshal(value, channel)`` for a ``basic.publish`` to an exchange name
+    pamqp accepted before, a ``basic.ack`` or a content body, or ``Unusual``."""
+    if type(value) is body.ContentBody:
+        payload = value.value
+        return _FRAME.pack(constants.FRAME_BODY, channel, len(payload)) + payload + _FRAME_END
+    if type(value) is Basic.Publish:
+        exchange = _exchanges.get(value.exchange)
+        if exchange is None or value.ticket:
+            raise Unusual
+        key = value.routing_key.encode("utf-8")
+        if len(key) > 255:
+            raise Unusual
+        mandatory, immediate = value.mandatory, value.immediate
+        if type(mandatory) is not bool or type(immediate) is not bool:
+            raise Unusual
+        flags = _BITS[mandatory | immediate << 1]
+        size = 6 + len(exchange) + 1 + len(key) + 1
+        head = _PUBLISH.pack(constants.FRAME_METHOD, channel, size, _PUBLISH_ID, 0)
+        return b"".join((head, exchange, _LENGTH[len(key)], key, flags, _FRAME_END))
+    if type(value) is Basic.Ack:
+        tag = value.delivery_tag
+        if type(tag) is not int or not 0 <= tag < 1 << 63:
+            raise Unusual
+        multiple = value.multiple
+        if type(multiple) is not bool:
+            raise Unusual
+        head = _ACK_FRAME.pack(constants.FRAME_METHOD, channel, 13, _ACK, tag, multiple)
+        return head + _FRAME_END
+    raise Unusual
+
+
+def accepted_exchange(name: str) -> None:
+    """Remember that pamqp encoded a ``basic.publish`` to ``name`` (so it passed validation)."""
+    if name not in _exchanges:
+        if len(_exchanges) >= _EXCHANGE_LIMIT:
+            _exchanges.clear()
+        raw = name.encode("utf-8")
+        _exchanges[name] = _LENGTH[len(raw)] + raw
+
+
+_LENGTH = tuple(bytes((n,)) for n in range(256))

@@ -20,8 +20,9 @@ frames that decode are untouched; when decoding fails,
 * anything else fails as before (only the broker writes those frames).
 
 Every frame is first given to ``fast_frames.decode``, which decodes the most frequent ones
-(deliveries, their properties, publish confirms) to the same objects as pamqp, faster; whatever
-it does not decode goes to pamqp as before.
+(deliveries, their properties and bodies, publish confirms) to the same objects as pamqp, faster;
+whatever it does not decode goes to pamqp as before. ``fast`` does the same for encoding
+(``basic.publish``, ``basic.ack``, bodies) around ``pamqp.frame.marshal``.
 
 This is the one place where mmate changes how a library behaves; it only ever turns a fatal
 error into a decoded frame, and decodes the others to what pamqp would, for every user of pamqp in
@@ -134,8 +135,32 @@ def tolerant(original: Unmarshal) -> Unmarshal:
     return unmarshal
 
 
+Marshal = Callable[[Any, int], bytes]
+
+
+def fast(original: Marshal) -> Marshal:
+    """``original`` (``pamqp.frame.marshal``), encoding the frames ``fast_frames.encode`` knows
+    to the same bytes itself."""
+
+    def marshal(frame_value: Any, channel_id: int) -> bytes:
+        try:
+            return fast_frames.encode(frame_value, channel_id)
+        except Exception:  # pamqp encodes it (or raises its own error) below
+            pass
+        data = original(frame_value, channel_id)
+        if type(frame_value) is commands.Basic.Publish:
+            fast_frames.accepted_exchange(frame_value.exchange)  # pamqp validated the name
+        return data
+
+    marshal.__wrapped__ = original  # type: ignore[attr-defined]
+    return marshal
+
+
 def install() -> None:
-    """Wrap ``pamqp.frame.unmarshal`` (once per process)."""
+    """Wrap ``pamqp.frame.unmarshal`` and ``pamqp.frame.marshal`` (once per process)."""
     current = pamqp.frame.unmarshal
     if getattr(current, "__wrapped__", None) is None:
         pamqp.frame.unmarshal = tolerant(current)  # type: ignore[assignment]
+    encoder = pamqp.frame.marshal
+    if getattr(encoder, "__wrapped__", None) is None:
+        pamqp.frame.marshal = fast(encoder)  # type: ignore[assignment]
