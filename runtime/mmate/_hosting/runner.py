@@ -89,6 +89,10 @@ async def _handlers(app: App, client: Client) -> list[Handlers]:
     return made
 
 
+def _name(hook: object) -> str:
+    return str(getattr(hook, "__qualname__", None) or getattr(hook, "__name__", None) or hook)
+
+
 def _topologies(handlers: Sequence[Handlers]) -> list[ServiceTopology]:
     seen: dict[str, ServiceTopology] = {}
     for handler in handlers:
@@ -155,23 +159,12 @@ class Host:
         serving: Serving | None = None
         scheduler: Scheduler | None = None
         health = None
+        step = "starting"
         try:
-            for hook in self.app.startup:
-                await hook(client)
-            handlers = await _handlers(self.app, client)
-            for topology in _topologies(handlers):
-                await client.declare(topology)
-            serving = await client.serve(
-                *handlers, prefetch=cfg.prefetch, concurrency=cfg.concurrency
-            )
-            if self.app.schedules:
-                scheduler = Scheduler(client)
-                for entry in self.app.schedules:
-                    scheduler.add(
-                        entry.name, entry.expression, entry.publish(client), entry.message
-                    )
-                await scheduler.start()
             if cfg.health_port is not None:
+                # open from the start: /live answers and /ready says "not serving" while the
+                # startup hooks run; a port in use fails here, before anything is consumed
+                step = f"health port {cfg.health_host}:{cfg.health_port}"
                 health = await serve_health(
                     client,
                     host=cfg.health_host,
@@ -179,15 +172,38 @@ class Host:
                     ready_requires_serving=True,
                     metrics=metrics,
                 )
-        except StartupError:
-            await client.close(0)
-            raise
+                log.info(
+                    "health on http://%s:%d/ (pid %d)", cfg.health_host, health.port, os.getpid()
+                )
+            for hook in self.app.startup:
+                step = f"startup hook {_name(hook)}"
+                await hook(client)
+            step = "making the handlers"
+            handlers = await _handlers(self.app, client)
+            for topology in _topologies(handlers):
+                step = f"declaring the topology of {topology.name}"
+                await client.declare(topology)
+            step = "serving"
+            serving = await client.serve(
+                *handlers, prefetch=cfg.prefetch, concurrency=cfg.concurrency
+            )
+            if self.app.schedules:
+                step = "starting the schedules"
+                scheduler = Scheduler(client)
+                for entry in self.app.schedules:
+                    scheduler.add(
+                        entry.name, entry.expression, entry.publish(client), entry.message
+                    )
+                await scheduler.start()
         except Exception as exc:
+            if health is not None:
+                await health.close()
             await client.close(0)
-            raise StartupError(f"{type(exc).__name__}: {exc}") from None
+            if isinstance(exc, StartupError):
+                raise
+            raise StartupError(f"{step} failed: {type(exc).__name__}: {exc}") from None
         queues = ", ".join(sorted(serving.groups))
-        where = f"; health on http://{cfg.health_host}:{health.port}/" if health else ""
-        log.info("serving %s (pid %d): %s%s", self.service, os.getpid(), queues, where)
+        log.info("serving %s (pid %d): %s", self.service, os.getpid(), queues)
         await self._stop.wait()
         if scheduler is not None:
             await scheduler.stop()
@@ -198,7 +214,7 @@ class Host:
             try:
                 await hook(client)
             except Exception as exc:
-                log.error("shutdown hook %s failed: %r", getattr(hook, "__name__", hook), exc)
+                log.error("shutdown hook %s failed: %s: %s", _name(hook), type(exc).__name__, exc)
         if health is not None:
             await health.close()
         await client.close(0)

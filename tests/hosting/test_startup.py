@@ -1,0 +1,169 @@
+"""``mmate run`` as a subprocess (real RabbitMQ, a vhost of this module's own): how startup
+fails and what runs in which order, the optional extras missing (reload without watchfiles,
+``/metrics`` without prometheus-client), and the ``mmate`` console script."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from hosting_support import (
+    Run,
+    consumers,
+    declare,
+    depth,
+    get,
+    handled,
+    publish,
+    wait_for,
+)
+
+pytestmark = pytest.mark.broker
+
+APP = "tests.hosting.service_app"
+
+
+def env_for(url: str, tmp: Path, **more: str) -> dict[str, str]:
+    return {
+        "MMATE_URL": url,
+        "HOSTING_LOG": str(tmp / "handled"),
+        "MMATE_HEALTH_PORT": "0",
+        **more,
+    }
+
+
+def _errors(run: Run) -> list[str]:
+    """The ``mmate run: error:`` lines of the output (log records are the other lines)."""
+    return [line for line in run.output.splitlines() if line.startswith("mmate run: error:")]
+
+
+def _drain(url: str, tmp: Path, count: int) -> None:
+    run = Run(tmp / "drain", [f"{APP}:app"], env_for(url, tmp / "drain"))
+    try:
+        wait_for(lambda: len(handled(tmp / "drain" / "handled")) >= count, "left-overs handled")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0
+    finally:
+        run.stop()
+
+
+def test_a_failing_startup_hook_exits_1_naming_it(url: str, tmp_path: Path) -> None:
+    declare(url)
+    sent = [f"hook-{uuid.uuid4().hex[:6]}"]
+    publish(url, sent)
+    run = Run(tmp_path, [f"{APP}:failing"], env_for(url, tmp_path))
+    assert run.wait() == 1
+    assert _errors(run) == [
+        "mmate run: error: startup hook warm_cache failed: RuntimeError: cache unreachable"
+    ], run.output
+    assert "Traceback" not in run.output
+    # the client was closed (not just dropped with the process), and nothing was consumed
+    assert "connection closed: amqp://guest:****@" in run.output
+    assert "serving inventory-service" not in run.output
+    assert handled(tmp_path / "handled") == []
+    assert consumers(url) == 0 and depth(url) == 1
+    _drain(url, tmp_path, 1)
+
+
+def test_a_health_port_in_use_fails_before_consuming(url: str, tmp_path: Path) -> None:
+    declare(url)
+    publish(url, [f"port-{uuid.uuid4().hex[:6]}" for _ in range(3)])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = Run(tmp_path, [f"{APP}:app", "--health-port", str(port)], env_for(url, tmp_path))
+        assert run.wait() == 1
+    [line] = _errors(run)
+    assert line.startswith(f"mmate run: error: health port 127.0.0.1:{port} failed: OSError")
+    assert "connection closed" in run.output and "serving inventory-service" not in run.output
+    assert handled(tmp_path / "handled") == []
+    assert consumers(url) == 0 and depth(url) == 3
+    _drain(url, tmp_path, 3)
+
+
+def test_health_answers_while_startup_hooks_run_and_hooks_run_in_order(
+    url: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    events = tmp_path / "events"
+    run = Run(
+        tmp_path,
+        [f"{APP}:ordered"],
+        env_for(url, tmp_path, HOSTING_GATE=str(gate), HOSTING_EVENTS=str(events)),
+    )
+    try:
+        port = run.health_port()
+        wait_for(events.exists, "the startup hook running")
+        # the startup hook waits for the gate: alive, not ready
+        assert get(port, "/live") == (200, '{"status": "alive"}')
+        assert get(port, "/ready") == (503, '{"status": "not serving"}')
+        gate.touch()
+        run.wait_log(r"serving inventory-service")
+        assert get(port, "/ready") == (200, '{"status": "healthy"}')
+        run.signal(signal.SIGINT)  # Ctrl-C drains like SIGTERM
+        assert run.wait() == 0
+    finally:
+        run.stop()
+    assert events.read_text().splitlines() == [
+        "startup, connection connected",
+        "handlers made, serving 0",
+        "shutdown, serving 0, connection connected",
+    ]
+    assert "SIGINT: draining" in run.output and "stopped cleanly" in run.output
+
+
+def test_reload_without_watchfiles_names_the_extra(tmp_path: Path) -> None:
+    run = Run(tmp_path, [f"{APP}:app", "--reload"], {}, hide=["watchfiles"])
+    assert run.wait() == 2
+    assert run.output.strip().splitlines() == [
+        "mmate run: error: mmate run --reload needs watchfiles: pip install 'mmate[reload]'"
+    ]
+
+
+def test_metrics_without_prometheus_client_is_404(url: str, tmp_path: Path) -> None:
+    run = Run(tmp_path, [f"{APP}:handlers"], env_for(url, tmp_path), hide=["prometheus_client"])
+    try:
+        port = run.health_port()
+        run.wait_log(r"serving inventory-service")
+        assert get(port, "/metrics") == (404, '{"error": "not found"}')
+        assert get(port, "/live") == (200, '{"status": "alive"}')
+        assert get(port, "/ready") == (200, '{"status": "healthy"}')
+        status, body = get(port, "/health")
+        assert status == 200 and '"healthy"' in body
+        publish(url, ["no-metrics"])  # handling goes on without the metrics interceptor
+        wait_for(lambda: len(handled(tmp_path / "handled")) >= 1, "the message handled")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0
+    finally:
+        run.stop()
+
+
+def test_the_console_script_finds_a_module_in_the_current_directory(
+    url: str, tmp_path: Path
+) -> None:
+    """``mmate run`` (the installed script, not ``python -m``) imports from the current
+    directory, as ``python -m`` would."""
+    here = tmp_path / "project"
+    here.mkdir()
+    (here / "my_inventory.py").write_text(
+        "from tests.hosting.service_app import Inventory\n\nhandlers = Inventory()\n"
+    )
+    script = Path(sys.executable).with_name("mmate")
+    run = Run(
+        tmp_path / "run",
+        ["my_inventory:handlers"],
+        env_for(url, tmp_path),
+        cwd=here,
+        command=[str(script)],
+    )
+    try:
+        run.wait_log(r"serving inventory-service")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0
+    finally:
+        run.stop()
