@@ -117,6 +117,27 @@ def test_health_answers_while_startup_hooks_run_and_hooks_run_in_order(
     assert "SIGINT: draining" in run.output and "stopped cleanly" in run.output
 
 
+def test_a_signal_while_starting_stops_without_serving(url: str, tmp_path: Path) -> None:
+    """SIGTERM while a startup hook still runs (it waits for a gate that never opens) stops the
+    service at once with 0: nothing was consumed, so there is nothing to drain."""
+    events = tmp_path / "events"
+    run = Run(
+        tmp_path,
+        [f"{APP}:ordered"],
+        env_for(url, tmp_path, HOSTING_GATE=str(tmp_path / "never"), HOSTING_EVENTS=str(events)),
+    )
+    try:
+        run.health_port()
+        wait_for(events.exists, "the startup hook running")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0
+    finally:
+        run.stop()
+    assert "stopped while starting (startup hook" in run.output
+    assert "connection closed" in run.output and "serving inventory-service" not in run.output
+    assert events.read_text().splitlines() == ["startup, connection connected"]
+
+
 def test_reload_without_watchfiles_names_the_extra(tmp_path: Path) -> None:
     run = Run(tmp_path, [f"{APP}:app", "--reload"], {}, hide=["watchfiles"])
     assert run.wait() == 2
