@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -331,3 +333,55 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _free_pair() -> int:
+    """A port P with P and P + 1 free just now."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two adjacent free ports")
+
+
+def test_each_worker_serves_its_own_health_port(url: str, tmp_path: Path) -> None:
+    port = _free_pair()
+    env = env_for(url, tmp_path / "x")
+    run = Run(tmp_path, [f"{APP}:app", "--workers", "2", "--health-port", str(port)], env)
+    try:
+        run.wait_log(r"serving inventory-service", 2)
+        found = sorted(int(m[1]) for m in run.wait_log(r"health on http://127\.0\.0\.1:(\d+)/", 2))
+        assert found == [port, port + 1]  # P and P+1; the supervisor serves none
+        for each in found:
+            assert get(each, "/ready") == (200, '{"status": "healthy"}')
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0
+    finally:
+        run.stop()
+    assert len(re.findall(r"health on http://", run.output)) == 2
+
+
+def test_the_supervisor_exits_with_the_highest_worker_code(url: str, tmp_path: Path) -> None:
+    """One worker holds a message past the drain deadline (3), the other drains cleanly (0)."""
+    publish(url, products(1))
+    run = Run(
+        tmp_path,
+        [f"{APP}:app", "--workers", "2", "--drain-timeout", "0.5"],
+        env_for(url, tmp_path / "x", HOSTING_DELAY="600"),
+    )
+    try:
+        run.wait_log(r"serving inventory-service", 2)
+        wait_for(lambda: depth(url) == 0, "the message delivered to a worker")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 3
+    finally:
+        run.stop()
+    assert run.output.count("drain deadline") == 1 and run.output.count("stopped cleanly") == 1
+    wait_for(lambda: depth(url) == 1, "the unfinished message back in the queue")
+    _drain(url, tmp_path, 1)
