@@ -35,6 +35,7 @@ def test_handles_messages_and_answers_health(url: str, tmp_path: Path) -> None:
     run = Run(tmp_path / "run", [f"{APP}:handlers"], env_for(url, log))
     try:
         port = run.health_port()
+        run.wait_log(r"serving inventory-service")  # the health port opens before serving
         sent = products(20)
         publish(url, sent)
         wait_for(lambda: len(handled(log)) >= 20, "20 messages handled")
@@ -66,7 +67,7 @@ def test_factory_and_app_targets(url: str, tmp_path: Path) -> None:
         log = tmp_path / f"handled-{attr}"
         run = Run(tmp_path / attr, [f"{APP}:{attr}"], env_for(url, log))
         try:
-            run.health_port()
+            run.wait_log(r"serving inventory-service")
             sent = products(3)
             publish(url, sent)
             wait_for(_has(log, 3), f"{attr}: 3 messages handled")
@@ -263,6 +264,8 @@ def test_reload_restarts_on_change(url: str, tmp_path: Path) -> None:
         assert run.wait() == 0
     finally:
         run.stop()
+    # the first child drained before the restart, the second on SIGTERM
+    assert run.output.count("stopped cleanly") == 2
 
 
 def test_schedule_json_logs_and_service_name(url: str, tmp_path: Path) -> None:

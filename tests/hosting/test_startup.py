@@ -188,3 +188,29 @@ def test_the_console_script_finds_a_module_in_the_current_directory(
         assert run.wait() == 0
     finally:
         run.stop()
+
+
+def test_the_docs_example_app_runs(url: str, tmp_path: Path) -> None:
+    """The ``mmate.App`` example of docs/running.md, hosted as the page says."""
+    page = (Path(__file__).resolve().parents[2] / "docs/running.md").read_text()
+    [code] = [block for block in page.split("```python\n")[1:] if "mmate.App(" in block]
+    here = tmp_path / "project"
+    here.mkdir()
+    (here / "myservice.py").write_text(code.split("```")[0])
+    run = Run(
+        tmp_path / "run",
+        ["myservice:app"],
+        env_for(url, tmp_path, PYTHONUNBUFFERED="1"),
+        cwd=here,
+    )
+    try:
+        run.wait_log(r"serving inventory-service")
+        product = f"DOC-{uuid.uuid4().hex[:6]}"
+        publish(url, [product])
+        run.wait_log(rf"{product}: \+1")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0
+    finally:
+        run.stop()
+    lines = run.out_path.read_text().splitlines()
+    assert lines == ["inventory-service connected", f"{product}: +1", "drained"]
