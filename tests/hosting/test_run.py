@@ -363,6 +363,7 @@ def test_each_worker_serves_its_own_health_port(url: str, tmp_path: Path) -> Non
         assert found == [port, port + 1]  # P and P+1; the supervisor serves none
         for each in found:
             assert get(each, "/ready") == (200, '{"status": "healthy"}')
+            assert get(each, "/metrics")[0] == 200  # each worker its own metrics
         run.signal(signal.SIGTERM)
         assert run.wait() == 0
     finally:
