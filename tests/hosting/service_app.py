@@ -12,7 +12,7 @@ from datetime import datetime
 
 import mmate
 
-from generated.inventory_service import InventoryServiceHandlers
+from generated.inventory_service import InventoryServiceHandlers, InventoryServiceRoutes
 from generated.models import UpdateInventoryCommand
 from generated.order_service import OrderServicePublisher
 
@@ -102,3 +102,12 @@ def ordered() -> mmate.App:
         _event(f"shutdown, serving {len(client.servings)}, connection {client.connection.state}")
 
     return made
+
+
+routes = InventoryServiceRoutes()
+"""(a) a ``<Service>Routes`` registry."""
+
+
+@routes.handle_update_inventory_command
+async def update(message: UpdateInventoryCommand, ctx: mmate.MessageContext) -> None:
+    await Inventory().handle_update_inventory_command(message, ctx)

@@ -63,7 +63,7 @@ def _has(log: Path, count: int) -> Callable[[], bool]:
 
 
 def test_factory_and_app_targets(url: str, tmp_path: Path) -> None:
-    for attr in ("make", "app"):
+    for attr in ("make", "app", "ordered", "routes"):
         log = tmp_path / f"handled-{attr}"
         run = Run(tmp_path / attr, [f"{APP}:{attr}"], env_for(url, log))
         try:
@@ -228,6 +228,11 @@ def test_invalid_configuration(
     lines = run.output.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], run.output
     assert "s3cret" not in run.output and "Traceback" not in run.output
+    if env == {"MMATE_PREFETCH": "lots"}:  # the line docs/running.md shows
+        assert lines[0] == (
+            "mmate run: error: environment variable MMATE_PREFETCH: "
+            "write a whole number of at least 1, not 'lots'"
+        )
 
 
 def test_startup_failure_is_one_masked_line(tmp_path: Path) -> None:

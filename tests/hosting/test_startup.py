@@ -4,14 +4,17 @@ fails and what runs in which order, the optional extras missing (reload without 
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import sys
 import uuid
 from pathlib import Path
 
+import aiormq
 import pytest
 from hosting_support import (
+    QUEUE,
     Run,
     consumers,
     declare,
@@ -21,6 +24,8 @@ from hosting_support import (
     publish,
     wait_for,
 )
+
+from tests.runtime.broker_ctl import run_ctl, vhost_url
 
 pytestmark = pytest.mark.broker
 
@@ -67,6 +72,44 @@ def test_a_failing_startup_hook_exits_1_naming_it(url: str, tmp_path: Path) -> N
     assert handled(tmp_path / "handled") == []
     assert consumers(url) == 0 and depth(url) == 1
     _drain(url, tmp_path, 1)
+
+
+def test_the_log_level_is_applied(url: str, tmp_path: Path) -> None:
+    """At WARNING the failing hook's run prints its error line and no INFO record."""
+    run = Run(tmp_path, [f"{APP}:failing"], env_for(url, tmp_path, MMATE_LOG_LEVEL="warning"))
+    assert run.wait() == 1
+    assert run.output.strip().splitlines() == [
+        "mmate run: error: startup hook warm_cache failed: RuntimeError: cache unreachable"
+    ]
+
+
+def test_a_bad_topology_exits_1_naming_the_queue(tmp_path: Path) -> None:
+    """inventory-service-queue exists with an argument the spec does not give it: a 406, exit 1,
+    one line naming the step and the queue."""
+    vhost = f"mmate-hosting-{uuid.uuid4().hex[:8]}"
+    run_ctl("add_vhost", vhost)
+    try:
+        run_ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        own = vhost_url(vhost)
+        asyncio.run(_declare_other(own))
+        run = Run(tmp_path, [f"{APP}:app"], env_for(own, tmp_path))
+        assert run.wait() == 1
+    finally:
+        run_ctl("delete_vhost", vhost, check=False)
+    [line] = _errors(run)
+    assert line.startswith(
+        "mmate run: error: declaring the topology of inventory-service failed: PreconditionFailed"
+    ), line
+    assert "inventory-service-queue" in line and "connection closed" in run.output
+
+
+async def _declare_other(url: str) -> None:
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.queue_declare(QUEUE, durable=True, arguments={"x-max-length": 7})
+    finally:
+        await connection.close()
 
 
 def test_a_health_port_in_use_fails_before_consuming(url: str, tmp_path: Path) -> None:
