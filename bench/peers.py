@@ -11,7 +11,7 @@ Sides:
 
 * ``mmate``: the generated publisher (``OrderServicePublisher.publish_order_created_event``) and a
   subclass of the generated handler class, with every feature on: confirms, ``mandatory``, the
-  envelope and the headers wire-format.md asks for, retry and dead-letter readiness (the poison
+  envelope and the headers docs/interop.md asks for, retry and dead-letter readiness (the poison
   checks, attempt counting, the decision path), the per-queue circuit breaker, the handler timeout.
   Switched off: nothing; there are no interceptors (none configured), and the scratch queue has no
   retry policy or dead-letter queue declared (nothing fails in the run).

@@ -1,6 +1,6 @@
 """The baseline: the same workloads written by hand on aiormq, the way a careful user would.
 
-Same wire content as mmate (wire-format.md): the envelope with the headers a Python publisher must
+Same wire content as mmate (docs/interop.md): the envelope with the headers a Python publisher must
 write (``x-message-type``, ``-id``, ``-kind``, ``x-source``, ``x-schema-version``, the event's
 ``x-aggregate-id``/``x-sequence``), copied into the AMQP header table, and the AMQP properties
 (content type and encoding, persistent, message id, type, timestamp, app id). Every publish is

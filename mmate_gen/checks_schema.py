@@ -195,7 +195,7 @@ def build_fields(
             report.error(
                 raw.loc,
                 f"{what} is a base field of every {kind}",
-                f"remove it; every {kind} has it already (wire-format section 2)",
+                f"remove it; every {kind} has it already (docs/interop.md, Base fields per kind)",
             )
         elif not CAMEL_RE.match(raw.name):
             report.error(

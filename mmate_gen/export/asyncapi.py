@@ -96,7 +96,7 @@ def _envelope(m: Message) -> Document:
         }
     return {
         "type": "object",
-        "description": "The Mmate JSON envelope (wire-format section 1).",
+        "description": "The Mmate JSON envelope (docs/interop.md, The envelope).",
         "required": ["id", "type", "timestamp", "payload"],
         "properties": properties,
     }

@@ -161,13 +161,24 @@ def test_example_runs(example: Example, tmp_path: Path) -> None:
     assert done.returncode == 0, f"{example.where} exited {done.returncode}:\n{done.stderr}"
 
 
-def test_docs_do_not_point_outside_the_repository() -> None:
-    outside = re.compile(r"\.\./shared|wire-format\.md|/work/|seeds/messaging")
+OUTSIDE = re.compile(r"\.\./shared|wire-format|/work/|seeds/messaging")
+"""Names of files and places that are not in the repository."""
+SOURCES = sorted(
+    path
+    for folder in ("runtime/mmate", "mmate_gen", "tests", "bench")
+    for path in (ROOT / folder).rglob("*.py")
+    if path != Path(__file__).resolve()
+)
+
+
+@pytest.mark.parametrize("kind", ["docs", "sources"])
+def test_docs_and_sources_do_not_point_outside_the_repository(kind: str) -> None:
+    """Docs pages, docstrings and messages name only what the repository holds."""
     hits = [
         f"{page.relative_to(ROOT)}:{n}: {line.strip()}"
-        for page in PAGES
+        for page in (PAGES if kind == "docs" else SOURCES)
         if page.exists()
         for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
-        if outside.search(line)
+        if OUTSIDE.search(line)
     ]
     assert not hits, "\n".join(hits)

@@ -1,6 +1,6 @@
 """Generated code in use: generate from a few lines of YAML, import the package, exercise it.
 
-Payloads are compared with the wire shape of wire-format.md sections 1-2 (camelCase keys, base
+Payloads are compared with the wire shape of docs/interop.md (camelCase keys, base
 fields of the kind inside the payload, bytes as base64, decimals as numbers, RFC 3339 datetimes).
 """
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiormq
 import mmate
 
+from generated.inventory_service import InventoryServiceHandlers
 from generated.models import UpdateInventoryCommand
 from generated.order_service import OrderServicePublisher
 
@@ -35,7 +36,8 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT) -> Non
 
 class Run:
     """One ``mmate run`` process; stdout and stderr go to files under ``tmp``; ``own_group``:
-    in a process group of its own (as a terminal starts it)."""
+    in a process group of its own (as a terminal starts it); ``hide``: top-level modules that
+    cannot be imported in it, as if not installed; ``command``: how ``mmate`` is started."""
 
     def __init__(
         self,
@@ -44,14 +46,17 @@ class Run:
         env: dict[str, str],
         cwd: Path = ROOT,
         own_group: bool = False,
+        hide: Sequence[str] = (),
+        command: Sequence[str] = (sys.executable, "-m", "mmate"),
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.out_path = tmp / "stdout"
         self.err_path = tmp / "stderr"
-        full_env = dict(os.environ, PYTHONPATH=str(ROOT), **env)
+        full_env = dict(os.environ, **env)
+        full_env["PYTHONPATH"] = os.pathsep.join([*_hidden(tmp, hide), str(ROOT)])
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mmate", "run", *args],
+                [*command, "run", *args],
                 cwd=cwd,
                 env=full_env,
                 stdout=out,
@@ -89,6 +94,20 @@ class Run:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def _hidden(tmp: Path, modules: Sequence[str]) -> list[str]:
+    """A directory (for the front of PYTHONPATH) whose packages named ``modules`` raise the
+    ``ModuleNotFoundError`` a missing package raises: nothing is uninstalled."""
+    if not modules:
+        return []
+    shims = tmp / "hidden"
+    for name in modules:
+        (shims / name).mkdir(parents=True, exist_ok=True)
+        (shims / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n"
+        )
+    return [str(shims)]
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -129,6 +148,31 @@ async def _depth(url: str) -> int:
         return int(declared.message_count or 0)
     finally:
         await connection.close()
+
+
+async def _declare(url: str) -> None:
+    async with mmate.Client(url, service="inventory-service") as client:
+        await client.declare(InventoryServiceHandlers.TOPOLOGY)
+
+
+def declare(url: str) -> None:
+    """Declare inventory-service's topology (so messages can wait in its queue)."""
+    asyncio.run(_declare(url))
+
+
+async def _consumers(url: str) -> int:
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.queue_declare(QUEUE, passive=True)
+        return int(declared.consumer_count or 0)
+    finally:
+        await connection.close()
+
+
+def consumers(url: str) -> int:
+    """Consumers of inventory-service's queue."""
+    return asyncio.run(_consumers(url))
 
 
 def depth(url: str) -> int:

@@ -58,3 +58,10 @@ def test_a_bad_url_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as caught:
         resolve(env={"MMATE_URL": "http://user:s3cret@host/"})
     assert "s3cret" not in str(caught.value)
+
+
+def test_a_file_without_an_mmate_table_is_read_at_its_top_level(tmp_path: Path) -> None:
+    file = tmp_path / "mmate.toml"
+    file.write_text('prefetch = 5\nhealth_port = "off"\nlog_level = "debug"\n')
+    cfg = resolve(file=file, env={})
+    assert (cfg.prefetch, cfg.health_port, cfg.log_level) == (5, None, "DEBUG")

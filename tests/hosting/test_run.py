@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +35,7 @@ def test_handles_messages_and_answers_health(url: str, tmp_path: Path) -> None:
     run = Run(tmp_path / "run", [f"{APP}:handlers"], env_for(url, log))
     try:
         port = run.health_port()
+        run.wait_log(r"serving inventory-service")  # the health port opens before serving
         sent = products(20)
         publish(url, sent)
         wait_for(lambda: len(handled(log)) >= 20, "20 messages handled")
@@ -60,11 +63,11 @@ def _has(log: Path, count: int) -> Callable[[], bool]:
 
 
 def test_factory_and_app_targets(url: str, tmp_path: Path) -> None:
-    for attr in ("make", "app"):
+    for attr in ("make", "app", "ordered", "routes"):
         log = tmp_path / f"handled-{attr}"
         run = Run(tmp_path / attr, [f"{APP}:{attr}"], env_for(url, log))
         try:
-            run.health_port()
+            run.wait_log(r"serving inventory-service")
             sent = products(3)
             publish(url, sent)
             wait_for(_has(log, 3), f"{attr}: 3 messages handled")
@@ -225,6 +228,11 @@ def test_invalid_configuration(
     lines = run.output.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], run.output
     assert "s3cret" not in run.output and "Traceback" not in run.output
+    if env == {"MMATE_PREFETCH": "lots"}:  # the line docs/running.md shows
+        assert lines[0] == (
+            "mmate run: error: environment variable MMATE_PREFETCH: "
+            "write a whole number of at least 1, not 'lots'"
+        )
 
 
 def test_startup_failure_is_one_masked_line(tmp_path: Path) -> None:
@@ -261,6 +269,8 @@ def test_reload_restarts_on_change(url: str, tmp_path: Path) -> None:
         assert run.wait() == 0
     finally:
         run.stop()
+    # the first child drained before the restart, the second on SIGTERM
+    assert run.output.count("stopped cleanly") == 2
 
 
 def test_schedule_json_logs_and_service_name(url: str, tmp_path: Path) -> None:
@@ -331,3 +341,56 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _free_pair() -> int:
+    """A port P with P and P + 1 free just now."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two adjacent free ports")
+
+
+def test_each_worker_serves_its_own_health_port(url: str, tmp_path: Path) -> None:
+    port = _free_pair()
+    env = env_for(url, tmp_path / "x")
+    run = Run(tmp_path, [f"{APP}:app", "--workers", "2", "--health-port", str(port)], env)
+    try:
+        run.wait_log(r"serving inventory-service", 2)
+        found = sorted(int(m[1]) for m in run.wait_log(r"health on http://127\.0\.0\.1:(\d+)/", 2))
+        assert found == [port, port + 1]  # P and P+1; the supervisor serves none
+        for each in found:
+            assert get(each, "/ready") == (200, '{"status": "healthy"}')
+            assert get(each, "/metrics")[0] == 200  # each worker its own metrics
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0
+    finally:
+        run.stop()
+    assert len(re.findall(r"health on http://", run.output)) == 2
+
+
+def test_the_supervisor_exits_with_the_highest_worker_code(url: str, tmp_path: Path) -> None:
+    """One worker holds a message past the drain deadline (3), the other drains cleanly (0)."""
+    publish(url, products(1))
+    run = Run(
+        tmp_path,
+        [f"{APP}:app", "--workers", "2", "--drain-timeout", "0.5"],
+        env_for(url, tmp_path / "x", HOSTING_DELAY="600"),
+    )
+    try:
+        run.wait_log(r"serving inventory-service", 2)
+        wait_for(lambda: depth(url) == 0, "the message delivered to a worker")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 3
+    finally:
+        run.stop()
+    assert run.output.count("drain deadline") == 1 and run.output.count("stopped cleanly") == 1
+    wait_for(lambda: depth(url) == 1, "the unfinished message back in the queue")
+    _drain(url, tmp_path, 1)

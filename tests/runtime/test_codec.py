@@ -1,4 +1,5 @@
-"""The envelope codec against wire-format.md §1-§3, both directions, with the Go-shaped fixtures."""
+"""The envelope codec against docs/interop.md (envelope, base fields, headers), both directions,
+with the Go-shaped fixtures."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Publishing on both backends: confirms, mandatory, nack, timeout, options as real properties,
 pipelining, batches. What we publish is read back from the queue (``probe``) and checked with
-plain ``json`` (wire-format §5)."""
+plain ``json`` (docs/interop.md)."""
 
 from __future__ import annotations
 

@@ -1,28 +1,10 @@
-"""Consuming one queue and dispatching each message by its envelope ``type`` to a typed handler
-method; what happens when that fails.
-
-Contract (the runtime guide, docs/runtime/consuming.md, has the whole story):
-
-* Deliveries go into a local buffer served by ``concurrency`` worker tasks in delivery order (one
-  worker: strictly one message at a time, in order); the channel, its prefetch and consuming again
-  after a loss are the consume loop's (``loop.ConsumeLoop``).
-* Manual ack (default): a message is acked after its handler returned (and, for a query, after
-  its reply was published), in batches (``acks.Acker``). Auto-ack is an explicit opt-in that logs
-  a warning once per process.
-* Before consuming, ``start`` checks that the queue's dead-letter route and retry wait queues exist
-  (``_failures.deadletter.verify_routes``).
-* Layers, in this order for every delivery: decoding a compressed body (bounded) and the poison
-  checks -> the per-queue circuit breaker -> the
-  client's interceptors -> the handler (and a query's reply), with immediate retries ->
-  ``_failures.decide.decide`` -> carrying the decision out -> the interceptors' ``on_outcome``.
-* Carrying a decision out: the original body, byte for byte, goes to the wait queue or the
-  dead-letter route through the one confirmed-publish path; the original is acked only after the
-  broker confirmed that move. A missing target is declared again and the move tried once more;
-  a move that still fails puts the message back in its queue after a growing pause.
-* Every delivery ends settled (``QueueConsumer._one``): whatever is raised on the way, an
-  unsettled delivery is dead-lettered as ``internal-error``, or requeued when even that fails.
-* ``stop(timeout)``: cancel the consumer, let buffered and running handlers finish and ack them
-  within ``timeout``; what is left is requeued by the broker when the channel closes.
+"""``QueueConsumer``: consuming one queue and dispatching each message by its envelope ``type`` to
+a typed handler method, and what happens when that fails; ``ConsumerSettings``. Every delivery
+passes, in order: decoding and the poison checks, the queue's circuit breaker, the interceptors,
+the handler (with immediate retries), ``_failures.decide``, carrying the decision out (the moves
+through the one confirmed-publish path), the interceptors' ``on_outcome``; it always ends settled
+(``_one``). The channel, prefetch and consuming again after a loss are ``loop.ConsumeLoop``'s,
+acks ``acks.Acker``'s. The contract: docs/runtime/consuming.md and docs/runtime/failures.md.
 """
 
 from __future__ import annotations

@@ -1,40 +1,8 @@
-"""Delayed delivery without the plugin: the binary TTL cascade, its topology and its routing keys.
-
-Topology (``prefix`` defaults to ``mmate.delay``; 28 levels ``L`` = 27..0)::
-
-    exchange <prefix>.<L>  (topic) --[bit L = 1]--> queue <prefix>.<L>  (TTL 2^L s)
-                           \\-------[bit L = 0]--> exchange <prefix>.<L-1>   (level 0: delivery)
-    queue <prefix>.<L>  dead-letters (on expiry) into exchange <prefix>.<L-1> (level 0: delivery)
-    exchange <prefix>.delivery (topic) --[#]--> queue <prefix>.ready   (read by the relay)
-    queue <prefix>.dead: delayed messages the relay could not deliver, with the reason
-
-The routing key of a delayed message is its delay in whole seconds as 28 binary digits, one
-dot-separated word each, most significant first, then a readable destination word
-(``0.0.….1.0.1.orders``). The sender publishes to the level of the highest set bit; a message
-passes through the queue of every set bit (waiting 2^L s in each) and skips the others, so it spends
-exactly its delay in the cascade, whatever else is waiting: every queue has one constant TTL, so
-messages expire in queue order and a long delay never holds up a short one. A delay of 0 goes
-straight to the delivery exchange. 59 fixed entities serve any number of messages and any delay up
-to 2^28 - 1 s (about 8.5 years) with one-second resolution.
-
-Delays are rounded UP to whole seconds and ``schedule_at`` is turned into a delay at publish time,
-so a message is never delivered earlier than asked.
-
-The user's destination (exchange and routing key) travels in the ``x-mmate-delay-exchange`` and
-``x-mmate-delay-routing-key`` headers; ``delay_relay`` republishes each ready message there. A
-``ttl`` of the message is parked in ``x-mmate-delay-expiration`` (otherwise it would expire inside
-the cascade) and restored by the relay, so it counts from delivery.
-
-Durability: every exchange is durable; every queue is a durable quorum queue (message TTL and
-at-least-once dead-lettering, ``x-dead-letter-strategy=at-least-once`` with
-``x-overflow=reject-publish``, both RabbitMQ 3.10+), and delayed messages keep their persistent
-delivery mode. A message moves from level to level only once the next queue has confirmed it, so a
-broker restart or a node failure neither loses nor drops one.
-
-Plugin mode (``delay_mode="plugin"``) publishes to one ``x-delayed-message`` exchange
-``<prefix>.plugin`` (``x-delayed-type: topic``) bound to the same ready queue, with the ``x-delay``
-header in milliseconds; the relay does the rest. Startup fails with ``FeatureNotAvailable`` when the
-plugin is missing; a delay is never ignored.
+"""Delayed delivery without the plugin: the binary TTL cascade. ``DelayTopology`` (its 28 levels,
+delivery exchange, ready and dead queues, or the plugin exchange), ``delay_seconds`` (a delay or
+``schedule_at`` rounded up to whole seconds), ``bits`` / ``first_level`` (the routing key and the
+level a message is published to), ``delayed`` (a message prepared for the cascade) and the
+``x-mmate-delay-*`` header names. How the cascade works: docs/runtime/delays.md.
 """
 
 from __future__ import annotations

@@ -1,30 +1,7 @@
-"""Cron expressions: parse once, then ask for the next tick after a time.
-
-Field expressions are evaluated by cronsim (a small, typed, pure-Python library without
-dependencies, kept by the Healthchecks project; docs/runtime/delays.md says why this one). What
-``parse`` accepts:
-
-* five fields ``minute hour day-of-month month day-of-week``, or six with a leading seconds field
-  ``second minute hour day-of-month month day-of-week`` (``0 */5 * * * *``: every five minutes, at
-  second 0; the form the seed's ``ScheduleRecurringAsync`` uses). Each field is ``*``, a number, a
-  range ``a-b``, a step ``*/n``, ``a-b/n`` or ``a/n``, or a comma list of those; months take
-  ``jan``-``dec``, days of week ``sun``-``sat`` (0 and 7 are Sunday), names in any case; cronsim's
-  ``L`` (last day), ``LW`` and ``weekday#n`` too. As in Vixie and Debian cron (and Go's
-  robfig/cron): when both day fields are restricted (neither starts with ``*``), a day matches if
-  EITHER matches; otherwise both must.
-* ``@yearly`` (``@annually``), ``@monthly``, ``@weekly``, ``@daily`` (``@midnight``), ``@hourly``.
-* ``@every <duration>``: ``90s``, ``5m``, ``1h30m``, ``2d`` (units d, h, m, s; whole seconds, at
-  least 1 s). Its ticks are the multiples of the duration since the Unix epoch (UTC), so every
-  process computes the same tick times, whenever it started. (Ours: cronsim has no ``@every``.)
-
-Times: a ``Cron`` evaluates its fields in its ``tz`` (a ``tzinfo``, default UTC) and returns aware
-datetimes. Across a daylight-saving change a five-field expression behaves as Debian cron: a
-wall-clock time that does not exist fires when the clock jumps past it, a repeated wall-clock hour
-fires once.
-
-``next_after(t)`` is the first tick strictly after ``t`` (aware). An expression that can never
-fire (``0 0 30 2 *``) is a ``CronError`` from ``parse``, or from ``next_after`` after cronsim
-searched 50 years. Instances are immutable and safe to share.
+"""Cron expressions: ``parse`` (five or six fields, the ``@`` shorthands, ``@every <duration>``)
+into a ``Cron`` whose ``next_after(t)`` is the first tick strictly after ``t``; ``CronError``.
+Fields are evaluated by cronsim; ``@every`` (ticks aligned to the Unix epoch) is ours. What is
+accepted and how daylight-saving changes behave: docs/runtime/delays.md (Recurring schedules).
 """
 
 from __future__ import annotations

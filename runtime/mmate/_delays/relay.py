@@ -1,29 +1,8 @@
-"""``DelayService``: declare the delay infrastructure once per client and relay ready messages.
-
-After the last cascade level a message carries the routing key ``<28 bits>.<destination>`` and sits
-in ``<prefix>.ready``; the user asked for (exchange X, routing key K) and X's bindings expect K. The
-relay closes that gap: it consumes the ready queue (manual ack, competing consumers are fine) and
-republishes each message to the exchange and routing key kept in its ``x-mmate-delay-*`` headers,
-with publisher confirms and ``mandatory``, then acks it. At-least-once: a relay that dies between
-the confirm and the ack leaves the message to be relayed again, with the same message id.
-
-What the republished message looks like: body and properties unchanged (message id, correlation
-id, type, timestamp, persistence), the ``x-mmate-delay-*`` headers and the cascade's ``x-death`` /
-``x-first-death-*`` / ``x-last-death-*`` headers removed (the failure handling reads ``x-death``;
-waiting is not failing), and a parked ``ttl`` restored as the ``expiration`` property.
-
-A message that cannot be delivered is never dropped: unroutable (no queue bound for K), a
-destination exchange that does not exist, or missing/invalid delay headers put it in
-``<prefix>.dead`` with ``x-mmate-delay-failure`` saying why (and the original headers kept).
-A nack, a confirm timeout or a lost connection leave it in the ready queue for another try.
-
-Which clients relay: every ``Client`` whose ``delay_relay`` setting is on (the default) relays once
-it has published a delayed message or serves handlers, and ``Client.run_delay_relay()`` starts it
-explicitly (e.g. in a service that only exists to relay).
-
-A user without configure rights gets ``AccessRefused`` from declaring; the infrastructure is then
-verified passively and used if it exists. If it does not, a delayed publish raises
-``AccessRefused`` saying so, and ``serve`` logs a warning and serves without relaying.
+"""``DelayService`` (``client.delays``): declares the delay infrastructure once per client (or
+verifies it without configure rights) and runs the relay, which republishes each ready message
+to the exchange and routing key kept in its ``x-mmate-delay-*`` headers (confirmed, mandatory)
+or moves it to ``<prefix>.dead``. What the delivered message looks like and who relays:
+docs/runtime/delays.md.
 """
 
 from __future__ import annotations

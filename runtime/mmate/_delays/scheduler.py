@@ -1,43 +1,8 @@
-"""``Scheduler``: publish a message on a cron schedule, safe to run in several processes at once.
-
-::
-
-    scheduler = mmate.Scheduler(client)
-    scheduler.add(
-        "nightly-report",                       # unique per schedule, shared by all instances
-        "0 3 * * *",                            # or "0 */5 * * * *", "@every 5m", ... (cron.py)
-        ReportsPublisher(client).send_generate_report_command,
-        lambda tick: GenerateReportCommand(day=tick.date().isoformat()),
-    )
-    async with scheduler:                       # start(); stop() on exit
-        await serving.wait()
-
-How several instances publish each tick once:
-
-1. Every instance computes the same tick times (cron fields, or ``@every`` ticks aligned to the
-   Unix epoch) and, at each tick, publishes a *claim* (schedule name and tick time, persistent,
-   confirmed) to the coordination queue ``<prefix>.<name>`` (``mmate.schedule.<name>``, a durable
-   quorum queue with ``x-single-active-consumer``).
-2. Every instance consumes that queue, but the broker delivers to one consumer at a time: the
-   active one. It handles claims in order, one at a time: for a tick later than the last one
-   published, it builds the message with ``factory(tick)`` and publishes it through the generated
-   publisher method with a deterministic message id (a UUID derived from name and tick), records
-   the tick in ``<prefix>.<name>.last`` (a durable classic queue holding only the newest record,
-   ``x-max-length: 1``), then acks the claim. Claims for a tick already published (the other
-   instances' copies) are acked without publishing.
-3. When the active instance stops or dies, the broker makes another consumer active and hands it
-   the remaining claims; before publishing a tick it reads the last record, so the other
-   instances' claims for a tick its predecessor published are not published again.
-
-Guarantees: while instances run, each tick is published exactly once. A tick is published as long
-as at least one instance was running at its time. If the active instance dies after publishing a
-tick but before recording it, the next active instance publishes that tick again with the same
-message id (at-least-once; consumers that must not act twice drop duplicate ids). Ticks when no
-instance runs are not made up later. A claim whose publish keeps failing (e.g. unroutable) is
-retried every second for ``misfire_grace`` seconds after its tick (unless a later tick is published
-meanwhile, which supersedes it), then dropped with an error log;
-a claim older than that when it arrives (a backlog after an outage) is dropped with a warning.
-A ``factory`` that raises skips that tick (logged).
+"""``Scheduler`` and ``Schedule``: publish a message on a cron schedule (``cron.py``), each tick
+once however many instances run, through claims on a single-active-consumer queue
+``<prefix>.<name>`` and the last published tick in ``<prefix>.<name>.last``; ``tick_id`` is the
+deterministic message id of a tick. How and what is guaranteed: docs/runtime/delays.md
+(Recurring schedules).
 """
 
 from __future__ import annotations

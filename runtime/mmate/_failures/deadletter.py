@@ -1,30 +1,9 @@
-"""Dead-letter queues: where a queue's dead letters go, the headers that say why, and the startup
-check that the route exists.
-
-Contract:
-
-* **Route** (``target_of``): the queue's own dead-letter arguments, exactly as the broker would use
-  them (``x-dead-letter-exchange``, ``x-dead-letter-routing-key``; without a routing key, the
-  message's original routing key); a queue without those arguments but with a ``dead_letter_queue``
-  uses the default exchange and that queue's name. No route: ``None``.
-* **Stamping** (``dead_letter_headers``): the original AMQP headers plus
-  ``x-mmate-dead-letter-reason`` (``permanent-error``, ``retries-exhausted`` or a poison reason of
-  ``poison``), ``x-mmate-error-class``, ``x-mmate-error-message`` (truncated),
-  ``x-mmate-handler`` (``Class.method``, empty for poison), ``x-mmate-attempts``,
-  ``x-mmate-first-failure`` / ``x-mmate-last-failure`` (RFC 3339 UTC), and
-  ``x-mmate-original-exchange`` / ``-routing-key`` / ``-queue``. The retry-only headers
-  (``x-mmate-attempt``, ``x-mmate-retry-delay-ms``, ``x-mmate-last-error``) are removed, so a
-  message replayed from the dead-letter queue starts again at attempt 1. A per-message
-  ``expiration`` is removed from the properties (it would silently expire in the dead-letter
-  queue) and kept as ``x-mmate-original-expiration``, as RabbitMQ itself does when it
-  dead-letters.
-* **Startup** (``verify_routes``): before a queue is consumed, its dead-letter queue (or exchange)
-  and its retry wait queues must exist, checked passively; a missing one raises ``EntityNotFound``
-  naming both queues, because every failure would otherwise be dropped. A queue without any
-  dead-letter route is logged as a warning (the spec allowed it with ``dead_letter: false``).
-  AMQP cannot check a binding passively: for a route through an exchange only the exchange is
-  checked; a dead-letter publish that then reaches no queue is returned (``mandatory``) and the
-  message is nacked instead, never acked.
+"""Dead-letter queues: ``target_of`` (where a queue's dead letters go: its own
+``x-dead-letter-*`` arguments exactly as the broker would use them, else its
+``dead_letter_queue``), ``dead_letter_headers`` (the ``x-mmate-*`` headers that say why; the
+retry-only ones and a per-message ``expiration`` removed) and ``verify_routes`` (the passive
+startup check that the dead-letter route and retry wait queues exist; only the exchange of a
+route through an exchange can be checked). The headers and the rules: docs/runtime/failures.md.
 """
 
 from __future__ import annotations

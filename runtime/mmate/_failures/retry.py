@@ -1,31 +1,8 @@
-"""Broker-side retry: which attempt a delivery is, which wait queue a retry goes to, and the
-headers a retried message carries. Pure functions, no I/O (``consumer`` publishes, ``failure``
-decides).
-
-Contract:
-
-* **Attempts** count deliveries to the handler, the first included. The number travels in the AMQP
-  header ``x-mmate-attempt`` (an integer, set on every retry); a message without it (from Go, or
-  first delivery) is attempt 1, unless its ``x-death`` header shows it was already rejected from
-  this very queue (dead-lettered by the broker and routed back): then it is one more than those
-  rejections. The larger of the two counts wins. Immediate in-process retries do not count: they
-  happen within one attempt.
-* **Delay** before attempt ``n + 1``: ``policy.delays_ms[n - 1]`` (the spec's backoff, capped at
-  ``max_delay``; the last value for any later attempt).
-* **Tiers are fixed**: each wait queue has one ``x-message-ttl`` and dead-letters back to the origin
-  queue, so a delay can only be one of the tiers (the keys of ``QueueDef.wait_queues``).
-  With ``jitter``, the nominal delay is multiplied by a uniform factor in [0.5, 1.5) and the largest
-  tier not above the result is used (the smallest tier when all are above it). For exponential
-  backoff this sends about half of the retries one tier lower, which spreads a burst of failures
-  over two tiers; without jitter the tier is the nominal delay's (largest tier not above it).
-* **RetryAfter(delay)**: the smallest tier of at least ``delay``; when ``delay`` exceeds every
-  tier, the delay cascade if the consumer has one (``failure.decide``), else the largest tier
-  (shorter than asked: logged as a warning by ``failure``).
-* **Headers** of a retried message: the original AMQP headers plus ``x-mmate-attempt`` (the next
-  attempt), ``x-mmate-first-failure`` (kept from the first failure), ``x-mmate-last-failure``,
-  ``x-mmate-last-error`` (``Class: text``, truncated), ``x-mmate-retry-delay-ms`` (the tier) and
-  ``x-mmate-original-exchange`` / ``x-mmate-original-routing-key`` (from the first failure; after a
-  wait-queue hop the delivery's own exchange is the default one).
+"""Broker-side retry, pure functions (no I/O; ``consumer`` publishes, ``decide`` decides): the
+attempt of a delivery (``attempt_of``: ``x-mmate-attempt`` or the queue's own ``x-death``
+rejections, the larger), the wait-queue tier of a retry (``backoff_tier``, ``tier_at_least``,
+``tier_at_most``; jitter), the headers of a retried message (``retry_headers``) and the removal
+of forged death headers. The rules: docs/runtime/failures.md.
 """
 
 from __future__ import annotations

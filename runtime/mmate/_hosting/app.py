@@ -1,18 +1,6 @@
-"""``App``: what ``mmate run`` hosts, when more than a handler object is needed (docs/running.md).
-
-::
-
-    app = mmate.App(
-        lambda client: Inventory(InventoryServicePublisher(client)),
-        service="inventory-service",
-        prefetch=20,
-    )
-    app.schedule(
-        "restock", "@every 5m", lambda c: Publisher(c).send_restock, lambda tick: Restock()
-    )
-
-    @app.on_startup
-    async def warm(client: mmate.Client) -> None: ...
+"""``App`` (with its ``ScheduleEntry``): what ``mmate run`` hosts when more than a handler object
+is needed: handlers or functions making them, schedules, client options, startup and shutdown
+hooks (docs/running.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""``mmate run --reload``: restart the service when a Python file under the current directory
-changes (development only), using ``watchfiles`` (``pip install 'mmate[reload]'``).
-
-watchfiles is a well-kept library doing native, debounced file watching (and polling where the
-platform has no notifications: ``WATCHFILES_FORCE_POLLING=1``); we do not write our own watcher.
+"""``mmate run --reload`` (development): run the service as a child and restart it when a Python
+file under the current directory changes, with watchfiles (``pip install 'mmate[reload]'``; we
+write no watcher of our own). docs/running.md, Reload.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""Hosting one service in this process: connect, declare, serve, schedule, health, drain.
-
-Exit codes (docs/running.md): 0 drained cleanly; 1 startup failure; 2 usage or configuration
-error; 3 the drain deadline passed (unfinished messages are redelivered by the broker); 4 a second
-signal stopped the service at once (likewise redelivered).
+"""Hosting one service in this process (``host``, ``Host``): connect, health port, startup hooks,
+declare, serve, schedule; drain on a signal and return the exit code (``OK`` ... ``FORCED``, the
+table in docs/running.md).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,7 @@ from .._contract.registry import HandlerRegistry
 from .._contract.topology import ServiceTopology
 from .._delays.scheduler import Scheduler
 from .._observation.interceptors import Interceptor
-from .._operations.health_http import MetricsBody, serve_health
+from .._operations.health_http import HealthServer, MetricsBody, serve_health
 from .._transport.urls import mask
 from ..client import Client
 from . import config, logs
@@ -89,11 +88,32 @@ async def _handlers(app: App, client: Client) -> list[Handlers]:
     return made
 
 
+def _name(hook: object) -> str:
+    return str(getattr(hook, "__qualname__", None) or getattr(hook, "__name__", None) or hook)
+
+
 def _topologies(handlers: Sequence[Handlers]) -> list[ServiceTopology]:
     seen: dict[str, ServiceTopology] = {}
     for handler in handlers:
         seen.setdefault(handler.TOPOLOGY.name, handler.TOPOLOGY)
     return list(seen.values())
+
+
+@dataclass
+class _Started:
+    """What the startup of a ``Host`` got running, and the step it is at."""
+
+    step: str = "starting"
+    health: HealthServer | None = None
+    scheduler: Scheduler | None = None
+
+    async def close(self, client: Client) -> None:
+        """After a failed or interrupted startup: stop what runs, close the client."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        if self.health is not None:
+            await self.health.close()
+        await client.close(0)
 
 
 class Host:
@@ -142,6 +162,47 @@ class Host:
             if watcher is not None:
                 watcher.cancel()
 
+    async def _startup(
+        self, client: Client, started: _Started, metrics: MetricsBody | None
+    ) -> Serving:
+        """Everything between connecting and serving; ``started`` keeps what is running."""
+        cfg = self.cfg
+        if cfg.health_port is not None:
+            # open from the start: /live answers and /ready says "not serving" while the
+            # startup hooks run; a port in use fails here, before anything is consumed
+            started.step = f"health port {cfg.health_host}:{cfg.health_port}"
+            started.health = await serve_health(
+                client,
+                host=cfg.health_host,
+                port=cfg.health_port,
+                ready_requires_serving=True,
+                metrics=metrics,
+            )
+            log.info(
+                "health on http://%s:%d/ (pid %d)",
+                cfg.health_host,
+                started.health.port,
+                os.getpid(),
+            )
+        for hook in self.app.startup:
+            started.step = f"startup hook {_name(hook)}"
+            await hook(client)
+        started.step = "making the handlers"
+        handlers = await _handlers(self.app, client)
+        for topology in _topologies(handlers):
+            started.step = f"declaring the topology of {topology.name}"
+            await client.declare(topology)
+        started.step = "serving"
+        serving = await client.serve(*handlers, prefetch=cfg.prefetch, concurrency=cfg.concurrency)
+        if self.app.schedules:
+            started.step = "starting the schedules"
+            scheduler = Scheduler(client)
+            for entry in self.app.schedules:
+                scheduler.add(entry.name, entry.expression, entry.publish(client), entry.message)
+            await scheduler.start()
+            started.scheduler = scheduler
+        return serving
+
     async def _run(self) -> int:
         interceptors, metrics = _metrics()
         cfg = self.cfg
@@ -152,53 +213,38 @@ class Host:
             await client.connect()
         except Exception as exc:
             raise StartupError(f"cannot connect: {exc}") from None
-        serving: Serving | None = None
-        scheduler: Scheduler | None = None
-        health = None
-        try:
-            for hook in self.app.startup:
-                await hook(client)
-            handlers = await _handlers(self.app, client)
-            for topology in _topologies(handlers):
-                await client.declare(topology)
-            serving = await client.serve(
-                *handlers, prefetch=cfg.prefetch, concurrency=cfg.concurrency
-            )
-            if self.app.schedules:
-                scheduler = Scheduler(client)
-                for entry in self.app.schedules:
-                    scheduler.add(
-                        entry.name, entry.expression, entry.publish(client), entry.message
-                    )
-                await scheduler.start()
-            if cfg.health_port is not None:
-                health = await serve_health(
-                    client,
-                    host=cfg.health_host,
-                    port=cfg.health_port,
-                    ready_requires_serving=True,
-                    metrics=metrics,
-                )
-        except StartupError:
-            await client.close(0)
-            raise
-        except Exception as exc:
-            await client.close(0)
-            raise StartupError(f"{type(exc).__name__}: {exc}") from None
+        started = _Started()
+        startup = asyncio.create_task(self._startup(client, started, metrics))
+        stop = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({startup, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not startup.done():
+            # a signal while starting (a startup hook still running, say): nothing was served
+            startup.cancel()
+            await asyncio.gather(startup, return_exceptions=True)
+            await started.close(client)
+            log.info("stopped while starting (%s): nothing was served", started.step)
+            return OK
+        failure = startup.exception()
+        if failure is not None:
+            await started.close(client)
+            if isinstance(failure, StartupError):
+                raise failure
+            raise StartupError(f"{started.step} failed: {type(failure).__name__}: {failure}")
+        serving, scheduler, health = startup.result(), started.scheduler, started.health
         queues = ", ".join(sorted(serving.groups))
-        where = f"; health on http://{cfg.health_host}:{health.port}/" if health else ""
-        log.info("serving %s (pid %d): %s%s", self.service, os.getpid(), queues, where)
+        log.info("serving %s (pid %d): %s", self.service, os.getpid(), queues)
         await self._stop.wait()
         if scheduler is not None:
             await scheduler.stop()
-        started = time.monotonic()
+        draining = time.monotonic()
         await serving.stop(cfg.drain_timeout)
-        expired = time.monotonic() - started >= cfg.drain_timeout
+        expired = time.monotonic() - draining >= cfg.drain_timeout
         for hook in self.app.shutdown:
             try:
                 await hook(client)
             except Exception as exc:
-                log.error("shutdown hook %s failed: %r", getattr(hook, "__name__", hook), exc)
+                log.error("shutdown hook %s failed: %s: %s", _name(hook), type(exc).__name__, exc)
         if health is not None:
             await health.close()
         await client.close(0)

@@ -1,12 +1,6 @@
-"""``mmate run --workers N``: a supervisor running N worker processes of the service.
-
-Each worker is ``python -m mmate run TARGET ...`` with one connection of its own and its own
-health port (``P + index``). The supervisor forwards SIGTERM/SIGINT to every worker, restarts a
-worker that exits unexpectedly (after 1 s, 2 s when it died soon after starting), gives up when a
-worker fails ``STARTUP_FAILURES`` times in a row within ``STARTUP_WINDOW`` seconds of being
-started, and exits
-once every worker has stopped: with the highest worker exit code (4 for a worker killed by a
-signal other than the one forwarded), or 1 when it gave up.
+"""``mmate run --workers N``: the ``Supervisor`` of N worker processes, each ``python -m mmate run``
+with its own connection and health port; it forwards signals, restarts a worker that died, gives
+up after ``STARTUP_FAILURES`` quick failures in a row (docs/running.md, Workers).
 """
 
 from __future__ import annotations

@@ -1,38 +1,8 @@
-"""Prometheus metrics of publishing, consuming and the connection, as an interceptor.
-
-::
-
-    from prometheus_client import start_http_server
-    from mmate.metrics import PrometheusMetrics
-
-    metrics = PrometheusMetrics()              # one per registry (default: the global one)
-    start_http_server(9100)
-    async with mmate.Client(url, service="orders", interceptors=[metrics]) as client:
-        ...
-
-Needs ``prometheus-client`` (``pip install 'mmate[metrics]'``); without it ``PrometheusMetrics()``
-raises ``FeatureNotAvailable``. ``import mmate`` never imports it.
-
-Every metric is named ``mmate_...``; docs/operations/metrics-tracing.md has the table.
-Labels: ``message_type`` and
-``exchange`` on the publish side, ``queue`` and ``message_type`` on the consume side, ``service``
-for the connections and channels, ``queue`` for the sampled queue depth.
-
-Sampled state: the consumer lag is observed when a handler starts (its message's age from the
-envelope's ``timestamp``, else the AMQP property; a timestamp in the future counts as 0, one older
-than ``max_lag`` as ``max_lag``: they come from the sender). The depth of every queue the client
-serves is read every ``depth_interval`` seconds by a passive declare on a short-lived channel, in a
-task that runs while the client's connection is open (started on ``connected``, stopped on
-``closed``). Connections, channels and the process's resident memory are read when Prometheus
-scrapes; the memory gauge exists only where ``/proc/self/statm`` does (Linux).
-
-A message that failed before a handler was found for it (not JSON, no type,
-a type the queue has no handler for, ...) is labelled ``message_type="unknown"``: that label comes
-from the sender, so any value would let a stranger create time series at will. Errors are labelled
-by exception class name.
-
-One instance may serve several clients (it subscribes to each one's connection state in
-``bind``); two instances cannot share a registry (Prometheus refuses duplicate names).
+"""``PrometheusMetrics``: Prometheus metrics of publishing, consuming and the connection, as an
+interceptor (needs ``prometheus-client``, ``pip install 'mmate[metrics]'``; ``import mmate``
+never imports it). One instance may serve several clients (``bind``); two cannot share a
+registry. The metrics, their labels and how lag, depth and memory are sampled:
+docs/operations/metrics-tracing.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,7 @@
-"""OpenTelemetry tracing of publishing and handling, as an interceptor; the trace context travels
-in the message headers, so a trace continues across services (Go ones included).
-
-::
-
-    from mmate.tracing import OpenTelemetryTracing
-
-    async with mmate.Client(url, service="orders", interceptors=[OpenTelemetryTracing()]):
-        ...
-
-Needs ``opentelemetry-api`` (``pip install 'mmate[tracing]'``) and, to export anything, an SDK
-configured by the application; without the API ``OpenTelemetryTracing()`` raises
-``FeatureNotAvailable``. ``import mmate`` never imports it.
-
-* **Publishing**: a ``PRODUCER`` span per publish (``publish <exchange>``), a child of the current
-  span (e.g. the handler's span for a follow-up or a reply); the propagator (default: the global
-  one, W3C ``traceparent`` / ``tracestate`` and baggage) injects its context into ``info.headers``,
-  so it is written to the envelope's ``headers`` and to the AMQP header table.
-* **Handling**: a ``CONSUMER`` span per handler call (``process <queue>``), whose parent is the
-  context extracted from ``ctx.headers``: the envelope's headers with the AMQP headers over them,
-  so a ``traceparent`` is found in either (Go copies its headers into both, and forwards envelope
-  headers). The handler runs inside the span: what it publishes continues the trace.
-* Attributes (OpenTelemetry messaging conventions for RabbitMQ): ``messaging.system`` =
-  ``rabbitmq``, ``messaging.operation.type`` (``send`` / ``process``), ``messaging.operation.name``
-  (``publish`` / ``process``), ``messaging.destination.name`` (the exchange, empty for the
-  default exchange), ``messaging.rabbitmq.destination.routing_key``, ``messaging.message.id``,
-  ``messaging.message.conversation_id`` (the correlation id), and for handling
-  ``messaging.destination.subscription.name`` (the queue) and ``mmate.attempt``; for publishing
-  ``mmate.publish.kind`` and ``mmate.message.type`` on both.
-* An exception leaving ``call_next`` is recorded on the span (``error.type`` = its class) and sets
-  the span's status to error; it propagates unchanged.
+"""``OpenTelemetryTracing``: OpenTelemetry spans of publishing and handling, as an interceptor,
+with the trace context in the message headers so a trace continues across services (needs
+``opentelemetry-api``, ``pip install 'mmate[tracing]'``; ``import mmate`` never imports it).
+Spans, attributes and headers: docs/operations/metrics-tracing.md.
 """
 
 from __future__ import annotations

@@ -1,33 +1,7 @@
-"""The circuit breaker around publishing: stop sending into a broker that keeps refusing, and fail
-fast instead of piling up callers that each wait for their timeout.
-
-Contract (``Client(publish_breaker=PublishBreakerOptions(...))``; off when ``None``, the default):
-
-* Every confirmed publish of the client goes through it: ``Client.publish``, ``publish_many``,
-  batches, ``request`` and the replies its handlers send. Transactions (``Client.begin_tx``) do not.
-* **What counts as a failure**: the broker nacked the message (``NackError``), no confirm within
-  the timeout (``PublishTimeout``), the connection is gone or could not be re-established
-  (``BrokerConnectionError``), and any other channel or broker error of a publish. **Not
-  counted** (neither failure nor success; a half-open trial ends without a verdict):
-  ``UnroutableError`` (no queue is bound: the caller's route is wrong, the broker is fine),
-  404 / 403 / 406 on the publish (missing exchange, refused: configuration), a cancelled
-  publish, and errors raised before anything was sent (encoding).
-* **closed**: publishes go through; a confirmed publish resets the count, ``failure_threshold``
-  consecutive failures open the breaker.
-* **open**: every publish raises ``CircuitOpenError`` at once (nothing is sent), naming the state
-  and the seconds until the next trial (``retry_in``), for ``cool_down`` seconds.
-* **half-open**: the first publish after the cool-down is the trial (a batch is one trial); the
-  others raise ``CircuitOpenError`` while it is in flight. ``half_open_successes`` confirmed trials
-  in a row (1 by default) close it; a failed one opens it again for another ``cool_down``.
-* An outcome that arrives after the breaker opened, for a publish admitted before, is ignored (a
-  late confirm says nothing about the state after the failures that opened it).
-* A batch (``send_many``) is admitted as a whole; its messages' outcomes are counted in list
-  order, so one confirmed message in the batch resets the count.
-* Every state change is logged (warning when opening, info otherwise, with the last failure) and
-  reported to ``on_change(old, new)``; the state is ``Client.publish_breaker.state``.
-
-Cost: one ``allow()`` and one ``success()`` per publish (no I/O, no lock), nothing measurable
-next to a confirm round trip.
+"""The circuit breaker around publishing: ``PublishBreakerOptions`` (the client option
+``publish_breaker``, off by default), ``counts_as_failure`` (which publish errors count) and
+``GuardedPublisher`` (every confirmed publish of the client through one ``CircuitBreaker``;
+transactions are not guarded). States, what counts and the logs: docs/runtime/breakers.md.
 """
 
 from __future__ import annotations

@@ -1,25 +1,7 @@
-"""``PublisherPool``: a client's publishing spread over several connections and channels.
-
-``Client(publish_connections=N, channels_per_connection=M)`` publishes through N x M members, one
-``ConfirmedPublisher`` per confirm-mode channel, M on each of N connections (the client's own
-connection and N - 1 more, named ``<service> (mmate-py, pid ..., publish 2/N)`` on the broker). The
-default, 1 x 1, is no pool at all: the client uses its one ``ConfirmedPublisher`` directly.
-
-Contract:
-
-* **Spreading.** A publish goes to the next member, in turn, that can send at once (a free slot in
-  its window, its channel open); when none can, to the next one whose connection is up, else to
-  the next one, where it waits for a slot or the channel within ``channel_timeout`` (then
-  ``ChannelTimeout``: nothing was published) and the publish timeout.
-* **Windows.** ``max_in_flight`` unconfirmed publishes in all, split evenly over the members
-  (each gets ``max_in_flight / (N x M)``, rounded up).
-* **Order.** A batch (``send_many``) goes out on one member, so its messages reach the broker in
-  list order, as without a pool. Separate concurrent publishes may take different channels and
-  arrive in any order (a publish awaited before the next one is started still arrives first).
-* **Recovery.** Each connection recovers on its own (``Connection``'s one recovery task); a
-  member's unconfirmed publishes are sent again on its channel once its connection is back (the
-  ``ConfirmedPublisher`` contract), and new publishes go to the members that are up meanwhile.
-  Only the client's own connection runs the client's recovery hooks (topology, reply queue).
+"""``PublisherPool``: a client's publishing spread over ``publish_connections`` x
+``channels_per_connection`` confirm-mode channels, one ``ConfirmedPublisher`` each (1 x 1 is no
+pool: the client uses its one publisher directly). Spreading, windows, order and recovery:
+docs/runtime/pools.md.
 """
 
 from __future__ import annotations

@@ -1,48 +1,8 @@
-"""Transactional publishing: messages reach their queues all at once on commit, none of them
-otherwise (AMQP ``tx.select`` / ``tx.commit`` / ``tx.rollback``).
-
-::
-
-    async with client.begin_tx() as tx:                 # a PublishTransport
-        publisher = OrderServicePublisher(tx)
-        await publisher.publish_order_created_event(created)
-        await publisher.send_process_payment_command(payment)
-    # committed here; an exception in the block rolls back (and propagates)
-
-Contract:
-
-* A ``Transaction`` publishes on a channel of its own in tx mode (a channel cannot be in confirm
-  mode and tx mode at once), opened by ``async with`` or the first ``publish``, closed when the
-  block ends (or by ``close``). Messages are encoded exactly as ``Client.publish`` does,
-  ``mandatory`` included. ``publish`` returns once the message is written to the socket: the
-  broker holds it in the transaction and no queue sees it.
-* ``commit()`` returns once the broker answered ``commit-ok``: every message published since the
-  last commit or rollback is then in its queues. ``rollback()`` discards them. Either way the
-  transaction goes on (AMQP starts the next one at once), so one ``Transaction`` may commit many
-  times. ``async with`` commits on a normal exit and rolls back when the block raises.
-* **Unroutable messages**: RabbitMQ routes a transaction's messages at commit time; it returns
-  the unroutable ones (``basic.return`` arrives before ``commit-ok``) and commits all the others.
-  A commit cannot be undone, so ``commit`` then raises ``BatchPublishError`` whose ``failures``
-  name each returned message (an ``UnroutableError``, with its index in the transaction); every
-  other message of it *was* committed.
-* **The channel or connection dies before commit** (a publish to a missing exchange closes the
-  channel with 404; the connection drops; the process dies): the broker discards the whole
-  transaction. The channel is never reopened behind the caller's back, which would commit only
-  the messages published after the failure: the next ``publish``, ``commit`` or ``rollback``
-  raises ``TransactionError(outcome="rolled-back")`` and the transaction is over.
-* **The commit was sent but no answer came** (connection lost, or no ``commit-ok`` within
-  ``timeout``): ``TransactionError(outcome="unknown")``: all of the messages or none of them
-  were published, and AMQP gives no way to find out which.
-* ``request`` raises ``MmateError``: a query's reply cannot arrive before the query is
-  committed.
-* The client's interceptors run around each ``publish`` (``mmate.interceptors``: their
-  ``call_next`` returns once the message is written, before the commit).
-* Not guarded by the publish circuit breaker; not pipelined with confirms: each commit is one
-  round trip in which the broker routes (and, for persistent messages in durable queues, writes)
-  everything at once (docs/runtime/batches-and-transactions.md has the measured cost).
-
-Task safety: ``publish`` may be called from several tasks; ``commit`` / ``rollback`` wait for
-publishes already writing and are serialized with them.
+"""Transactional publishing: ``Transaction`` (``client.begin_tx()``), AMQP ``tx.select`` /
+``tx.commit`` / ``tx.rollback`` on a channel of its own, never reopened behind the caller's back.
+What commit, rollback and each failure (unroutable, channel or connection lost, no
+``commit-ok``) give: docs/runtime/batches-and-transactions.md. ``publish`` may be called from
+several tasks; ``commit`` / ``rollback`` wait for publishes already writing.
 """
 
 from __future__ import annotations

@@ -1,27 +1,8 @@
-"""Dead-lettering as RabbitMQ 3.10 does it: the ``x-death`` header, the message a dead-letter
-exchange receives, and the cycle rule.
-
-``x-death`` is a list of tables, newest first, one per (queue, reason)::
-
-    {"count": 1, "reason": "expired", "queue": "orders", "time": <datetime, whole seconds>,
-     "exchange": "", "routing-keys": ["orders"], "original-expiration": "30"}
-
-* A second death in the same queue for the same reason increments that entry's ``count`` and
-  moves it to the front; its other fields (time, exchange, routing keys) stay those of the first.
-* The first death of a message (no ``x-death`` header) also sets ``x-first-death-reason``,
-  ``-queue`` and ``-exchange``; RabbitMQ 3.10 writes no ``x-last-death-*`` headers.
-* ``routing-keys`` is the message's routing key and its ``CC`` keys; ``original-expiration``
-  is written when the message had an ``expiration``, which is removed from the dead letter.
-* The dead letter is routed with ``x-dead-letter-routing-key`` when the queue has one (then the
-  ``CC`` header is removed), else with the message's own keys (``BCC`` included).
-* A malformed ``x-death`` is handled as RabbitMQ handles it: a non-list value is replaced (without
-  ``x-first-death-*``); entries repeating a (queue, reason) are folded into the first; a list
-  with a non-table element, or a matching entry whose ``count`` is not an integer, makes
-  RabbitMQ fail to dead-letter the message, and it is lost.
-
-Cycles: a dead letter is not delivered to a queue that it already died in when every death since
-then (that one included) was automatic (not ``rejected``); a rejection is never a cycle.
-RabbitMQ drops it there (and logs it); so does this broker.
+"""Dead-lettering as RabbitMQ 3.10 does it: ``dead_letter`` (the ``x-death`` header, the
+``x-first-death-*`` headers and the message a dead-letter exchange receives, malformed
+``x-death`` values handled as RabbitMQ handles them) and ``is_cycle`` (a dead letter is not
+delivered back into an automatic cycle; a rejection is never one). The rules:
+docs/testing.md (Dead-lettering).
 """
 
 from __future__ import annotations

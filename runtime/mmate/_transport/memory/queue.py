@@ -1,29 +1,7 @@
-"""A queue of the in-memory broker: its ready messages, consumers and the rules it keeps.
-
-Order. A classic queue delivers by priority (``x-max-priority``; a message above the maximum
-counts as the maximum, none as 0), then in publish order; a requeued message goes back to its
-original place. A quorum queue delivers the messages given back (nack with requeue, a closed
-channel) first, in the order they came back, then the others in publish order, and counts each
-return in ``x-delivery-count``.
-
-Expiry. A message expires at ``min(x-message-ttl, expiration)`` after it entered the queue (a
-requeued message keeps its time), but only at the head of the queue: one behind an unexpired head
-waits, and counts, until it reaches the head. The head is expired by a timer on the broker's
-clock, so that happens on time without a consumer. A message with a TTL of 0 is delivered if a
-consumer can take it at once, else it expires.
-
-Length limits count ready messages only (not unacknowledged ones). ``drop-head`` drops (and
-dead-letters as ``maxlen``) from the head; a quorum queue drops the oldest message that was never
-given back first. A classic ``reject-publish`` queue refuses a publish that would go over the
-limit; ``reject-publish-dlx`` also dead-letters it. A quorum ``reject-publish`` queue accepts
-messages until it is over the limit, then refuses them until it is back at 80 % of it (RabbitMQ's
-soft limit); RabbitMQ 3.10 treats ``reject-publish-dlx`` on a quorum queue as ``drop-head``.
-
-Consumers. Messages go round-robin to the consumers that have room under their prefetch (the
-highest ``x-priority`` first). With ``x-single-active-consumer`` only the first consumer gets
-messages; when it goes, the next one takes over. On a classic queue RabbitMQ 3.10 hands the
-waiting messages to the new active consumer only at the next event of the queue (a publish, a
-requeue, a new consumer), not when the old one is cancelled; this broker does the same.
+"""``MemoryQueue`` and its ``Consumer``s: a queue of the in-memory broker with RabbitMQ 3.10's
+rules for delivery order (classic priority, quorum returns first), expiry at the head on the
+broker's clock, length limits and overflow modes, prefetch, consumer priority and the single
+active consumer. The rules, as the tests check them: docs/testing.md (Queues, Consuming).
 """
 
 from __future__ import annotations
