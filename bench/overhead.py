@@ -10,7 +10,11 @@ Prints microseconds of process CPU per message (the best of ``--rounds``) for:
   interceptor, one that only calls ``call_next``, one that changes a header (the message is encoded
   again), ``PrometheusMetrics`` and ``OpenTelemetryTracing`` (with the SDK's tracer provider and no
   exporter);
-* the handle chain (``Interceptors.handle`` around a handler that does nothing) with the same.
+* the handle chain (``Interceptors.handle`` around a handler that does nothing) with the same;
+* the frames of one message: decoding a delivery (``basic.deliver``, the content header with
+  mmate's properties and headers, the body) and encoding a publish (``basic.publish``, content
+  header, body), with pamqp alone and through mmate's fast frames (``_transport/aiormq``), and
+  decoding the envelope (``parse`` + ``validate``).
 
 The throughput benchmark (``throughput.py``) compares whole runs against raw aiormq through the
 broker; this one isolates what those runs cannot resolve on a shared box.
@@ -47,10 +51,11 @@ MESSAGE = OrderCreatedEvent(
 
 
 class _Channel:
-    is_closed = False
-    _close_exception = None
+    """A seam channel whose publish is confirmed at once."""
 
-    async def basic_publish(self, body: bytes, **_: Any) -> None:
+    is_open = True
+
+    async def publish(self, body: bytes, properties: Any, **_: Any) -> None:
         return None
 
 
@@ -145,6 +150,59 @@ def _interceptors() -> dict[str, list[Interceptor]]:
     return found
 
 
+def _per_call(step: Callable[[], Any], count: int, rounds: int) -> float:
+    for _ in range(1000):
+        step()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(count):
+            step()
+        best = min(best, (time.process_time() - start) / count * 1e6)
+    return best
+
+
+def wire(count: int, rounds: int) -> None:
+    """The frames of one message, with pamqp alone and with mmate's fast frames."""
+    import pamqp.frame
+    from mmate._transport.aiormq import frames
+    from mmate._transport.aiormq.properties import to_pamqp
+    from pamqp import body, header
+    from pamqp.commands import Basic
+
+    unmarshal = getattr(pamqp.frame.unmarshal, "__wrapped__", pamqp.frame.unmarshal)
+    marshal = getattr(pamqp.frame.marshal, "__wrapped__", pamqp.frame.marshal)
+    encoded = _outgoing().encoded
+    properties = to_pamqp(encoded.properties)
+    publish = Basic.Publish(exchange="mmate.events", routing_key="order.eu.created", mandatory=True)
+    outgoing = [publish, header.ContentHeader(0, len(encoded.body), properties)]
+    outgoing.append(body.ContentBody(encoded.body))
+    deliver = Basic.Deliver("ctag", 1, False, "mmate.events", "order.eu.created")
+    incoming = [marshal(frame, 1) for frame in [deliver, *outgoing[1:]]]
+    fast_decode, fast_encode = frames.tolerant(unmarshal), frames.fast(marshal)
+    fast_encode(publish, 1)  # the exchange name validated once, as in a running client
+    print(f"{'one message':<42} {'pamqp (us)':>11} {'mmate (us)':>11}")
+    for name, slow, fast in [
+        (
+            "decode a delivery (deliver, header, body)",
+            lambda: [unmarshal(data) for data in incoming],
+            lambda: [fast_decode(data) for data in incoming],
+        ),
+        (
+            "encode a publish (publish, header, body)",
+            lambda: [marshal(frame, 1) for frame in outgoing],
+            lambda: [fast_encode(frame, 1) for frame in outgoing],
+        ),
+    ]:
+        print(
+            f"{name:<42} {_per_call(slow, count, rounds):>11.2f} "
+            f"{_per_call(fast, count, rounds):>11.2f}"
+        )
+    body_bytes = encoded.body
+    envelope = _per_call(lambda: codec.validate(codec.parse(body_bytes), EVENT), count, rounds)
+    print(f"{'decode the envelope (parse + validate)':<42} {'':>11} {envelope:>11.2f}")
+
+
 async def main(count: int, rounds: int) -> None:
     publisher = ConfirmedPublisher(_Connection())  # type: ignore[arg-type]
     out = _outgoing()
@@ -165,11 +223,12 @@ async def main(count: int, rounds: int) -> None:
     for name, items in _interceptors().items():
         chain = Interceptors(items)
 
+        def draft() -> Draft:
+            info = publish_info(out, "publish", None, MESSAGE)
+            return Draft(info, out, lambda h: _outgoing(h, out.encoded.message_id))
+
         async def publish_one(chain: Interceptors = chain) -> None:
-            info = publish_info(out, "publish", None)
-            await chain.publish_one(
-                Draft(info, out, lambda h: _outgoing(h, out.encoded.message_id)), sent
-            )
+            await chain.publish_one(out, draft, sent)
 
         async def handle_one(chain: Interceptors = chain) -> None:
             await chain.handle(MESSAGE, ctx, handler)
@@ -190,3 +249,4 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     asyncio.run(main(args.count, args.rounds))
+    wire(args.count, args.rounds)
