@@ -40,6 +40,7 @@ _I32 = struct.Struct(">l")
 _U32 = struct.Struct(">L")
 _I64 = struct.Struct(">q")
 _U64 = struct.Struct(">Q")
+_U32_AT = _U32.unpack_from
 _F32 = struct.Struct(">f")
 _F64 = struct.Struct(">d")
 _DECIMAL = struct.Struct(">Bi")
@@ -124,15 +125,25 @@ _FIXED_SIZE: dict[int, struct.Struct] = {
 def _table(data: bytes, at: int, end: int, depth: int) -> tuple[dict[str, Any], int]:
     if depth > MAX_DEPTH or at + 4 > end:
         raise Unusual
-    (length,) = _U32.unpack_from(data, at)
+    (length,) = _U32_AT(data, at)
     at += 4
     stop = at + length
     if stop > end:
         raise Unusual
     table: dict[str, Any] = {}
     while at < stop:
-        key, at = _shortstr(data, at, stop)
-        table[key], at = _value(data, at, stop, depth)
+        value_at = at + 1 + data[at]
+        if value_at >= stop:
+            raise Unusual
+        key = data[at + 1 : value_at].decode("utf-8")
+        if data[value_at] == 0x53 and value_at + 5 <= stop:  # S, inline: nearly every entry
+            (size,) = _U32_AT(data, value_at + 1)
+            at = value_at + 5 + size
+            if at > stop:
+                raise Unusual
+            table[key] = data[value_at + 5 : at].decode("utf-8")
+        else:
+            table[key], at = _value(data, value_at, stop, depth)
     return table, stop
 
 
