@@ -59,6 +59,17 @@ def _shortstr(data: bytes, at: int, end: int) -> tuple[str, int]:
     return data[at + 1 : stop].decode("utf-8"), stop
 
 
+def _long_bytes(data: bytes, at: int, end: int) -> tuple[bytes, int]:
+    """The bytes of a value with a 4-byte length at ``at``, and the offset after them."""
+    if at + 4 > end:
+        raise Unusual
+    (length,) = _U32_AT(data, at)
+    stop = at + 4 + length
+    if stop > end:
+        raise Unusual
+    return data[at + 4 : stop], stop
+
+
 def _value(data: bytes, at: int, end: int, depth: int) -> tuple[Any, int]:
     """The table or array value whose type byte is at ``at``, and the offset after it."""
     if at >= end:
@@ -66,13 +77,8 @@ def _value(data: bytes, at: int, end: int, depth: int) -> tuple[Any, int]:
     kind = data[at]
     at += 1
     if kind == 0x53:  # S: long string
-        if at + 4 > end:
-            raise Unusual
-        (length,) = _U32.unpack_from(data, at)
-        stop = at + 4 + length
-        if stop > end:
-            raise Unusual
-        return data[at + 4 : stop].decode("utf-8"), stop
+        raw, stop = _long_bytes(data, at, end)
+        return raw.decode("utf-8"), stop
     if kind == 0x74:  # t: boolean
         if at + 1 > end:
             raise Unusual
@@ -96,13 +102,8 @@ def _value(data: bytes, at: int, end: int, depth: int) -> tuple[Any, int]:
         places, raw = _DECIMAL.unpack_from(data, at)
         return Decimal(raw) * (_TEN**-places), at + 5
     if kind == 0x78:  # x: byte array
-        if at + 4 > end:
-            raise Unusual
-        (length,) = _U32.unpack_from(data, at)
-        stop = at + 4 + length
-        if stop > end:
-            raise Unusual
-        return bytearray(data[at + 4 : stop]), stop
+        raw, stop = _long_bytes(data, at, end)
+        return bytearray(raw), stop
     if kind == 0x56 or kind == 0x00:  # V (void), and the undocumented NUL pamqp accepts
         return None, at
     raise Unusual
