@@ -9,7 +9,11 @@ is never addressed: every ``rabbitmqctl`` call names one of our nodes with ``-n`
 
 The nodes boot in parallel; nodes 2 and 3 then join node 1 (in parallel too). ``stop`` kills every
 node it started (by the pid in its pid file, which only our nodes write) and removes the directory;
-the pytest fixture calls it even when a test fails, and ``atexit`` does as a last resort.
+the pytest fixture calls it even when a test fails, and ``atexit`` does as a last resort. While a
+cluster runs, SIGTERM (a CI job's timeout, ``timeout(1)``) raises ``KeyboardInterrupt`` in the main
+thread as Ctrl-C does, so pytest tears the fixture down instead of dying with the nodes left
+running. Only SIGKILL skips all of that: the next cluster started on this machine then kills the
+nodes of any cluster whose owning process is gone and removes its directory (``sweep_abandoned``).
 
 Run by hand: ``python tests/cluster/rabbit_cluster.py`` starts a cluster, prints its URLs and stops
 it on Enter.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -26,10 +31,13 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 
 def _tool(name: str) -> str | None:
@@ -43,6 +51,12 @@ SERVER = _tool("rabbitmq-server")
 CTL = _tool("rabbitmqctl")
 BASE_PORT = int(os.environ.get("MMATE_CLUSTER_PORT", "5701"))
 """AMQP ports BASE_PORT..BASE_PORT+2; distribution ports 20000 above them."""
+ROOT_PREFIX = "mmate-cluster-"
+"""Every cluster's directory is ``<tempdir>/mmate-cluster-*``; nothing else uses the prefix."""
+OWNER_FILE = "owner.pid"
+"""In a cluster's directory: the pid of the process that started it."""
+HOST = "localhost"
+"""The host part of every node name."""
 
 
 def _port_free(port: int) -> bool:
@@ -65,12 +79,49 @@ def _free_base(size: int) -> int:
 
 
 def _runs_node(pid: int, name: str) -> bool:
-    """Process ``pid`` is the Erlang VM of node ``name`` (its command line names the node)."""
+    """Process ``pid`` is the Erlang VM of node ``name``. RabbitMQ 3.10 passes the node name in
+    the environment, not on the command line, so the process's ``RABBITMQ_NODENAME`` decides."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return False
-    return name.partition("@")[0].encode() in cmdline
+    return f"RABBITMQ_NODENAME={name}".encode() in environ.split(b"\0")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_abandoned() -> list[str]:
+    """Kill the nodes of clusters whose owning process is gone (a test run killed with SIGKILL,
+    which no clean-up survives) and remove their directories; returns the directories removed.
+    A cluster whose owner still runs is left alone, so clusters of parallel runs coexist."""
+    removed = []
+    for root in Path(tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # not ours, or still being created
+        if _alive(owner):
+            continue
+        for pid_file in (root / "data").glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(pid_file.read_text().strip())
+                if _runs_node(pid, f"{pid_file.stem}@{HOST}"):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(str(root))
+    return removed
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @dataclass
@@ -112,12 +163,13 @@ class RabbitCluster:
         settings the ini-style file cannot hold), or None for none."""
         if SERVER is None or CTL is None:
             raise RuntimeError("rabbitmq-server / rabbitmqctl are not installed")
+        self.swept = sweep_abandoned()
         self.tag = secrets.token_hex(3)
-        self.root = Path(tempfile.mkdtemp(prefix="mmate-cluster-"))
+        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
         self.cookie = secrets.token_hex(16)
         base = _free_base(size)
         self.nodes = [
-            Node(i, f"mmate-c{i + 1}-{self.tag}@localhost", base + i, base + 20000 + i, self.root)
+            Node(i, f"mmate-c{i + 1}-{self.tag}@{HOST}", base + i, base + 20000 + i, self.root)
             for i in range(size)
         ]
         cookie = self.root / ".erlang.cookie"
@@ -127,11 +179,15 @@ class RabbitCluster:
         (self.root / "rabbitmq-env.conf").write_text("")
         for sub in ("data", "log"):
             (self.root / sub).mkdir()
+        (self.root / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.advanced: Path | None = None
         if advanced_config is not None:
             self.advanced = self.root / "advanced.config"
             self.advanced.write_text(advanced_config)
         self._stopped = False
+        self._previous_sigterm: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
         atexit.register(self.stop)
 
     @property
@@ -274,8 +330,6 @@ class RabbitCluster:
             out = self.ctl(
                 index, "list_queues", "-p", vhost, "name", "leader", "--formatter", "json"
             )
-            import json
-
             for row in json.loads(out):
                 if row["name"] == queue:
                     return str(row["leader"])
@@ -308,6 +362,10 @@ class RabbitCluster:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     node.process.wait(10)
         shutil.rmtree(self.root, ignore_errors=True)
+        if self._previous_sigterm is not None and (
+            threading.current_thread() is threading.main_thread()
+        ):
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ when a test fails. Its nodes run with ``dead_letter_worker_publisher_confirm_tim
 (advanced.config; RabbitMQ's default is 180 s), the setting docs/cluster.md recommends for the
 delay cascade.
 
-Each test streams real messages, kills node 1 mid-stream, counts what arrived against what was
-confirmed, prints its figures, and boots the node again for the next test:
+Each test starts with all three nodes running (booting node 1 again if the test before killed it),
+streams real messages, kills node 1 mid-stream, counts what arrived against what was confirmed and
+prints its figures:
 
 * under the clients: the publishing client's node dies, the queue leader lives elsewhere;
 * under the leader: the queue leader's node dies, the client lives elsewhere;
@@ -72,13 +73,13 @@ def cluster() -> Iterator[RabbitCluster]:
 
 
 @pytest.fixture
-def revive(cluster: RabbitCluster) -> Iterator[None]:
-    """Boot the victim again after the test (whatever happened), so the next test has 3 nodes."""
-    yield
+def revive(cluster: RabbitCluster) -> None:
+    """Boot the victim again before the test if an earlier one killed it (whatever happened
+    there), so every test starts with 3 nodes; the last kill needs no boot, ``stop`` ends it."""
     if not cluster.running(VICTIM):
         began = time.monotonic()
         cluster.restart(VICTIM)
-        print(f"node {VICTIM + 1} booted again in {time.monotonic() - began:.1f} s")
+        print(f"\nnode {VICTIM + 1} booted again in {time.monotonic() - began:.1f} s", end="")
 
 
 def _on(cluster: RabbitCluster, index: int) -> list[str]:
