@@ -235,6 +235,39 @@ async def test_the_broker_takes_the_locator_and_the_fallback(
     assert f"{name}.go" not in locators and f"{name}.classic" not in locators
 
 
+@pytest.mark.broker
+async def test_the_broker_takes_the_locator_values_docs_cluster_names() -> None:
+    """docs/cluster.md's table of ``x-queue-leader-locator`` values, the RabbitMQ 3.x column:
+    mmate's two values and the older ``random`` / ``least-leaders`` are taken, the classic
+    queues' ``min-masters`` is refused (4.x takes it as ``balanced``; not installed here)."""
+    conn = await aiormq.connect(BROKER_URL)
+    taken: dict[str, bool] = {}
+    try:
+        version = str(conn.server_properties.get("version", ""))
+        for value in ("client-local", "balanced", "random", "least-leaders", "min-masters"):
+            name = f"t.{uuid.uuid4().hex[:8]}.locator"
+            channel = await conn.channel()
+            try:
+                await channel.queue_declare(
+                    name,
+                    durable=True,
+                    arguments={"x-queue-type": "quorum", "x-queue-leader-locator": value},
+                )
+            except aiormq.exceptions.ChannelPreconditionFailed:
+                taken[value] = False
+            else:
+                taken[value] = True
+                await channel.queue_delete(name)
+    finally:
+        await conn.close()
+    expected = {"client-local": True, "balanced": True, "random": True, "least-leaders": True}
+    if version.startswith("3."):
+        expected["min-masters"] = False
+    else:
+        taken.pop("min-masters")
+    assert taken == expected, version
+
+
 # -- serve declares no cascade; a reconnect declares only what may be gone ----------------------
 
 
