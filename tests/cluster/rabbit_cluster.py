@@ -7,8 +7,9 @@ Erlang cookie of its own (``HOME`` points into the temporary directory, where ``
 lives, for the nodes and for ``rabbitmqctl``). The machine's broker (5672, ``rabbit@localhost``)
 is never addressed: every ``rabbitmqctl`` call names one of our nodes with ``-n``.
 
-The nodes boot in parallel; nodes 2 and 3 then join node 1 (in parallel too). ``stop`` kills every
-node it started (by the pid in its pid file, which only our nodes write) and removes the directory;
+The nodes boot in parallel (working directory: the temporary one, where Mnesia writes its core
+files); nodes 2 and 3 then join node 1, one after the other. ``stop`` kills every node it
+started (by the pid in its pid file, which only our nodes write) and removes the directory;
 the pytest fixture calls it even when a test fails, and ``atexit`` does as a last resort. While a
 cluster runs, SIGTERM (a CI job's timeout, ``timeout(1)``) raises ``KeyboardInterrupt`` in the main
 thread as Ctrl-C does, so pytest tears the fixture down instead of dying with the nodes left
@@ -234,6 +235,7 @@ class RabbitCluster:
         done = subprocess.run(
             [str(CTL), "-q", "-n", node.name, *args],
             env=self._env(node),
+            cwd=self.root,
             capture_output=True,
             timeout=timeout,
             check=False,
@@ -251,6 +253,7 @@ class RabbitCluster:
             node.process = subprocess.Popen(
                 [str(SERVER)],
                 env=self._env(node),
+                cwd=self.root,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -287,14 +290,15 @@ class RabbitCluster:
         self._await(index)
 
     def start(self) -> RabbitCluster:
-        """Boot every node in parallel, then join nodes 2.. to node 1 in parallel."""
+        """Boot every node in parallel, then join nodes 2.. to node 1 one after the other."""
         began = time.monotonic()
         try:
             with ThreadPoolExecutor(len(self.nodes)) as pool:
                 list(pool.map(self._boot, range(len(self.nodes))))
-            if len(self.nodes) > 1:
-                with ThreadPoolExecutor(len(self.nodes) - 1) as pool:
-                    list(pool.map(self._join, range(1, len(self.nodes))))
+            # One at a time: two nodes joining at once race in Mnesia's schema merge, and one of
+            # them then fails start_app ({badmatch, {error, {normal, {mnesia_app, start, ...}}}}).
+            for index in range(1, len(self.nodes)):
+                self._join(index)
             status = self.ctl(0, "cluster_status", "--formatter", "json")
             for node in self.nodes:
                 if status.count(node.name) < 2:  # disk node and running node
