@@ -57,9 +57,10 @@ class Batch:
         p = publication
         out = self._outbox.encode(p.route, p.message, p.routing_key, p.options)
         self._items.append(out)
-        self._drafts.append(
-            self._outbox.draft("batch", out, p.route, p.message, p.routing_key, p.options)
-        )
+        if self._outbox.interceptors.publishes:  # what they see; unused without interceptors
+            self._drafts.append(
+                self._outbox.draft("batch", out, p.route, p.message, p.routing_key, p.options)
+            )
 
     async def publish(
         self, route: PublishRoute, message: Model, routing_key: str, options: PublishOptions

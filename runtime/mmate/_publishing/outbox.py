@@ -235,6 +235,10 @@ class Outbox:
         reply_to: str | None = None,
     ) -> None:
         """Send one encoded message through the interceptors and wait for its confirm."""
+        timeout = options.get("timeout")
+        if not self.interceptors.publishes:  # nothing runs around the send: no closures to build
+            await self.send_one(out, timeout)
+            return
         draft = self.draft(
             kind,
             out,
@@ -245,7 +249,6 @@ class Outbox:
             correlation_id=correlation_id,
             reply_to=reply_to,
         )
-        timeout = options.get("timeout")
 
         async def send(final: Outgoing) -> None:
             await self.send_one(final, timeout)
