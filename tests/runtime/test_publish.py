@@ -98,7 +98,8 @@ async def test_nack_raises(url: str, extra_entities: tuple[list[str], list[str]]
     from sample_app import MESSAGES
 
     route = mmate.PublishRoute(MESSAGES["OrderCreatedEvent"], exchange, "k")
-    async with mmate.Client(url, service="nack") as client:
+    # a nack is re-sent until the publish timeout: a short one keeps the test short
+    async with mmate.Client(url, service="nack", publish_timeout=1.0) as client:
         await client.declare(topo)
         await client.publish(route, event(), "k", {})
         with pytest.raises(mmate.NackError, match="nacked"):
