@@ -22,6 +22,7 @@
     ├── RemoteError             the responder answered with an error reply (``code``, ``message``)
     ├── DecodeError             a body is not a valid envelope of a known type (a poison message)
     ├── FeatureNotAvailable     an option this runtime cannot honour
+    ├── CronError               an invalid cron expression (defined in ``_delays.cron``)
     ├── PermanentError          raise from a handler: the same input fails the same way tomorrow
     └── TransientError          raise from a handler: the failure may pass; retry later
         └── RetryAfter          raise from a handler: retry after ``delay`` seconds

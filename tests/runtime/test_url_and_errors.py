@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import aiormq.exceptions as amqp_exc
 import mmate
 import pytest
@@ -9,6 +12,7 @@ from backends import requires
 from mmate._transport.aiormq.errors import translate
 from mmate._transport.aiormq.urls import aiormq_url
 from mmate._transport.urls import mask, validate, vhost_of
+from mmate.errors import MmateError
 
 
 def test_mask_hides_the_password() -> None:
@@ -106,3 +110,16 @@ def test_ssl_context_needs_amqps() -> None:
         "amqps://u:hunter2@h/", service="s", ssl_context=ssl.create_default_context()
     )
     assert "hunter2" not in repr(client)
+
+
+def test_the_errors_page_shows_every_exported_error() -> None:
+    """docs/runtime/errors.md draws the tree; an error class exported from mmate and missing
+    there is a page gone stale."""
+    page = (Path(__file__).parents[2] / "docs" / "runtime" / "errors.md").read_text("utf-8")
+    exported = {
+        name
+        for name in mmate.__all__
+        if isinstance(getattr(mmate, name), type) and issubclass(getattr(mmate, name), MmateError)
+    }
+    missing = sorted(name for name in exported if not re.search(rf"\b{name}\b", page))
+    assert missing == []
