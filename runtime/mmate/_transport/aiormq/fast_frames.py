@@ -59,15 +59,22 @@ def _shortstr(data: bytes, at: int, end: int) -> tuple[str, int]:
     return data[at + 1 : stop].decode("utf-8"), stop
 
 
-def _long_bytes(data: bytes, at: int, end: int) -> tuple[bytes, int]:
-    """The bytes of a value with a 4-byte length at ``at``, and the offset after them."""
-    if at + 4 > end:
+def _extent(data: bytes, at: int, end: int, depth: int = 0) -> tuple[int, int]:
+    """Where the content of a value with a 4-byte length at ``at`` starts and ends (a long
+    string, a byte array, a table or an array at nesting ``depth``)."""
+    if depth > MAX_DEPTH or at + 4 > end:
         raise Unusual
     (length,) = _U32_AT(data, at)
     stop = at + 4 + length
     if stop > end:
         raise Unusual
-    return data[at + 4 : stop], stop
+    return at + 4, stop
+
+
+def _long_bytes(data: bytes, at: int, end: int) -> tuple[bytes, int]:
+    """The bytes of a value with a 4-byte length at ``at``, and the offset after them."""
+    start, stop = _extent(data, at, end)
+    return data[start:stop], stop
 
 
 def _value(data: bytes, at: int, end: int, depth: int) -> tuple[Any, int]:
@@ -124,13 +131,7 @@ _FIXED_SIZE: dict[int, struct.Struct] = {
 
 
 def _table(data: bytes, at: int, end: int, depth: int) -> tuple[dict[str, Any], int]:
-    if depth > MAX_DEPTH or at + 4 > end:
-        raise Unusual
-    (length,) = _U32_AT(data, at)
-    at += 4
-    stop = at + length
-    if stop > end:
-        raise Unusual
+    at, stop = _extent(data, at, end, depth)
     table: dict[str, Any] = {}
     while at < stop:
         value_at = at + 1 + data[at]
@@ -149,13 +150,7 @@ def _table(data: bytes, at: int, end: int, depth: int) -> tuple[dict[str, Any], 
 
 
 def _array(data: bytes, at: int, end: int, depth: int) -> tuple[list[Any], int]:
-    if depth > MAX_DEPTH or at + 4 > end:
-        raise Unusual
-    (length,) = _U32.unpack_from(data, at)
-    at += 4
-    stop = at + length
-    if stop > end:
-        raise Unusual
+    at, stop = _extent(data, at, end, depth)
     items: list[Any] = []
     while at < stop:
         item, at = _value(data, at, stop, depth)
