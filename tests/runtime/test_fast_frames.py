@@ -259,11 +259,9 @@ def test_frames_are_encoded_to_pamqp_s_bytes_or_fail_with_its_error(
 
 def test_a_publish_to_an_exchange_pamqp_never_accepted_is_left_to_pamqp() -> None:
     publish = Basic.Publish(exchange="never.seen.before.x1", routing_key="k")
-    with pytest.raises(fast_frames.Unusual):
-        fast_frames.encode(publish, 1)
+    assert fast_frames.encode(publish, 1) is None
     invalid = Basic.Publish(exchange="ok", routing_key="k")
     invalid.exchange = "not valid!"  # pamqp refuses it when marshalling
     with pytest.raises(ValueError, match="Invalid value for exchange"):
         frames.fast(PAMQP_MARSHAL)(invalid, 1)
-    with pytest.raises(fast_frames.Unusual):
-        fast_frames.encode(invalid, 1)  # a refused name is never remembered
+    assert fast_frames.encode(invalid, 1) is None  # a refused name is never remembered

@@ -283,22 +283,24 @@ _exchanges: dict[str, bytes] = {}
 _EXCHANGE_LIMIT = 4096
 
 
-def encode(value: object, channel: int) -> bytes:
+def encode(value: object, channel: int) -> bytes | None:
     """``pamqp.frame.marshal(value, channel)`` for a ``basic.publish`` to an exchange name
-    pamqp accepted before, a ``basic.ack`` or a content body, or ``Unusual``."""
+    pamqp accepted before, a ``basic.ack`` or a content body; None for anything else (a content
+    header, say: its properties encode themselves, ``properties.py``), which pamqp encodes. No
+    exception on this path: it runs for every frame a publish writes."""
     if type(value) is body.ContentBody:
         payload = value.value
         return _FRAME.pack(constants.FRAME_BODY, channel, len(payload)) + payload + _FRAME_END
     if type(value) is Basic.Publish:
         exchange = _exchanges.get(value.exchange)
         if exchange is None or value.ticket:
-            raise Unusual
+            return None
         key = value.routing_key.encode("utf-8")
         if len(key) > 255:
-            raise Unusual
+            return None
         mandatory, immediate = value.mandatory, value.immediate
         if type(mandatory) is not bool or type(immediate) is not bool:
-            raise Unusual
+            return None
         flags = _BITS[mandatory | immediate << 1]
         size = 6 + len(exchange) + 1 + len(key) + 1
         head = _PUBLISH.pack(constants.FRAME_METHOD, channel, size, _PUBLISH_ID, 0)
@@ -306,13 +308,13 @@ def encode(value: object, channel: int) -> bytes:
     if type(value) is Basic.Ack:
         tag = value.delivery_tag
         if type(tag) is not int or not 0 <= tag < 1 << 63:
-            raise Unusual
+            return None
         multiple = value.multiple
         if type(multiple) is not bool:
-            raise Unusual
+            return None
         head = _ACK_FRAME.pack(constants.FRAME_METHOD, channel, 13, _ACK, tag, multiple)
         return head + _FRAME_END
-    raise Unusual
+    return None
 
 
 def accepted_exchange(name: str) -> None:

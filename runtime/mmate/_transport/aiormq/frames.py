@@ -144,9 +144,11 @@ def fast(original: Marshal) -> Marshal:
 
     def marshal(frame_value: Any, channel_id: int) -> bytes:
         try:
-            return fast_frames.encode(frame_value, channel_id)
+            data = fast_frames.encode(frame_value, channel_id)
         except Exception:  # pamqp encodes it (or raises its own error) below
-            pass
+            data = None
+        if data is not None:
+            return data
         data = original(frame_value, channel_id)
         if type(frame_value) is commands.Basic.Publish:
             fast_frames.accepted_exchange(frame_value.exchange)  # pamqp validated the name
