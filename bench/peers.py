@@ -87,13 +87,16 @@ from workload import (  # noqa: E402
     ROUTING_KEY,
     URL,
     WINDOW,
+    AnyTurns,
     Meter,
+    PipeTurns,
     Scratch,
-    Turns,
     broker_version,
+    in_processes,
     machine,
     sample_events,
     sample_query,
+    worker_main,
 )
 
 from generated import topology as gen_topology  # noqa: E402
@@ -354,34 +357,7 @@ def make_side(name: str) -> Side:
 # -- figures ---------------------------------------------------------------------------------------
 
 
-async def all_sides(
-    names: Sequence[str], tag: str, work: Callable[[Side, Scratch, Turns], Awaitable[Any]]
-) -> dict[str, Any]:
-    """Every side at once, on its own scratch topology and connection, taking turns."""
-    scratches = {name: Scratch.new(f"{tag}-{name}") for name in names}
-    sides = {name: make_side(name) for name in names}
-    turns = Turns(names)
-    try:
-        for name in names:
-            await scratches[name].declare()
-            await sides[name].open(scratches[name])
-
-        async def one(name: str) -> Any:
-            try:
-                return await work(sides[name], scratches[name], turns)
-            finally:
-                turns.finish(name)
-
-        results = await asyncio.gather(*(one(name) for name in names))
-    finally:
-        for name in names:
-            with contextlib.suppress(Exception):
-                await sides[name].close()
-            await scratches[name].delete()
-    return dict(zip(names, results, strict=True))
-
-
-async def publish_pipelined(side: Side, scratch: Scratch, turns: Turns, events: Any) -> float:
+async def publish_pipelined(side: Side, scratch: Scratch, turns: AnyTurns, events: Any) -> float:
     elapsed = 0.0
     for start in range(0, len(events), CHUNK):
         async with turns.turn(side.name):
@@ -391,7 +367,7 @@ async def publish_pipelined(side: Side, scratch: Scratch, turns: Turns, events: 
     return len(events) / elapsed
 
 
-async def publish_each(side: Side, scratch: Scratch, turns: Turns, events: Any) -> float:
+async def publish_each(side: Side, scratch: Scratch, turns: AnyTurns, events: Any) -> float:
     elapsed = 0.0
     for start in range(0, len(events), EACH_CHUNK):
         async with turns.turn(side.name):
@@ -402,7 +378,7 @@ async def publish_each(side: Side, scratch: Scratch, turns: Turns, events: Any) 
     return len(events) / elapsed
 
 
-async def latency(side: Side, scratch: Scratch, turns: Turns, events: Any) -> list[float]:
+async def latency(side: Side, scratch: Scratch, turns: AnyTurns, events: Any) -> list[float]:
     arrived: asyncio.Queue[float] = asyncio.Queue()
     await side.serve(scratch, 100, lambda: arrived.put_nowait(time.perf_counter()))
     results = []
@@ -463,17 +439,19 @@ async def consume(name: str, count: int, prefetch: int) -> float:
 # -- request/reply ---------------------------------------------------------------------------------
 
 
-async def rr_mmate(scratch: Scratch, queries: Sequence[GetOrderQuery], turns: Turns) -> float:
+async def rr_mmate(scratch: Scratch, queries: Sequence[GetOrderQuery], turns: AnyTurns) -> float:
     seconds = await mmate_request_reply(scratch, queries, turns, "mmate")
     return len(seconds) / sum(seconds)
 
 
-async def rr_aiormq_env(scratch: Scratch, queries: Sequence[GetOrderQuery], turns: Turns) -> float:
+async def rr_aiormq_env(
+    scratch: Scratch, queries: Sequence[GetOrderQuery], turns: AnyTurns
+) -> float:
     seconds = await raw_aiormq.request_reply(scratch, queries, turns, "aiormq-env")
     return len(seconds) / sum(seconds)
 
 
-async def rr_aiormq(scratch: Scratch, queries: Sequence[GetOrderQuery], turns: Turns) -> float:
+async def rr_aiormq(scratch: Scratch, queries: Sequence[GetOrderQuery], turns: AnyTurns) -> float:
     """Minimal messages: the query's JSON with ``reply_to`` and ``correlation_id`` as properties."""
     responder = await aiormq.connect(URL)
     requester = await aiormq.connect(URL)
@@ -541,7 +519,7 @@ async def rr_aiormq(scratch: Scratch, queries: Sequence[GetOrderQuery], turns: T
         await responder.close()
 
 
-async def rr_aio_pika(scratch: Scratch, queries: Sequence[GetOrderQuery], turns: Turns) -> float:
+async def rr_aio_pika(scratch: Scratch, queries: Sequence[GetOrderQuery], turns: AnyTurns) -> float:
     responder = await aio_pika.connect(URL)
     requester = await aio_pika.connect(URL)
     try:
@@ -607,7 +585,9 @@ async def rr_aio_pika(scratch: Scratch, queries: Sequence[GetOrderQuery], turns:
         await responder.close()
 
 
-async def rr_faststream(scratch: Scratch, queries: Sequence[GetOrderQuery], turns: Turns) -> float:
+async def rr_faststream(
+    scratch: Scratch, queries: Sequence[GetOrderQuery], turns: AnyTurns
+) -> float:
     responder = RabbitBroker(URL, logger=None)
     requester = RabbitBroker(URL, logger=None)
     subscriber = responder.subscriber(
@@ -639,33 +619,13 @@ async def rr_faststream(scratch: Scratch, queries: Sequence[GetOrderQuery], turn
         await responder.stop()
 
 
-RR: dict[str, Callable[[Scratch, Sequence[GetOrderQuery], Turns], Awaitable[float]]] = {
+RR: dict[str, Callable[[Scratch, Sequence[GetOrderQuery], AnyTurns], Awaitable[float]]] = {
     "mmate": rr_mmate,
     "aiormq": rr_aiormq,
     "aiormq-env": rr_aiormq_env,
     "aio-pika": rr_aio_pika,
     "faststream": rr_faststream,
 }
-
-
-async def all_rr(names: Sequence[str], queries: Sequence[GetOrderQuery]) -> dict[str, float]:
-    scratches = {name: Scratch.new(f"rr-{name}") for name in names}
-    turns = Turns(names)
-    try:
-        for scratch in scratches.values():
-            await scratch.declare()
-
-        async def one(name: str) -> float:
-            try:
-                return await RR[name](scratches[name], queries, turns)
-            finally:
-                turns.finish(name)
-
-        results = await asyncio.gather(*(one(name) for name in names))
-    finally:
-        for scratch in scratches.values():
-            await scratch.delete()
-    return dict(zip(names, results, strict=True))
 
 
 # -- orchestration and report ----------------------------------------------------------------------
@@ -681,49 +641,80 @@ FIGURES = {
 }
 
 
+async def side_work(figure: str, name: str, turns: PipeTurns, args: argparse.Namespace) -> Any:
+    """One side's part of one figure, in the worker process of that side."""
+    if figure.startswith("consume"):
+        return await consume(name, args.consume_count, int(figure.removeprefix("consume")))
+    if figure == "rr":
+        queries = [sample_query(i) for i in range(args.rr_count)]
+        scratch = Scratch.new(f"rr-{name}")
+        await scratch.declare()
+        try:
+            return await RR[name](scratch, queries, turns)
+        finally:
+            await scratch.delete()
+    events = sample_events(args.publish_count)
+    work: dict[str, Callable[[Side, Scratch, AnyTurns, Any], Awaitable[Any]]] = {
+        "publish": publish_pipelined,
+        "each": publish_each,
+        "latency": latency,
+    }
+    items = {
+        "publish": events,
+        "each": events[: args.each_count],
+        "latency": events[: args.latency_count + 50],
+    }
+    scratch = Scratch.new(f"{figure}-{name}")
+    side = make_side(name)
+    await scratch.declare()
+    try:
+        await side.open(scratch)
+        return await work[figure](side, scratch, turns, items[figure])
+    finally:
+        with contextlib.suppress(Exception):
+            await side.close()
+        await scratch.delete()
+
+
+def counts(args: argparse.Namespace) -> list[str]:
+    """The counts of this run, for the worker processes."""
+    return [
+        f"--publish-count={args.publish_count}",
+        f"--each-count={args.each_count}",
+        f"--consume-count={args.consume_count}",
+        f"--latency-count={args.latency_count}",
+        f"--rr-count={args.rr_count}",
+    ]
+
+
 async def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     names = [s for s in args.sides.split(",") if s]
     only = set(args.only.split(","))
     figures: dict[str, dict[str, list[float]]] = {}
+    script = Path(__file__).resolve()
+    extra = counts(args)
 
     def record(figure: str, side: str, value: float) -> None:
         figures.setdefault(figure, {}).setdefault(side, []).append(value)
         print(f"  {figure:<12} {side:<11} {value:12.3f}", file=sys.stderr, flush=True)
 
-    events = sample_events(args.publish_count)
-    each_events = events[: args.each_count]
-    lone = events[: args.latency_count + 50]
-    queries = [sample_query(i) for i in range(args.rr_count)]
     for n in range(args.runs):
         order = names[n % len(names) :] + names[: n % len(names)]
-        if "publish" in only:
-            per = await all_sides(
-                order, "pub", lambda s, sc, t: publish_pipelined(s, sc, t, events)
-            )
-            for side, rate in per.items():
-                record("publish", side, rate)
-        if "each" in only:
-            per = await all_sides(
-                order, "each", lambda s, sc, t: publish_each(s, sc, t, each_events)
-            )
-            for side, rate in per.items():
-                record("each", side, rate)
+        for figure in ("publish", "each", "rr"):
+            if figure in only:
+                for side, rate in (await in_processes(script, figure, order, extra)).items():
+                    record(figure, side, rate)
         if "consume" in only:
             for prefetch in (100, 1000):
-                for side in order:
-                    record(
-                        f"consume{prefetch}",
-                        side,
-                        await consume(side, args.consume_count, prefetch),
-                    )
+                figure = f"consume{prefetch}"
+                for side in order:  # one after the other
+                    rate = (await in_processes(script, figure, [side], extra))[side]
+                    record(figure, side, rate)
         if "latency" in only:
-            per_lat = await all_sides(order, "lat", lambda s, sc, t: latency(s, sc, t, lone))
+            per_lat = await in_processes(script, "latency", order, extra)
             for side, seconds in per_lat.items():
                 record("latency_p50", side, percentile(seconds, 0.50) * 1000)
                 record("latency_p99", side, percentile(seconds, 0.99) * 1000)
-        if "rr" in only:
-            for side, rate in (await all_rr(order, queries)).items():
-                record("rr", side, rate)
     return figures
 
 
@@ -765,7 +756,7 @@ def sizes() -> dict[str, int]:
     }
 
 
-async def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts: under three minutes")
     parser.add_argument("--runs", type=int, default=3)
@@ -776,10 +767,15 @@ async def main() -> None:
     parser.add_argument("--consume-count", type=int, default=20_000)
     parser.add_argument("--latency-count", type=int, default=1_000)
     parser.add_argument("--rr-count", type=int, default=1_000)
+    parser.add_argument("--worker", nargs=2, metavar=("FIGURE", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.publish_count, args.each_count, args.consume_count = 4_000, 600, 6_000
         args.latency_count, args.rr_count = 300, 300
+    return args
+
+
+async def main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     meta: dict[str, Any] = {
         **machine(),
@@ -804,4 +800,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parsed = arguments()
+    if parsed.worker:
+        figure, side = parsed.worker
+        worker_main(figure, side, lambda f, s, t: side_work(f, s, t, parsed))
+    else:
+        asyncio.run(main(parsed))

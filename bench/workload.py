@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import platform
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO
 
 import aiormq
 import aiormq.abc
@@ -182,6 +185,131 @@ class Turns:
             if following not in self._finished:
                 self._ready[following].set()
                 return
+
+
+# -- every side in a process of its own ------------------------------------------------------------
+#
+# mmate installs its own AMQP frame codec into pamqp for the whole process (see
+# runtime/mmate/_transport/aiormq/frames.py). A hand-written aiormq side in the same process would
+# run on it too and be measured faster than aiormq as its users have it, so every side runs in a
+# process of its own: the parent starts one worker per side (``script --worker FIGURE SIDE``), and
+# the workers still take turns, now over their pipes: a worker waits for ``go`` before each turn and
+# writes ``done`` after it; ``ready`` before its first turn, ``result <json>`` at the end.
+
+
+class PipeTurns:
+    """The worker's end of ``in_processes``, with the interface of ``Turns``."""
+
+    def __init__(self, reader: asyncio.StreamReader, out: TextIO) -> None:
+        self._reader = reader
+        self._out = out
+        self._ready = False
+
+    def _say(self, line: str) -> None:
+        self._out.write(line + "\n")
+        self._out.flush()
+
+    def ready(self) -> None:
+        if not self._ready:
+            self._ready = True
+            self._say("ready")
+
+    @contextlib.asynccontextmanager
+    async def turn(self, side: str) -> AsyncIterator[None]:
+        self.ready()
+        line = await self._reader.readline()
+        if line != b"go\n":
+            raise RuntimeError(f"worker {side}: expected 'go' from the parent, got {line!r}")
+        try:
+            yield
+        finally:
+            self._say("done")
+
+    def finish(self, side: str) -> None:
+        """Nothing to pass on: the parent moves to the next side when this one reports."""
+
+    def result(self, value: Any) -> None:
+        self.ready()
+        self._say("result " + json.dumps(value))
+
+
+AnyTurns = Turns | PipeTurns
+Work = Callable[[str, str, PipeTurns], Awaitable[Any]]
+
+
+def worker_main(figure: str, side: str, work: Work) -> None:
+    """Run ``work(figure, side, turns)`` as a worker of ``in_processes`` and report its result."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+        sys.stdout = sys.stderr  # the pipe carries the protocol only
+        turns = PipeTurns(reader, out)
+        turns.result(await work(figure, side, turns))
+
+    asyncio.run(main())
+
+
+async def in_processes(
+    script: Path, figure: str, sides: Sequence[str], extra: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run ``figure`` for every side at once, each in a process of its own, taking turns in
+    ``sides`` order once every worker is ready; return each side's result."""
+    procs = {}
+    for side in sides:
+        procs[side] = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            "--worker",
+            figure,
+            side,
+            *extra,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+    results: dict[str, Any] = {}
+
+    async def line_of(side: str) -> bytes:
+        stdout = procs[side].stdout
+        assert stdout is not None
+        line = await stdout.readline()
+        if not line:
+            code = await procs[side].wait()
+            raise RuntimeError(f"{figure}: the worker of {side} ended (exit {code})")
+        return line
+
+    try:
+        for side in sides:  # every side set up before the first turn
+            line = await line_of(side)
+            if line != b"ready\n":
+                raise RuntimeError(f"{figure}: unexpected line from {side}: {line!r}")
+        pending = list(sides)
+        while pending:
+            for side in list(pending):
+                stdin = procs[side].stdin
+                assert stdin is not None
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    stdin.write(b"go\n")
+                    await stdin.drain()
+                line = await line_of(side)
+                if line.startswith(b"result "):
+                    results[side] = json.loads(line[7:])
+                    pending.remove(side)
+                elif line != b"done\n":
+                    raise RuntimeError(f"{figure}: unexpected line from {side}: {line!r}")
+    finally:
+        for proc in procs.values():
+            if proc.returncode is None and proc.stdin is not None:
+                proc.stdin.close()
+        for proc in procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 60)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+    return results
 
 
 def machine() -> dict[str, str]:
