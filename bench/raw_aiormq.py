@@ -23,7 +23,18 @@ import aiormq
 import aiormq.abc
 import pydantic_core
 from pamqp.commands import Basic
-from workload import CHUNK, PREFETCH, QUERY_KEY, ROUTING_KEY, URL, WINDOW, Meter, Scratch, Turns
+from workload import (
+    CHUNK,
+    PREFETCH,
+    QUERY_KEY,
+    ROUTING_KEY,
+    URL,
+    WINDOW,
+    AnyTurns,
+    Meter,
+    Scratch,
+    Turns,
+)
 
 from generated.models import GetOrderQuery, OrderCreatedEvent, OrderReply
 
@@ -90,7 +101,7 @@ async def _publish_one(
 
 
 async def publish(
-    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: AnyTurns, side: str
 ) -> list[float]:
     """[messages per second, client CPU microseconds per message]: published concurrently, up to
     WINDOW unconfirmed at once, a chunk of CHUNK messages per turn."""
@@ -143,7 +154,7 @@ async def consume(scratch: Scratch, count: int) -> tuple[float, float]:
 
 
 async def latency(
-    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: AnyTurns, side: str
 ) -> list[float]:
     """Seconds from publish start until the confirm arrived and the handler holds the typed model,
     one message at a time (one per turn)."""
@@ -249,7 +260,7 @@ def _query_body(
 
 
 async def request_reply(
-    scratch: Scratch, queries: Sequence[GetOrderQuery], turns: Turns, side: str
+    scratch: Scratch, queries: Sequence[GetOrderQuery], turns: AnyTurns, side: str
 ) -> list[float]:
     """Seconds per round trip, one request at a time (one per turn): a responder validates the
     query, publishes the reply (confirmed, mandatory) to ``payload.replyTo`` and acks; the

@@ -54,13 +54,16 @@ from workload import (  # noqa: E402
     PREFETCH,
     URL,
     WINDOW,
+    AnyTurns,
     Meter,
+    PipeTurns,
     Scratch,
-    Turns,
     broker_version,
+    in_processes,
     machine,
     sample_events,
     sample_query,
+    worker_main,
 )
 
 from generated import topology as gen_topology  # noqa: E402
@@ -103,7 +106,7 @@ def _audit_handlers(scratch: Scratch, on_event: Callable[[], None]) -> mmate.Han
 
 
 async def mmate_publish(
-    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: AnyTurns, side: str
 ) -> list[float]:
     async with mmate.Client(URL, service="bench", max_in_flight=WINDOW) as client:
         publisher = OrderServicePublisher(client)
@@ -124,7 +127,7 @@ async def mmate_publish(
 
 
 async def mmate_batch(
-    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: AnyTurns, side: str
 ) -> list[float]:
     async with mmate.Client(URL, service="bench", max_in_flight=WINDOW) as client:
         elapsed = cpu = 0.0
@@ -153,7 +156,7 @@ async def mmate_consume(scratch: Scratch, count: int) -> tuple[float, float]:
 
 
 async def mmate_latency(
-    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: Turns, side: str
+    scratch: Scratch, events: Sequence[OrderCreatedEvent], turns: AnyTurns, side: str
 ) -> list[float]:
     arrived: asyncio.Queue[float] = asyncio.Queue()
     results = []
@@ -174,7 +177,7 @@ async def mmate_latency(
 
 
 async def mmate_request_reply(
-    scratch: Scratch, queries: Sequence[GetOrderQuery], turns: Turns, side: str
+    scratch: Scratch, queries: Sequence[GetOrderQuery], turns: AnyTurns, side: str
 ) -> list[float]:
     class BenchOrders(OrderServiceHandlers):
         TOPOLOGY = scratch.consuming(gen_topology.ORDER_SERVICE, "GetOrderQuery")
@@ -298,25 +301,38 @@ async def consume_run(side: str, count: int) -> tuple[float, float]:
     return result
 
 
-async def interleaved(
-    sides: Sequence[str],
-    tag: str,
-    fns: dict[str, Callable[[Scratch, Any, Turns, str], Awaitable[list[float]]]],
-    items: Sequence[Any],
-) -> dict[str, list[float]]:
-    """Run each side on its own scratch topology at the same time, taking turns per sample."""
-    scratches = {side: Scratch.new(f"{tag}-{side}") for side in sides}
-    for scratch in scratches.values():
-        await scratch.declare()
-    turns = Turns(sides)
-    try:
-        results = await asyncio.gather(
-            *(fns[side](scratches[side], items, turns, side) for side in sides)
-        )
-    finally:
-        for scratch in scratches.values():
-            await scratch.delete()
-    return dict(zip(sides, results, strict=True))
+PER_SIDE: dict[str, dict[str, Callable[[Scratch, Any, AnyTurns, str], Awaitable[list[float]]]]] = {
+    "publish": {"raw": raw_aiormq.publish, "mmate": mmate_publish, "batch": mmate_batch},
+    "latency": {"raw": raw_aiormq.latency, "mmate": mmate_latency},
+    "rr": {"raw": raw_aiormq.request_reply, "mmate": mmate_request_reply},
+}
+
+
+async def side_work(figure: str, side: str, turns: PipeTurns, args: argparse.Namespace) -> Any:
+    """One side's part of one figure, in the worker process of that side (workload.py says why
+    every side runs in a process of its own)."""
+    if figure == "consume":
+        return list(await consume_run(side, args.consume_count))
+    events = sample_events(args.publish_count)
+    items: dict[str, Sequence[Any]] = {
+        "publish": events,
+        "latency": events[: args.latency_count + 50],
+        "rr": [sample_query(i) for i in range(args.rr_count)],
+    }
+    work = PER_SIDE[figure][side]
+    return await scratch_run(
+        f"{figure}-{side}", lambda scratch: work(scratch, items[figure], turns, side)
+    )
+
+
+def counts(args: argparse.Namespace) -> list[str]:
+    """The counts of this run, for the worker processes."""
+    return [
+        f"--publish-count={args.publish_count}",
+        f"--consume-count={args.consume_count}",
+        f"--latency-count={args.latency_count}",
+        f"--rr-count={args.rr_count}",
+    ]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -333,45 +349,31 @@ async def run_figures(args: argparse.Namespace) -> dict[str, dict[str, list[floa
         figures.setdefault(name, {}).setdefault(side, []).append(value)
         print(f"  {name:<12} {side:<5} {value:12.4f}", file=sys.stderr, flush=True)
 
-    events = sample_events(args.publish_count)
-    queries = [sample_query(i) for i in range(args.rr_count)]
-    publishers: dict[str, Any] = {"raw": raw_aiormq.publish, "mmate": mmate_publish}
-    if "batch" in only and "mmate" in sides:
-        publishers["batch"] = mmate_batch
+    script = Path(__file__).resolve()
+    extra = counts(args)
     for run in range(args.runs):
         if "publish" in only:
             # All publishers at once, taking turns chunk by chunk (CHUNK messages each).
-            names = [n for n in (*sides, "batch") if n in publishers]
-            per = await interleaved(names, "publish", publishers, events)
-            for name, (rate, cpu) in per.items():
+            names = [*sides, *(["batch"] if "batch" in only and "mmate" in sides else [])]
+            for name, (rate, cpu) in (await in_processes(script, "publish", names, extra)).items():
                 figure, side = ("batch", "mmate") if name == "batch" else ("publish", name)
                 record(figure, side, rate)
                 record(f"{figure}_cpu", side, cpu)
         order = sides if run % 2 == 0 else sides[::-1]
         for side in order:
             if "consume" in only:
-                rate, cpu = await consume_run(side, args.consume_count)
+                rate, cpu = (await in_processes(script, "consume", [side], extra))[side]
                 record("consume", side, rate)
                 record("consume_cpu", side, cpu)
-    # Latency and round trips: both sides at once, alternating message by message (Turns).
+    # Latency and round trips: both sides at once, alternating message by message.
     for _run in range(args.runs):
         if "latency" in only:
-            sample = events[: args.latency_count + 50]
-            per_side = await interleaved(
-                sides, "latency", {"raw": raw_aiormq.latency, "mmate": mmate_latency}, sample
-            )
-            for side, seconds in per_side.items():
+            for side, seconds in (await in_processes(script, "latency", sides, extra)).items():
                 seconds = seconds[50:]  # warm-up
                 record("latency_p50", side, percentile(seconds, 0.50) * 1000)
                 record("latency_p99", side, percentile(seconds, 0.99) * 1000)
         if "rr" in only:
-            per_side = await interleaved(
-                sides,
-                "rr",
-                {"raw": raw_aiormq.request_reply, "mmate": mmate_request_reply},
-                queries,
-            )
-            for side, seconds in per_side.items():
+            for side, seconds in (await in_processes(script, "rr", sides, extra)).items():
                 record("rr", side, len(seconds) / sum(seconds))
     if "batch" in figures and "publish" in figures and "raw" in figures["publish"]:
         figures["batch"]["raw"] = figures["publish"]["raw"]
@@ -456,7 +458,7 @@ def report_memory(samples: list[dict[str, int]]) -> None:
     )
 
 
-async def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default="publish,batch,consume,latency,rr,memory")
@@ -467,7 +469,11 @@ async def main() -> None:
     parser.add_argument("--rr-count", type=int, default=1_000)
     parser.add_argument("--memory-count", type=int, default=100_000)
     parser.add_argument("--memory-child", nargs=3, metavar=("QUEUE", "EXCHANGE", "COUNT"))
-    args = parser.parse_args()
+    parser.add_argument("--worker", nargs=2, metavar=("FIGURE", "SIDE"), help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
     if args.memory_child:
         queue, exchange, count = args.memory_child
         await memory_child(queue, exchange, int(count))
@@ -493,4 +499,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parsed = arguments()
+    if parsed.worker:
+        figure, side = parsed.worker
+        worker_main(figure, side, lambda f, s, t: side_work(f, s, t, parsed))
+    else:
+        asyncio.run(main(parsed))
