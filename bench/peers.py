@@ -38,9 +38,11 @@ median of per-run ratios):
   same written with aio-pika; FastStream: ``broker.request``, which uses RabbitMQ's direct
   reply-to).
 
-Publish, latency and round-trip figures run every side at once, each on its own connection, and
-let them take turns (a chunk, one message, one round trip at a time), so that the outside load of
-this shared box hits them alike; consume runs go one side after the other, in a rotating order.
+Every side runs in a process of its own (``workload.in_processes``: mmate's frame codec is installed
+into pamqp process-wide and would speed up the others). Publish, latency and round-trip figures run
+every side at once and let them take turns over their pipes (a chunk, one message, one round trip at
+a time), so that the outside load of this shared box hits them alike; consume runs go one side after
+the other, in a rotating order.
 ``--quick`` keeps the whole run under three minutes.
 """
 

@@ -23,7 +23,8 @@ load; the ratio mmate / raw is printed beside each):
   against a served handler; raw: a hand-written reply queue and responder), taking turns likewise.
 * ``memory``: peak RSS (VmHWM) and RSS of an mmate consumer process at 10k, 50k and 100k handled.
 
-Prints a table and one JSON line per figure. Exit status 0 even when a target is missed: the
+Each side runs in a process of its own (``workload.in_processes`` says why), taking turns over its
+pipe. Prints a table and one JSON line per figure. Exit status 0 even when a target is missed: the
 benchmark is a record, not a test.
 """
 
