@@ -62,9 +62,10 @@ from workload import (  # noqa: E402
     broker_version,
     in_processes,
     machine,
+    passed_on,
     sample_events,
     sample_query,
-    worker_main,
+    script_main,
 )
 
 from generated import topology as gen_topology  # noqa: E402
@@ -328,12 +329,7 @@ async def side_work(figure: str, side: str, turns: PipeTurns, args: argparse.Nam
 
 def counts(args: argparse.Namespace) -> list[str]:
     """The counts of this run, for the worker processes."""
-    return [
-        f"--publish-count={args.publish_count}",
-        f"--consume-count={args.consume_count}",
-        f"--latency-count={args.latency_count}",
-        f"--rr-count={args.rr_count}",
-    ]
+    return passed_on(args, "publish_count", "consume_count", "latency_count", "rr_count")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -500,9 +496,4 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parsed = arguments()
-    if parsed.worker:
-        figure, side = parsed.worker
-        worker_main(figure, side, lambda f, s, t: side_work(f, s, t, parsed))
-    else:
-        asyncio.run(main(parsed))
+    script_main(arguments(), side_work, main)

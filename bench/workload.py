@@ -234,6 +234,13 @@ class PipeTurns:
 
 
 AnyTurns = Turns | PipeTurns
+
+
+def passed_on(args: Any, *names: str) -> list[str]:
+    """Options of the parent's ``args`` (``publish_count``...) as arguments for its workers."""
+    return [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in names]
+
+
 Work = Callable[[str, str, PipeTurns], Awaitable[Any]]
 
 
@@ -250,6 +257,20 @@ def worker_main(figure: str, side: str, work: Work) -> None:
         turns.result(await work(figure, side, turns))
 
     asyncio.run(main())
+
+
+def script_main(
+    args: Any,
+    side_work: Callable[[str, str, PipeTurns, Any], Awaitable[Any]],
+    main: Callable[[Any], Awaitable[None]],
+) -> None:
+    """A benchmark script's entry: a worker of ``in_processes`` when started with ``--worker FIGURE
+    SIDE``, else the parent (``main``)."""
+    if args.worker:
+        figure, side = args.worker
+        worker_main(figure, side, lambda f, s, t: side_work(f, s, t, args))
+    else:
+        asyncio.run(main(args))
 
 
 async def in_processes(
