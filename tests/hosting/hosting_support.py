@@ -81,8 +81,8 @@ class Run:
         wait_for(seen, f"{pattern!r} in the output")
         return found
 
-    def health_port(self) -> int:
-        return int(self.wait_log(r"health on http://127\.0\.0\.1:(\d+)/")[0][1])
+    def health_port(self, host: str = "127.0.0.1") -> int:
+        return int(self.wait_log(rf"health on http://{re.escape(host)}:(\d+)/")[0][1])
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
@@ -110,9 +110,9 @@ def _hidden(tmp: Path, modules: Sequence[str]) -> list[str]:
     return [str(shims)]
 
 
-def get(port: int, path: str) -> tuple[int, str]:
+def get(port: int, path: str, host: str = "127.0.0.1") -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as reply:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -178,3 +178,42 @@ def consumers(url: str) -> int:
 def depth(url: str) -> int:
     """Messages ready in inventory-service's queue (none unacked: call it with no consumer)."""
     return asyncio.run(_depth(url))
+
+
+async def _counts(url: str, queues: Sequence[str]) -> dict[str, int]:
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        counts: dict[str, int] = {}
+        for queue in queues:
+            declared = await channel.queue_declare(queue, passive=True)
+            counts[queue] = int(declared.message_count or 0)
+        return counts
+    finally:
+        await connection.close()
+
+
+def counts(url: str, queues: Sequence[str]) -> dict[str, int]:
+    """Messages ready in each of ``queues`` (none unacked: call it with no consumer)."""
+    return asyncio.run(_counts(url, queues))
+
+
+async def _take(url: str, queue: str) -> list[tuple[bytes, dict[str, object], bool]]:
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        taken: list[tuple[bytes, dict[str, object], bool]] = []
+        while True:
+            got = await channel.basic_get(queue, no_ack=True)
+            if got.delivery_tag is None:  # Basic.GetEmpty
+                return taken
+            headers = dict(got.header.properties.headers or {})
+            redelivered = bool(getattr(got.delivery, "redelivered", False))
+            taken.append((got.body, headers, redelivered))
+    finally:
+        await connection.close()
+
+
+def take(url: str, queue: str) -> list[tuple[bytes, dict[str, object], bool]]:
+    """Every message ready in ``queue``, removed from it: (body, headers, redelivered)."""
+    return asyncio.run(_take(url, queue))

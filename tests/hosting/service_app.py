@@ -111,3 +111,56 @@ routes = InventoryServiceRoutes()
 @routes.handle_update_inventory_command
 async def update(message: UpdateInventoryCommand, ctx: mmate.MessageContext) -> None:
     await Inventory().handle_update_inventory_command(message, ctx)
+
+
+_in_flight = 0
+
+
+class Gated(Inventory):
+    """For tests/hosting/test_run_promises.py: appends ``start <product> <in flight>`` to
+    ``HOSTING_EVENTS`` as a handler starts, then (except for scheduled ticks) waits for the file
+    ``HOSTING_GATE`` when that is set and sleeps ``HOSTING_DELAY``; a product id starting with
+    ``transient-`` raises ``TransientError``, ``permanent-`` ``PermanentError``; any other is
+    logged as handled."""
+
+    async def handle_update_inventory_command(
+        self, message: UpdateInventoryCommand, ctx: mmate.MessageContext
+    ) -> None:
+        global _in_flight
+        product = message.product_id
+        _in_flight += 1
+        try:
+            _event(f"start {product} {_in_flight}")
+            gate = os.environ.get("HOSTING_GATE")
+            while gate and not product.startswith("tick-") and not os.path.exists(gate):
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(float(os.environ.get("HOSTING_DELAY", "0")))
+            if product.startswith("transient-"):
+                raise mmate.TransientError(f"{product}: try again later")
+            if product.startswith("permanent-"):
+                raise mmate.PermanentError(f"{product}: never works")
+            with open(os.environ["HOSTING_LOG"], "a", encoding="utf-8") as log:
+                log.write(f"{os.getpid()} {product}\n")
+        finally:
+            _in_flight -= 1
+
+
+gated = mmate.App(Gated, service="inventory-service", prefetch=50, concurrency=50)
+"""An App of ``Gated`` handlers (prefetch and concurrency 50 unless configured otherwise)."""
+
+
+def gated_tick(tick: datetime) -> UpdateInventoryCommand:
+    """The message of a tick; records ``tick <epoch seconds of the tick>`` as it is made (that
+    is, only when the tick is published)."""
+    _event(f"tick {tick.timestamp()}")
+    return UpdateInventoryCommand(product_id=f"tick-{tick.timestamp()}", quantity=1)
+
+
+gated_scheduled = mmate.App(Gated, service="inventory-service", prefetch=50, concurrency=50)
+"""``gated`` with a schedule publishing to the service itself every second."""
+gated_scheduled.schedule(
+    "hosting-gated-tick",
+    "@every 1s",
+    lambda client: OrderServicePublisher(client).send_update_inventory_command,
+    gated_tick,
+)
