@@ -70,40 +70,58 @@ def _product(body: bytes, products: list[str]) -> str:
     return found[0]
 
 
-def test_failures_during_the_drain_are_moved_and_acked(url: str, tmp_path: Path) -> None:
-    """SIGTERM while 15 handlers run; then 5 fail transiently, 5 permanently, 5 succeed: each
-    failed message is in its wait queue (back in the queue after the wait, attempt 2) or the
-    dead-letter queue exactly once; none is left unacked (it would be back in the queue
-    without an attempt header, redelivered, in addition to its moved copy)."""
+@pytest.mark.parametrize("concurrency", [50, 4])
+def test_failures_during_the_drain_are_moved_and_acked(
+    url: str, tmp_path: Path, concurrency: int
+) -> None:
+    """SIGTERM while the handlers of 15 delivered messages run (all 15; or 4, the other 11
+    waiting for a handler); then 5 fail transiently, 5 permanently, 5 succeed. Each message
+    whose handler ran is settled as usual: in its wait queue (back in the queue after the wait,
+    attempt 2), in the dead-letter queue, or handled, exactly once; none is left unacked (it
+    would be back in the queue redelivered, without an attempt header, besides its moved
+    copy). A message no handler had started goes back to the queue (redelivered) unhandled."""
     transient, permanent, fine = _names("transient", 5), _names("permanent", 5), _names("ok", 5)
-    run = Run(tmp_path / "run", [f"{APP}:gated", "--drain-timeout", "30"], _env(url, tmp_path))
+    every = transient + permanent + fine
+    args = [f"{APP}:gated", "--drain-timeout", "30", "--concurrency", str(concurrency)]
+    run = Run(tmp_path / "run", args, _env(url, tmp_path))
     try:
         run.wait_log(r"serving inventory-service")
-        publish(url, transient + permanent + fine)
-        wait_for(lambda: len(_events(tmp_path, "start")) == 15, "15 handlers running")
+        publish(url, every)
+        running = min(concurrency, 15)
+        wait_for(lambda: len(_events(tmp_path, "start")) == running, f"{running} running")
+        wait_for(lambda: depth(url) == 0, "all 15 delivered (prefetch 50)")
         run.signal(signal.SIGTERM)
         run.wait_log(r"draining")
         (tmp_path / "gate").touch()  # the handlers finish (and fail) during the drain
         assert run.wait() == 0, run.output
     finally:
         run.stop()
-    assert "stopped cleanly: 5 handled, 10 failed" in run.output
-    assert "(5 retried, 5 dead-lettered, 0 rejected, 0 requeued)" in run.output
-    assert sorted(p for _pid, p in handled(tmp_path / "handled")) == sorted(fine)
+    ran = {product for product, _n in _events(tmp_path, "start")}
+    assert len(ran) == running
+    retried, dead = sorted(ran & set(transient)), sorted(ran & set(permanent))
+    untouched = sorted(set(every) - ran)
+    assert sorted(p for _pid, p in handled(tmp_path / "handled")) == sorted(ran & set(fine))
 
-    dead = take(url, DLQ)
-    assert sorted(_product(body, permanent) for body, _h, _r in dead) == sorted(permanent)
-    assert [_text(headers.get(REASON)) for _b, headers, _r in dead] == ["permanent-error"] * 5
+    dlq = take(url, DLQ)
+    assert sorted(_product(body, permanent) for body, _h, _r in dlq) == dead
+    assert [_text(headers.get(REASON)) for _b, headers, _r in dlq] == ["permanent-error"] * len(
+        dead
+    )
 
     # the retried messages wait (0.5 s to 1 s), then the wait queues dead-letter them back
     wait_for(lambda: sum(counts(url, WAITS).values()) == 0, "the wait queues emptied")
-    wait_for(lambda: depth(url) >= 5, "the 5 retried messages back in the queue")
-    back = take(url, QUEUE)
-    assert sorted(_product(body, transient) for body, _h, _r in back) == sorted(transient)
-    assert [(headers.get(ATTEMPT), redelivered) for _b, headers, redelivered in back] == [
-        (2, False)
-    ] * 5
+    wait_for(lambda: depth(url) >= len(retried + untouched), "the queue refilled")
+    queued = take(url, QUEUE)
+    assert len(queued) == len(retried + untouched)  # each once: no moved copy left unacked too
+    back = {_product(body, every): (headers.get(ATTEMPT), again) for body, headers, again in queued}
+    assert back == {
+        **{product: (2, False) for product in retried},
+        **{product: (None, True) for product in untouched},
+    }
     assert counts(url, [QUEUE, DLQ, *WAITS]) == dict.fromkeys([QUEUE, DLQ, *WAITS], 0)
+    failed = len(retried) + len(dead)
+    assert f"stopped cleanly: {len(ran & set(fine))} handled, {failed} failed" in run.output
+    assert f"({len(retried)} retried, {len(dead)} dead-lettered, 0 rejected," in run.output
 
 
 def test_schedules_do_not_fire_once_the_drain_started(url: str, tmp_path: Path) -> None:
