@@ -260,3 +260,31 @@ async def test_a_trial_that_ends_without_a_verdict_lets_the_next_message_try() -
     assert order[0] == "first" and set(order) == {"first", "second", "third"}
     assert gate.state is CLOSED
     await gate.stop()
+
+
+async def test_a_stopped_breaker_admits_when_closed_and_releases_what_it_holds() -> None:
+    """Stopping (a consumer's drain): a closed breaker keeps admitting, so the drain handles
+    the buffered messages as it does without a breaker; a message waiting for an open breaker
+    is released as not admitted (the consumer requeues it)."""
+    from mmate._failures.handler_breaker import HandlerBreaker
+
+    async def nothing() -> None:
+        return None
+
+    gate = HandlerBreaker(
+        "q", HandlerBreakerOptions(failure_threshold=1, cool_down=60), pause=nothing, resume=nothing
+    )
+    await gate.stop()
+    assert await asyncio.wait_for(gate.admit("buffered"), 5)
+    gate.done("buffered")
+
+    held = HandlerBreaker(
+        "q", HandlerBreakerOptions(failure_threshold=1, cool_down=60), pause=nothing, resume=nothing
+    )
+    held.record("failure", "first")
+    assert held.state is OPEN
+    waiting = asyncio.create_task(held.admit("held"))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await held.stop()
+    assert await asyncio.wait_for(waiting, 5) is False

@@ -18,8 +18,9 @@ Contract (one ``HandlerBreaker`` per consumed queue, built from ``HandlerBreaker
   fails (a new cool-down).
 * Every state change is logged (warning when opening, info otherwise) and reported to
   ``on_change(queue, old, new)``; the state is ``QueueConsumer.breaker.state``.
-* ``stop``: held messages are released as "not admitted" (the consumer requeues them) and the
-  cool-down timer is cancelled.
+* ``stop``: held messages (waiting for an open breaker, or for a half-open trial's verdict) are
+  released as "not admitted" (the consumer requeues them) and the cool-down timer is cancelled;
+  a closed breaker keeps admitting, so a drain handles the buffered messages.
 """
 
 from __future__ import annotations
@@ -98,18 +99,21 @@ class HandlerBreaker:
 
     async def admit(self, token: object) -> bool:
         """Wait until a message may be handled: true to go ahead (as the trial in half-open
-        state), false when stopping (the caller requeues the message). ``token`` names who
-        handles the message (the consumer's worker); ``record`` and ``done`` pass the same one."""
-        while not self._stopped:
+        state), false when it would have to wait while stopping (the caller requeues the
+        message). A closed breaker admits while stopping too: the consumer's drain handles what
+        it buffered, as it does without a breaker. ``token`` names who handles the message (the
+        consumer's worker); ``record`` and ``done`` pass the same one."""
+        while True:
             state = self.breaker.state
             if state is BreakerState.CLOSED:
                 return True
             if state is BreakerState.HALF_OPEN and self.breaker.allow():
                 self._trial = token
                 return True
+            if self._stopped:
+                return False
             self._changed_event.clear()
             await self._changed_event.wait()
-        return False
 
     def record(self, outcome: Outcome, token: object) -> None:
         """The verdict of an admitted message's handler."""
