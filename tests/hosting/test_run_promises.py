@@ -175,6 +175,20 @@ def test_health_host_binds_the_given_address(url: str, tmp_path: Path, source: s
         run.stop()
 
 
+def test_an_ipv6_health_host_is_logged_as_a_url(url: str, tmp_path: Path) -> None:
+    """``--health-host ::1``: bound there, and the log line is a URL one can open
+    (``http://[::1]:PORT/``, the address in brackets)."""
+    run = Run(tmp_path / "run", [f"{APP}:gated", "--health-host", "::1"], _env(url, tmp_path))
+    try:
+        port = run.health_port("[::1]")
+        run.wait_log(r"serving inventory-service")
+        assert get(port, "/ready", host="[::1]") == (200, '{"status": "healthy"}')
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0, run.output
+    finally:
+        run.stop()
+
+
 @pytest.mark.parametrize("source", ["flag", "environment"])
 def test_concurrency_limits_the_handlers_running_at_once(
     url: str, tmp_path: Path, source: str

@@ -180,7 +180,7 @@ class Host:
             )
             log.info(
                 "health on http://%s:%d/ (pid %d)",
-                cfg.health_host,
+                f"[{cfg.health_host}]" if ":" in cfg.health_host else cfg.health_host,  # IPv6
                 started.health.port,
                 os.getpid(),
             )
