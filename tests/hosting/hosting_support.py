@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -108,6 +109,21 @@ def _hidden(tmp: Path, modules: Sequence[str]) -> list[str]:
             f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n"
         )
     return [str(shims)]
+
+
+def free_port_pair() -> int:
+    """A port P with P and P + 1 free just now (for ``--workers 2`` health ports)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two adjacent free ports")
 
 
 def get(port: int, path: str, host: str = "127.0.0.1") -> tuple[int, str]:

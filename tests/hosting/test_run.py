@@ -8,13 +8,12 @@ import json
 import os
 import re
 import signal
-import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hosting_support import ROOT, Run, depth, get, handled, publish, wait_for
+from hosting_support import ROOT, Run, depth, free_port_pair, get, handled, publish, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -343,23 +342,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _free_pair() -> int:
-    """A port P with P and P + 1 free just now."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no two adjacent free ports")
-
-
 def test_each_worker_serves_its_own_health_port(url: str, tmp_path: Path) -> None:
-    port = _free_pair()
+    port = free_port_pair()
     env = env_for(url, tmp_path / "x")
     run = Run(tmp_path, [f"{APP}:app", "--workers", "2", "--health-port", str(port)], env)
     try:

@@ -19,6 +19,7 @@ from hosting_support import (
     consumers,
     counts,
     depth,
+    free_port_pair,
     get,
     handled,
     publish,
@@ -219,25 +220,10 @@ def test_concurrency_limits_the_handlers_running_at_once(
     assert max(in_flight) == 3 and len(in_flight) == 12
 
 
-def _free_pair() -> int:
-    """A port P with P and P + 1 free just now."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no two adjacent free ports")
-
-
 def test_workers_from_the_environment(url: str, tmp_path: Path) -> None:
     """MMATE_WORKERS=2 (no --workers): a supervisor and two workers, each consuming on a
     connection of its own (two consumers at the broker) with its own health port."""
-    port = _free_pair()
+    port = free_port_pair()
     env = _env(url, tmp_path, MMATE_WORKERS="2")
     run = Run(tmp_path / "run", [f"{APP}:gated", "--health-port", str(port)], env)
     try:
