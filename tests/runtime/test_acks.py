@@ -1,5 +1,6 @@
 """Batched acks (``mmate.acks``): a ``multiple`` ack never covers a message whose handler has not
-finished, and a slow handler never holds the others' acks back for long (no broker needed)."""
+finished, a slow handler never holds the others' acks back for long, and an idle consumer's acks
+wait only a short linger (no broker needed)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class FakeChannel:
         self.outstanding = set(range(1, delivered + 1))
         self.acked: set[int] = set()
         self.frames: list[tuple[int, bool]] = []
+        self.is_open = True
 
     async def ack(self, tag: int, *, multiple: bool = False) -> None:
         await asyncio.sleep(0)  # a write that yields, as aiormq's does
@@ -27,9 +29,15 @@ class FakeChannel:
         self.frames.append((tag, multiple))
 
 
-def acker(channel: FakeChannel, batch: int) -> Acker:
+def acker(channel: FakeChannel, batch: int, linger: float = 0.0) -> Acker:
     fake: Any = channel
-    return Acker(fake, batch)
+    return Acker(fake, batch, queue="orders", linger=linger)
+
+
+async def lingered() -> None:
+    """Let a zero linger timer fire and its flush finish."""
+    for _ in range(5):
+        await asyncio.sleep(0)
 
 
 async def test_in_order_finishes_are_acked_in_batches_with_multiple() -> None:
@@ -37,6 +45,7 @@ async def test_in_order_finishes_are_acked_in_batches_with_multiple() -> None:
     acks = acker(channel, 25)
     for tag in range(1, 101):
         await acks.ok(tag, idle=tag == 100)
+    await lingered()
     assert channel.acked == set(range(1, 101))
     assert channel.frames == [(25, True), (50, True), (75, True), (100, True)]
 
@@ -52,6 +61,7 @@ async def test_a_multiple_ack_never_covers_an_unfinished_message() -> None:
         finished.add(tag)
         assert channel.acked <= finished  # nothing acked before its handler finished
     await acks.ok(order[-1], idle=True)
+    await lingered()
     assert channel.acked == set(range(1, 61))
 
 
@@ -62,9 +72,11 @@ async def test_a_slow_handler_does_not_hold_back_the_others() -> None:
         await acks.ok(tag, idle=False)
     assert channel.acked == {2, 3, 4, 5}  # acked one by one once a batch of them waited
     assert 1 in channel.outstanding
-    await acks.ok(6, idle=True)  # nothing else buffered: acked at once
+    await acks.ok(6, idle=True)  # nothing else buffered: acked after the linger
+    await lingered()
     assert channel.acked == {2, 3, 4, 5, 6}
     await acks.ok(1, idle=True)
+    await lingered()
     assert channel.acked == set(range(1, 7))
     assert channel.frames[-1] == (1, True)
 
@@ -102,3 +114,41 @@ async def test_batch_of_one_acks_each_message_alone() -> None:
     for tag in (2, 1, 3):
         await acks.ok(tag, idle=False)
     assert channel.frames == [(2, False), (1, False), (3, False)]
+
+
+async def test_an_idle_finished_message_waits_for_the_linger_then_is_acked() -> None:
+    channel = FakeChannel(10)
+    acks = acker(channel, 4, linger=0.02)
+    await acks.ok(1, idle=True)
+    await acks.ok(2, idle=True)  # the timer is armed once, not per message
+    await asyncio.sleep(0.005)
+    assert channel.frames == []  # waiting for company
+    await asyncio.sleep(0.05)
+    assert channel.frames == [(2, True)]  # one multiple ack for both
+
+
+async def test_a_full_batch_is_acked_at_once_even_while_the_linger_runs() -> None:
+    channel = FakeChannel(10)
+    acks = acker(channel, 3, linger=10.0)
+    await acks.ok(1, idle=True)
+    await acks.ok(2, idle=False)
+    await acks.ok(3, idle=False)
+    assert channel.frames == [(3, True)]
+    await acks.close()
+
+
+async def test_close_cancels_the_linger_and_a_closed_channel_gets_no_ack() -> None:
+    channel = FakeChannel(10)
+    acks = acker(channel, 4, linger=0.01)
+    await acks.ok(1, idle=True)
+    await acks.close()
+    await asyncio.sleep(0.03)
+    assert channel.frames == []  # the broker requeues what a closed channel left unacked
+
+    acks = acker(channel, 4, linger=0.0)
+    await acks.ok(2, idle=False)
+    await acks.ok(1, idle=True)
+    channel.is_open = False  # closed before the timer fired
+    await lingered()
+    assert channel.frames == []
+    await acks.close()

@@ -7,11 +7,15 @@ every lower delivery tag on the channel is settled: a message is never acked bef
 finished. Delivery tags of one channel count 1, 2, 3... (one consumer per channel), so the
 settled prefix is tracked without registering deliveries.
 
-When acks are sent: once ``batch`` finished messages wait, or when the consumer has nothing else
-buffered (``idle``), so a finished message stays unacked only while more work is already queued.
-Finished messages above an unsettled one (a slow handler) are acked one by one instead once
-``batch`` of them wait, or on ``idle``, so one slow handler never holds the others' prefetch
-slots. ``flush`` sends everything finished (before closing the channel).
+When acks are sent: once ``batch`` finished messages wait, or ``linger`` seconds after the
+consumer found nothing else buffered (``idle``), so a finished message stays unacked only while
+more work is queued or for that short while. The linger matters for throughput: a consumer that
+keeps up with its queue finds its buffer empty after nearly every message, and acking at once then
+sent one ack per 4-5 messages (bench/RESULTS.md, #15: 18 % of the consumer's CPU). Finished
+messages above an unsettled one (a slow handler) are acked one by one instead once ``batch`` of
+them wait, or after the linger, so one slow handler never holds the others' prefetch slots.
+``flush`` sends everything finished (before closing the channel); ``close`` stops the linger
+timer.
 
 One ``Acker`` per channel; every method runs on the event loop of that channel, never
 concurrently with itself for the same tag.
@@ -20,16 +24,29 @@ concurrently with itself for the same tag.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from .._transport.base import Channel
+from ..errors import MmateError
+
+log = logging.getLogger("mmate.consumer")
+
+LINGER = 0.002
+"""Seconds an idle consumer's finished messages wait for company before they are acked."""
 
 
 class Acker:
     """Batches the acks of one channel."""
 
-    def __init__(self, channel: Channel, batch: int) -> None:
+    def __init__(
+        self, channel: Channel, batch: int, *, queue: str = "", linger: float = LINGER
+    ) -> None:
         self.channel = channel
+        self._queue = queue
         self._batch = max(1, batch)
+        self._linger = linger
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
         self._low = 1
         """The lowest delivery tag not yet settled."""
         self._finished: set[int] = set()
@@ -54,10 +71,12 @@ class Acker:
             return
         self._finished.add(tag)
         self._advance()
-        if self._covered_count >= self._batch or idle:
+        if self._covered_count >= self._batch:
             await self._ack_covered()
-        if self._finished and (len(self._finished) >= self._batch or idle):
+        if len(self._finished) >= self._batch:
             await self._ack_singly()
+        if idle and self._timer is None and (self._covered or self._finished):
+            self._timer = asyncio.get_running_loop().call_later(self._linger, self._lingered)
 
     def other(self, tag: int) -> None:
         """``tag`` was settled another way (call after its nack was sent); it no longer holds back
@@ -70,6 +89,34 @@ class Acker:
         """Ack every finished message now."""
         await self._ack_covered()
         await self._ack_singly()
+
+    async def close(self) -> None:
+        """Stop the linger timer and wait for a flush it started (the channel is going away, or
+        the consumer flushed already)."""
+        self.stop_linger()
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    def stop_linger(self) -> None:
+        """Cancel the linger timer (the channel closed: the broker requeues what it left
+        unacked)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _lingered(self) -> None:
+        self._timer = None
+        task = asyncio.get_running_loop().create_task(self._flush_now())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_now(self) -> None:
+        if not self.channel.is_open:
+            return  # the broker requeued what the channel left unacked
+        try:
+            await self.flush()
+        except MmateError as exc:
+            log.warning("could not ack finished messages of queue %r: %s", self._queue, exc)
 
     def _advance(self) -> None:
         low = self._low

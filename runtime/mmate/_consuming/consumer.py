@@ -222,7 +222,9 @@ class QueueConsumer:
     def _new_channel(self, channel: Channel) -> None:
         # Acks go in batches (multiple=True) of a quarter of the prefetch, never before a handler
         # finished (acks.py).
-        self._acker = Acker(channel, self._settings.prefetch // 4)
+        if self._acker is not None:
+            self._acker.stop_linger()
+        self._acker = Acker(channel, self._settings.prefetch // 4, queue=self.queue)
 
     async def _pause(self) -> None:
         """Stop receiving deliveries (circuit breaker open); held messages stay unacked."""
@@ -784,6 +786,8 @@ class QueueConsumer:
                 await acker.flush()  # the finished messages whose acks wait for a batch
             except MmateError as exc:
                 log.warning("could not ack the last messages of %s: %s", self.queue, exc)
+        if acker is not None:
+            await acker.close()
         await self._loop.close()
         await self._mover.close()
         log.info(
