@@ -116,24 +116,27 @@ async def test_batch_of_one_acks_each_message_alone() -> None:
     assert channel.frames == [(2, False), (1, False), (3, False)]
 
 
-async def test_an_idle_finished_message_waits_for_the_linger_then_is_acked() -> None:
+async def test_a_lone_message_is_acked_at_once_and_a_stream_after_the_linger() -> None:
     channel = FakeChannel(10)
-    acks = acker(channel, 4, linger=0.02)
-    await acks.ok(1, idle=True)
-    await acks.ok(2, idle=True)  # the timer is armed once, not per message
-    await asyncio.sleep(0.005)
-    assert channel.frames == []  # waiting for company
-    await asyncio.sleep(0.05)
-    assert channel.frames == [(2, True)]  # one multiple ack for both
+    acks = acker(channel, 4, linger=0.05)
+    await acks.ok(1, idle=True)  # no ack went out lately: at once
+    assert channel.frames == [(1, True)]
+    await acks.ok(2, idle=True)  # within the linger of that ack: waits for company
+    await acks.ok(3, idle=True)  # the timer is armed once, not per message
+    await asyncio.sleep(0.01)
+    assert channel.frames == [(1, True)]
+    await asyncio.sleep(0.1)
+    assert channel.frames == [(1, True), (3, True)]  # one multiple ack for both
 
 
 async def test_a_full_batch_is_acked_at_once_even_while_the_linger_runs() -> None:
     channel = FakeChannel(10)
     acks = acker(channel, 3, linger=10.0)
     await acks.ok(1, idle=True)
-    await acks.ok(2, idle=False)
+    await acks.ok(2, idle=True)  # waits (10 s)
     await acks.ok(3, idle=False)
-    assert channel.frames == [(3, True)]
+    await acks.ok(4, idle=False)
+    assert channel.frames == [(1, True), (4, True)]
     await acks.close()
 
 
@@ -141,14 +144,16 @@ async def test_close_cancels_the_linger_and_a_closed_channel_gets_no_ack() -> No
     channel = FakeChannel(10)
     acks = acker(channel, 4, linger=0.01)
     await acks.ok(1, idle=True)
+    await acks.ok(2, idle=True)  # waits for the linger
     await acks.close()
     await asyncio.sleep(0.03)
-    assert channel.frames == []  # the broker requeues what a closed channel left unacked
+    assert channel.frames == [(1, True)]  # the broker requeues what a closed channel left unacked
 
-    acks = acker(channel, 4, linger=0.0)
-    await acks.ok(2, idle=False)
+    channel = FakeChannel(10)
+    acks = acker(channel, 4, linger=0.01)
     await acks.ok(1, idle=True)
+    await acks.ok(2, idle=True)
     channel.is_open = False  # closed before the timer fired
-    await lingered()
-    assert channel.frames == []
+    await asyncio.sleep(0.03)
+    assert channel.frames == [(1, True)]
     await acks.close()

@@ -7,15 +7,16 @@ every lower delivery tag on the channel is settled: a message is never acked bef
 finished. Delivery tags of one channel count 1, 2, 3... (one consumer per channel), so the
 settled prefix is tracked without registering deliveries.
 
-When acks are sent: once ``batch`` finished messages wait, or ``linger`` seconds after the
-consumer found nothing else buffered (``idle``), so a finished message stays unacked only while
-more work is queued or for that short while. The linger matters for throughput: a consumer that
-keeps up with its queue finds its buffer empty after nearly every message, and acking at once then
-sent one ack per 4-5 messages (bench/RESULTS.md, #15: 18 % of the consumer's CPU). Finished
-messages above an unsettled one (a slow handler) are acked one by one instead once ``batch`` of
-them wait, or after the linger, so one slow handler never holds the others' prefetch slots.
-``flush`` sends everything finished (before closing the channel); ``close`` stops the linger
-timer.
+When acks are sent: once ``batch`` finished messages wait, or when the consumer found nothing
+else buffered (``idle``): at once if no ack went out in the last ``linger`` seconds, else when
+that much time has passed since the last one. A lone message is so acked at once (which matters
+beyond the queue: the broker confirms a persistent message to its publisher as soon as the
+consumer acked it), while a consumer that keeps up with a stream, and finds its buffer empty
+after nearly every message, sends at most one idle ack per ``linger`` instead of one per 4-5
+messages (bench/RESULTS.md, #15: 18 % of the consumer's CPU). Finished messages above an
+unsettled one (a slow handler) are acked one by one instead once ``batch`` of them wait, or on
+idle in the same way, so one slow handler never holds the others' prefetch slots. ``flush``
+sends everything finished (before closing the channel); ``close`` stops the linger timer.
 
 One ``Acker`` per channel; every method runs on the event loop of that channel, never
 concurrently with itself for the same tag.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 from .._transport.base import Channel
 from ..errors import MmateError
@@ -32,7 +34,7 @@ from ..errors import MmateError
 log = logging.getLogger("mmate.consumer")
 
 LINGER = 0.002
-"""Seconds an idle consumer's finished messages wait for company before they are acked."""
+"""Seconds between two idle acks at least: the longest a finished message waits for company."""
 
 
 class Acker:
@@ -46,6 +48,8 @@ class Acker:
         self._batch = max(1, batch)
         self._linger = linger
         self._timer: asyncio.TimerHandle | None = None
+        self._last_sent = -math.inf
+        """``loop.time()`` of the last ack sent."""
         self._flushes: set[asyncio.Task[None]] = set()
         self._low = 1
         """The lowest delivery tag not yet settled."""
@@ -76,7 +80,12 @@ class Acker:
         if len(self._finished) >= self._batch:
             await self._ack_singly()
         if idle and self._timer is None and (self._covered or self._finished):
-            self._timer = asyncio.get_running_loop().call_later(self._linger, self._lingered)
+            loop = asyncio.get_running_loop()
+            wait = self._last_sent + self._linger - loop.time()
+            if wait <= 0:
+                await self.flush()
+            else:
+                self._timer = loop.call_later(wait, self._lingered)
 
     def other(self, tag: int) -> None:
         """``tag`` was settled another way (call after its nack was sent); it no longer holds back
@@ -137,6 +146,7 @@ class Acker:
             tag = self._covered
             if tag:
                 self._covered, self._covered_count = 0, 0
+                self._last_sent = asyncio.get_running_loop().time()
                 await self.channel.ack(tag, multiple=True)
 
     async def _ack_singly(self) -> None:
@@ -144,5 +154,7 @@ class Acker:
             tags = sorted(self._finished)
             self._finished.clear()
             self._other.update(tags)
+            if tags:
+                self._last_sent = asyncio.get_running_loop().time()
             for tag in tags:
                 await self.channel.ack(tag)

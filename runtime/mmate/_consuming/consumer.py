@@ -45,6 +45,7 @@ from ..errors import (
 from .acks import Acker
 from .deadlines import Slot, Watchdog
 from .dispatch import Route
+from .inbox import Inbox
 from .loop import ConsumeLoop
 
 log = logging.getLogger("mmate.consumer")
@@ -137,7 +138,7 @@ class QueueConsumer:
         self._watchdog: Watchdog | None = None
         if settings.handler_timeout is not None:
             self._watchdog = Watchdog(settings.handler_timeout, f"mmate:{queue}:deadlines")
-        self._buffer: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._buffer: Inbox[Delivery] = Inbox()
         self._workers: list[asyncio.Task[None]] = []
         self._acker: Acker | None = None
         self._stopping = False
