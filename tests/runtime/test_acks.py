@@ -157,3 +157,28 @@ async def test_close_cancels_the_linger_and_a_closed_channel_gets_no_ack() -> No
     await asyncio.sleep(0.03)
     assert channel.frames == [(1, True)]
     await acks.close()
+
+
+async def test_finished_messages_before_a_last_nack_are_acked_after_the_linger() -> None:
+    channel = FakeChannel(3)
+    acks = acker(channel, 25, linger=0.01)
+    await acks.ok(1, idle=False)  # more was buffered
+    await acks.ok(2, idle=False)
+    channel.outstanding.discard(3)  # the last message failed: nacked, then reported
+    acks.other(3)
+    await asyncio.sleep(0.05)
+    assert channel.acked == {1, 2}  # not left waiting for an ok that never comes
+    await acks.close()
+
+
+async def test_a_finished_message_waits_at_most_the_linger_while_others_run() -> None:
+    channel = FakeChannel(5)
+    acks = acker(channel, 25, linger=0.01)
+    await acks.ok(2, idle=False)  # 1 still runs, more is buffered
+    await acks.ok(3, idle=False)
+    await asyncio.sleep(0.05)
+    assert channel.acked == {2, 3}  # acked one by one: 1 holds back the multiple ack
+    await acks.ok(1, idle=False)
+    await asyncio.sleep(0.05)
+    assert channel.acked == {1, 2, 3}
+    await acks.close()

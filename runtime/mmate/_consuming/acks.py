@@ -7,16 +7,17 @@ every lower delivery tag on the channel is settled: a message is never acked bef
 finished. Delivery tags of one channel count 1, 2, 3... (one consumer per channel), so the
 settled prefix is tracked without registering deliveries.
 
-When acks are sent: once ``batch`` finished messages wait, or when the consumer found nothing
-else buffered (``idle``): at once if no ack went out in the last ``linger`` seconds, else when
-that much time has passed since the last one. A lone message is so acked at once (which matters
-beyond the queue: the broker confirms a persistent message to its publisher as soon as the
+When acks are sent: once ``batch`` finished messages wait; otherwise at most ``linger`` seconds
+after a message finished, and at once when the consumer has nothing else buffered (``idle``) and
+no ack went out in the last ``linger`` seconds. A lone message is so acked at once (which matters
+beyond the queue: the broker may confirm a persistent message to its publisher only once its
 consumer acked it), while a consumer that keeps up with a stream, and finds its buffer empty
-after nearly every message, sends at most one idle ack per ``linger`` instead of one per 4-5
-messages (bench/RESULTS.md, #15: 18 % of the consumer's CPU). Finished messages above an
-unsettled one (a slow handler) are acked one by one instead once ``batch`` of them wait, or on
-idle in the same way, so one slow handler never holds the others' prefetch slots. ``flush``
-sends everything finished (before closing the channel); ``close`` stops the linger timer.
+after nearly every message, sends at most one ack per ``linger`` besides its full batches instead
+of one per 4-5 messages (bench/RESULTS.md, #15: 18 % of the consumer's CPU). A nacked message
+(``other``) arms the same timer, so the finished messages beside it never wait for an ``ok`` that
+may not come. Finished messages above an unsettled one (a slow handler) are acked one by one
+instead, in the same way, so one slow handler never holds the others' acks or prefetch slots.
+``flush`` sends everything finished (before closing the channel); ``close`` stops the timer.
 
 One ``Acker`` per channel; every method runs on the event loop of that channel, never
 concurrently with itself for the same tag.
@@ -79,13 +80,15 @@ class Acker:
             await self._ack_covered()
         if len(self._finished) >= self._batch:
             await self._ack_singly()
-        if idle and self._timer is None and (self._covered or self._finished):
+        if self._timer is None and (self._covered or self._finished):
             loop = asyncio.get_running_loop()
             wait = self._last_sent + self._linger - loop.time()
-            if wait <= 0:
-                await self.flush()
-            else:
+            if wait > 0:
                 self._timer = loop.call_later(wait, self._lingered)
+            elif idle:
+                await self.flush()
+            else:  # more work is buffered: give it the linger to finish too
+                self._timer = loop.call_later(self._linger, self._lingered)
 
     def other(self, tag: int) -> None:
         """``tag`` was settled another way (call after its nack was sent); it no longer holds back
@@ -93,6 +96,12 @@ class Acker:
         if tag >= self._low:
             self._other.add(tag)
             self._advance()
+        if self._timer is None and (self._covered or self._finished):
+            # The finished messages below or beside it must not wait for a next ``ok`` that may
+            # never come (the nacked message was the last one): ack them after the linger.
+            loop = asyncio.get_running_loop()
+            wait = max(0.0, self._last_sent + self._linger - loop.time())
+            self._timer = loop.call_later(wait, self._lingered)
 
     async def flush(self) -> None:
         """Ack every finished message now."""
