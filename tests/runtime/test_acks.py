@@ -182,3 +182,36 @@ async def test_a_finished_message_waits_at_most_the_linger_while_others_run() ->
     await asyncio.sleep(0.05)
     assert channel.acked == {1, 2, 3}
     await acks.close()
+
+
+class SlowFirstAck(FakeChannel):
+    """The write of the first ack takes a while (a socket that drains slowly)."""
+
+    def __init__(self, delivered: int) -> None:
+        super().__init__(delivered)
+        self.gate = asyncio.Event()
+
+    async def ack(self, tag: int, *, multiple: bool = False) -> None:
+        if tag == 1:
+            await self.gate.wait()
+        await super().ack(tag, multiple=multiple)
+
+
+async def test_a_nack_during_a_flush_leaves_no_finished_message_behind() -> None:
+    for yields in range(12):  # the nack at every point of the flush
+        channel = SlowFirstAck(4)
+        acks = acker(channel, 25, linger=0.0)
+        first = asyncio.create_task(acks.ok(1, idle=True))  # holds the ack lock
+        await asyncio.sleep(0)
+        above = [asyncio.create_task(acks.ok(t, idle=True)) for t in (3, 4)]  # 2 still runs
+        await asyncio.sleep(0)
+        channel.gate.set()
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        channel.outstanding.discard(2)  # 2 nacked by its worker, then reported
+        acks.other(2)
+        await asyncio.gather(first, *above)
+        await lingered()
+        await asyncio.sleep(0.01)
+        assert channel.outstanding == set(), f"nack after {yields} yields"
+        await acks.close()

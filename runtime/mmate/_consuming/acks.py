@@ -107,6 +107,8 @@ class Acker:
         """Ack every finished message now."""
         await self._ack_covered()
         await self._ack_singly()
+        if self._covered:  # a nack while the singles were sent moved finished ones below it
+            await self._ack_covered()
 
     async def close(self) -> None:
         """Stop the linger timer and wait for a flush it started (the channel is going away, or

@@ -13,6 +13,7 @@ the front, for the next worker: nothing handed over is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -47,6 +48,8 @@ class Inbox(Generic[T]):
                 self._wake()
             else:
                 waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)  # not kept until the next put
             raise
 
     def task_done(self) -> None:
