@@ -263,21 +263,20 @@ def test_reload_restarts_on_change(url: str, tmp_path: Path) -> None:
     try:
         first = run.wait_log(r"serving inventory-service \(pid (\d+)\)")[0][1]
         original = module.read_text()
-        edits = 0
+        edits, edited = 0, 0.0
 
         def restarted() -> bool:
             # The watcher may take its first look at the tree after this write on a loaded box:
-            # change the file again each second until a restart shows.
-            nonlocal edits
+            # change the file again each second until it reports a change.
+            nonlocal edits, edited
             if "changed; restarting" in run.output:
                 return True  # seen: no more edits (each would restart it again)
-            if edits == 0 or time.monotonic() - edited[0] > 1.0:
+            if edits == 0 or time.monotonic() - edited > 1.0:
                 edits += 1
                 module.write_text(original + f"\n# changed {edits}\n")
-                edited[0] = time.monotonic()
+                edited = time.monotonic()
             return False
 
-        edited = [0.0]
         wait_for(restarted, "the watcher seeing the module change")
         second = run.wait_log(r"serving inventory-service \(pid (\d+)\)", 2)[1][1]
         assert first != second

@@ -81,14 +81,13 @@ class Acker:
         if len(self._finished) >= self._batch:
             await self._ack_singly()
         if self._timer is None and (self._covered or self._finished):
-            loop = asyncio.get_running_loop()
-            wait = self._last_sent + self._linger - loop.time()
+            wait = self._spacing_left()
             if wait > 0:
-                self._timer = loop.call_later(wait, self._lingered)
+                self._arm(wait)
             elif idle:
                 await self.flush()
             else:  # more work is buffered: give it the linger to finish too
-                self._timer = loop.call_later(self._linger, self._lingered)
+                self._arm(self._linger)
 
     def other(self, tag: int) -> None:
         """``tag`` was settled another way (call after its nack was sent); it no longer holds back
@@ -99,9 +98,7 @@ class Acker:
         if self._timer is None and (self._covered or self._finished):
             # The finished messages below or beside it must not wait for a next ``ok`` that may
             # never come (the nacked message was the last one): ack them after the linger.
-            loop = asyncio.get_running_loop()
-            wait = max(0.0, self._last_sent + self._linger - loop.time())
-            self._timer = loop.call_later(wait, self._lingered)
+            self._arm(max(0.0, self._spacing_left()))
 
     async def flush(self) -> None:
         """Ack every finished message now."""
@@ -123,6 +120,13 @@ class Acker:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _spacing_left(self) -> float:
+        """Seconds until ``linger`` has passed since the last ack (0 or less: it has)."""
+        return self._last_sent + self._linger - asyncio.get_running_loop().time()
+
+    def _arm(self, delay: float) -> None:
+        self._timer = asyncio.get_running_loop().call_later(delay, self._lingered)
 
     def _lingered(self) -> None:
         self._timer = None

@@ -44,8 +44,7 @@ class Inbox(Generic[T]):
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._items.appendleft(waiter.result())  # handed over, not taken: give it on
-                self._wake()
+                self._give(waiter.result(), front=True)  # handed over, not taken: give it on
             else:
                 waiter.cancel()
                 with contextlib.suppress(ValueError):
@@ -78,19 +77,16 @@ class Inbox(Generic[T]):
         """How many items wait for a worker."""
         return len(self._items)
 
-    def _give(self, item: T) -> None:
+    def _give(self, item: T, *, front: bool = False) -> None:
+        """To the first worker still waiting, else into the buffer (at its ``front``: an item
+        given back keeps its turn)."""
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(item)
                 return
-        self._items.append(item)
-
-    def _wake(self) -> None:
-        """After an item went back to the front: hand it to a worker that is waiting, if any."""
-        waiters = self._waiters
-        while waiters and self._items:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(self._items.popleft())
+        if front:
+            self._items.appendleft(item)
+        else:
+            self._items.append(item)
