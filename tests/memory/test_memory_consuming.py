@@ -185,6 +185,38 @@ async def test_single_active_consumer_fails_over(side: Side, kind: str) -> None:
         assert got == [("A", "0"), ("B", "1"), ("B", "2"), ("B", "0")]
 
 
+@pytest.mark.parametrize("kind", ["classic", "quorum"])
+async def test_single_active_consumer_hands_over_when_the_old_one_acked_and_closed(
+    side: Side, kind: str
+) -> None:
+    # What a consumer that stops cleanly does: cancel, finish and ack what it holds, close. The
+    # classic queue then waits for the close (with nothing left to give back) before it delivers
+    # to the next consumer; a queue that waited for more than that would never deliver again.
+    ch = await side.channel()
+    q = await _queue(side, ch, kind, x_single_active_consumer=True)
+    held: list[Delivery] = []
+    got: list[tuple[str, str]] = []
+    a_channel, b_channel = await side.channel(), await side.channel()
+    await a_channel.qos(1)
+    await b_channel.qos(1)
+    a = await a_channel.consume(q, lambda d: (got.append(("A", d.body.decode())), held.append(d)))
+    await b_channel.consume(
+        q, lambda d: (got.append(("B", d.body.decode())), _ack_later(b_channel, d))
+    )
+    await _fill(ch, q, *"012")
+    await side.settle()
+    await a_channel.cancel(a)
+    await a_channel.ack(held[0].delivery_tag)
+    await side.settle()
+    if kind == "classic":
+        assert got == [("A", "0")]  # still waiting for A's channel
+    else:
+        assert got == [("A", "0"), ("B", "1"), ("B", "2")]
+    await a_channel.close()
+    await side.settle()
+    assert got == [("A", "0"), ("B", "1"), ("B", "2")]
+
+
 _pending: set[Any] = set()
 
 

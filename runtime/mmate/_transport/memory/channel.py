@@ -102,6 +102,9 @@ class MemoryChannel:
         self._unacked: dict[int, _Held] = {}
         self._outbox: deque[tuple[Consumer, QueueEntry]] = deque()
         self._consumers: dict[str, Consumer] = {}
+        self._stalled: list[MemoryQueue] = []
+        """Queues that wait for this channel to close before they deliver again (their single
+        active consumer was cancelled here)."""
         self._prefetch = 0
         self._tx = False
         self._tx_publishes: list[_TxPublish] = []
@@ -433,10 +436,10 @@ class MemoryChannel:
     async def cancel(self, consumer_tag: str) -> None:
         self._check(f"cancel consumer {consumer_tag!r}")
         consumer = self._consumers.pop(consumer_tag, None)
-        if consumer is not None:
-            consumer.queue.remove_consumer(
-                consumer, self._broker.clock.time(), dispatch=True, cancelled=True
-            )
+        if consumer is not None and consumer.queue.remove_consumer(
+            consumer, self._broker.clock.time(), dispatch=True, cancelled=True
+        ):
+            self._stalled.append(consumer.queue)
 
     def deliver(self, consumer: Consumer, entry: QueueEntry) -> None:
         """Called by a queue: hand ``entry`` to ``consumer`` from the event loop, in order."""
@@ -652,8 +655,9 @@ class MemoryChannel:
             consumer.queue.remove_consumer(consumer, now, dispatch=False, cancelled=False)
         for queue, entries in back.values():
             queue.give_back(entries, now)
-        for consumer in consumers:
-            consumer.queue.dispatch(now)
+        for queue in [consumer.queue for consumer in consumers] + self._stalled:
+            queue.dispatch(now)
+        self._stalled.clear()
         self._link.forget(self)
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)

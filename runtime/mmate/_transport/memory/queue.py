@@ -389,19 +389,22 @@ class MemoryQueue:
 
     def remove_consumer(
         self, consumer: Consumer, now: float, *, dispatch: bool, cancelled: bool
-    ) -> None:
+    ) -> bool:
         """``consumer`` goes: cancelled by the client (``cancelled``) or with its channel; with
-        ``dispatch`` the queue then hands its messages to whoever has room."""
+        ``dispatch`` the queue then hands its messages to whoever has room. True when it did not,
+        as RabbitMQ 3.10 does not for the active consumer of a classic single-active-consumer
+        queue: the queue waits until that consumer's channel closes (``MemoryChannel.shutdown``
+        dispatches it then)."""
         was_active = bool(self.consumers) and self.consumers[0] is consumer
         consumer.cancelled = True
         if consumer in self.consumers:
             self.consumers.remove(consumer)
             self._turn.remove(consumer)
         if self.deleted:
-            return
+            return False
         if self.auto_delete and not self.consumers:
             self.broker.drop_queue(self, cancel_consumers=False)
-            return
+            return False
         if not self.consumers:
             self.touch(now)
         quirk = (
@@ -412,6 +415,7 @@ class MemoryQueue:
         )
         if dispatch and not quirk:
             self.dispatch(now)
+        return quirk
 
     # -- queue expiry (x-expires) -------------------------------------------------------------
 
