@@ -422,3 +422,19 @@ def test_the_nesting_limit_of_the_decoder(depth: int, accepted: bool) -> None:
     else:
         with pytest.raises(DecodeError, match="JSON"):
             codec.parse(body)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 150, 195])
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "9" * 400 + ".5"])
+def test_a_number_beyond_float64_is_refused_at_any_depth(depth: int, number: str) -> None:
+    """In an array or an object, in the payload or the headers, however deep the parser lets it
+    be: not JSON of the wire format (Go refuses it); finite neighbours are fine."""
+    deep = "[" * depth + f'{{"x":[1.5,"s",null,true,{number}]}}' + "]" * depth
+    for where in ("payload", "headers"):
+        body = (
+            '{"id":"m","type":"CreateOrderCommand","headers":{"h":"v"},"payload":{"customerId":'
+            '"c","amount":"1"}}'
+        ).replace(f'"{where}":{{', f'"{where}":{{"deep":{deep},', 1)
+        with pytest.raises(DecodeError, match="too large for a float64"):
+            codec.parse(body.encode())
+        assert codec.parse(body.replace(number, "1e300").encode()).type == "CreateOrderCommand"

@@ -145,8 +145,8 @@ def without_forged_deaths(headers: dict[str, Any]) -> dict[str, Any]:
 def attempt_of(headers: Mapping[str, Any] | None, queue: str) -> int:
     """The attempt number of a delivery from ``queue`` (see the module docstring), between 1 and
     ``MAX_ATTEMPT`` whatever the headers hold."""
-    if not headers:
-        return 1
+    if not headers or (ATTEMPT not in headers and "x-death" not in headers):
+        return 1  # a first delivery: neither stamped nor dead-lettered (the common case)
     stamped = count_of(headers.get(ATTEMPT)) or 1
     return min(max(stamped, 1 + _rejections(headers, queue)), MAX_ATTEMPT)
 

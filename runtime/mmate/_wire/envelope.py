@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -221,19 +221,34 @@ def _no_infinite_numbers(data: Any) -> None:
     """Reject a number too large for a float64 (``1e400``, or a decimal of 400 digits), which the
     parser reads as infinity: Go's and .NET's readers refuse it, so it is not a value of the wire
     format. One walk over the parsed values (cheaper than any scan of the bytes that would also
-    catch the long decimals)."""
-    stack = [data]
-    pop, extend = stack.pop, stack.extend
-    while stack:
-        value = pop()
+    catch the long decimals: a regular expression over a 467-byte envelope takes twice as long)."""
+    if type(data) is float:
+        _finite(data)
+    elif type(data) is dict:
+        _finite_all(data.values())
+    elif type(data) is list:
+        _finite_all(data)
+
+
+def _finite(value: float) -> None:
+    if value == _INF or value == -_INF:
+        raise DecodeError("body is not JSON: a number is too large for a float64")
+
+
+def _finite_all(values: Iterable[Any]) -> None:
+    """Recursive: the parser refuses nesting deeper than about 200 levels (``load_json``), so
+    this never nears the interpreter's recursion limit. Strings, the most common values, are
+    passed over first."""
+    for value in values:
         kind = type(value)
+        if kind is str:
+            continue
         if kind is float:
-            if value == _INF or value == -_INF:
-                raise DecodeError("body is not JSON: a number is too large for a float64")
+            _finite(value)
         elif kind is dict:
-            extend(value.values())
+            _finite_all(value.values())
         elif kind is list:
-            extend(value)
+            _finite_all(value)
 
 
 def load_json(body: bytes) -> Any:
@@ -253,7 +268,10 @@ def load_json(body: bytes) -> Any:
         data = pydantic_core.from_json(body, allow_inf_nan=False)
     except ValueError as exc:
         raise DecodeError(f"body is not JSON: {exc}") from None
-    _no_infinite_numbers(data)
+    try:
+        _no_infinite_numbers(data)
+    except RecursionError:  # only if a later parser accepted far deeper nesting
+        raise DecodeError("body is not JSON: nested too deeply") from None
     return data
 
 
@@ -298,12 +316,16 @@ def correlation_of(
         if found is not None:
             return found
     table = properties.headers if properties is not None else None
+    sources = [
+        h for h in (table, body_headers) if h and (type(h) is dict or isinstance(h, Mapping))
+    ]
+    if not sources:
+        return None
     for name in CORRELATION_HEADERS:
-        for headers in (table, body_headers):
-            if isinstance(headers, Mapping):
-                found = _usable_id(headers.get(name))
-                if found is not None:
-                    return found
+        for headers in sources:
+            found = _usable_id(headers.get(name))
+            if found is not None:
+                return found
     return None
 
 
