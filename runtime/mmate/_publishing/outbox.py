@@ -12,7 +12,7 @@ it), and the message goes out through the client's confirmed publisher
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Literal
@@ -222,7 +222,7 @@ class Outbox:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def send(
+    def send(
         self,
         kind: PublishKind,
         out: Outgoing,
@@ -233,12 +233,38 @@ class Outbox:
         *,
         correlation_id: str | None = None,
         reply_to: str | None = None,
-    ) -> None:
-        """Send one encoded message through the interceptors and wait for its confirm."""
+    ) -> Awaitable[None]:
+        """Send one encoded message through the interceptors; awaiting it waits for its confirm.
+        With no interceptor that publishes this is ``send_one``'s awaitable itself: no closures
+        to build, no frame of its own (like ``send_one``)."""
         timeout = options.get("timeout")
-        if not self.interceptors.publishes:  # nothing runs around the send: no closures to build
-            await self.send_one(out, timeout)
-            return
+        if not self.interceptors.publishes:
+            return self.send_one(out, timeout)
+        return self._send_intercepted(
+            kind,
+            out,
+            route,
+            message,
+            routing_key,
+            options,
+            timeout,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+        )
+
+    async def _send_intercepted(
+        self,
+        kind: PublishKind,
+        out: Outgoing,
+        route: PublishRoute,
+        message: Model,
+        routing_key: str,
+        options: PublishOptions,
+        timeout: float | None,
+        *,
+        correlation_id: str | None,
+        reply_to: str | None,
+    ) -> None:
         draft = self.draft(
             kind,
             out,
@@ -255,9 +281,16 @@ class Outbox:
 
         await self.interceptors.publish_one(out, draft, send)
 
-    async def send_one(self, out: Outgoing, timeout: float | None) -> None:
+    def send_one(self, out: Outgoing, timeout: float | None) -> Awaitable[None]:
         """Send one message, no interceptors: into the delay infrastructure (declared first) or
-        straight."""
+        straight. Not a coroutine itself: the common case is the publisher's own ``send``, one
+        frame less per message in flight (bench/RESULTS.md, #15)."""
+        delays = self.delays
+        if delays.is_delayed(out) or delays.needs_plugin_send(out):
+            return self._send_delayed(out, timeout)
+        return self.publisher.send(out, timeout=timeout)
+
+    async def _send_delayed(self, out: Outgoing, timeout: float | None) -> None:
         await self.prepare_delays((out,))
         if self.delays.needs_plugin_send(out):
             await self.delays.send_to_plugin(out, timeout=timeout)
