@@ -61,3 +61,18 @@ def test_headers_that_cannot_go_back_on_the_wire_are_dropped_and_named() -> None
     assert out.message_id is None
     plain = Properties(message_id="m-1", headers={"a": 1})
     assert encodable(plain) is plain  # the usual case costs nothing
+
+
+def test_cc_and_bcc_are_never_copied_and_are_named() -> None:
+    # Sender-selected distribution routes the one publish that carries it: a retry or dead
+    # letter that kept CC would be routed again to the queues it names (the origin among them).
+    original = Properties(headers={"CC": ["q"], "BCC": ["other"], "kept": "yes"})
+    headers = copied_properties(original, original.headers or {}).headers or {}
+    assert "CC" not in headers and "BCC" not in headers and headers["kept"] == "yes"
+    assert headers[DROPPED] == "CC, BCC"
+
+
+def test_cluster_id_is_never_copied() -> None:
+    # AMQP 0-9-1 requires cluster_id to be empty; RabbitMQ delivers one a producer set, but a
+    # client refuses to send it again, so a move that kept it would fail on every try.
+    assert copied_properties(Properties(cluster_id="c1"), {}).cluster_id is None

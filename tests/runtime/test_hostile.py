@@ -421,3 +421,46 @@ def test_a_malformed_url_is_refused_when_the_client_is_created_with_its_port_sho
         mmate.Client("amqp://guest:secret@host:notaport/", service="x")
     assert "amqp://guest:****@host:notaport/" in str(info.value)
     assert "secret" not in str(info.value)
+
+
+def _hand_properties(flags: int, fields: bytes) -> Any:
+    class Hand(Basic.Properties):
+        def marshal(self) -> bytes:
+            return flags.to_bytes(2, "big") + fields
+
+    return Hand()
+
+
+def _short(text: str) -> bytes:
+    return bytes([len(text)]) + text.encode()
+
+
+async def test_a_cluster_id_never_blocks_the_moves(
+    failure_app: AppFactory, raw: aiormq.abc.AbstractChannel
+) -> None:
+    """RabbitMQ delivers a non-empty ``cluster_id``, which pamqp refuses to write (AMQP 0-9-1
+    requires it empty): a move that copied it failed on every try, and the message waited in its
+    queue, holding a slot, for ever. Now it is dead-lettered, or retried, once."""
+
+    def once(message: CreateOrderCommand, ctx: mmate.MessageContext, n: int) -> None:
+        if n == 1:
+            raise mmate.TransientError("not yet")
+
+    app = failure_app(attempts=3, tiers=(50,))
+    # message_id (flag 0x0080), then cluster_id (0x0004), in the protocol's order
+    properties = _hand_properties(0x0084, _short("cluster-id") + _short("c1"))
+    async with mmate.Client(BROKER_URL, service="fail-service") as client:
+        await client.declare(app.topology)
+        handlers = app.handlers(once)
+        serving = await client.serve(handlers)
+        consumer = serving.consumers[0]
+        await raw.basic_publish(b"not json", routing_key=app.queue, properties=properties)
+        await raw.basic_publish(_envelope(GOOD), routing_key=app.queue, properties=properties)
+        await wait_until(lambda: consumer.dead_lettered == 1 and consumer.handled == 1)
+        await serving.stop()
+    assert consumer.requeued == 0 and consumer.retried == 1
+    assert [c.attempt for c in handlers.calls] == [1, 2]
+    dead = await drain(raw, app.dlq)
+    assert [d.body for d in dead] == [b"not json"]
+    assert dead[0].header.properties.headers["x-mmate-dead-letter-reason"] == "invalid-json"
+    assert await message_count(raw, app.queue) == 0

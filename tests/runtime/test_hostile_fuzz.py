@@ -205,6 +205,7 @@ def test_the_headers_that_record_a_failure_always_encode(
             now=now,
             exchange="x",
             routing_key="k",
+            queue="q",
         ),
     ]
     for table in stamped:

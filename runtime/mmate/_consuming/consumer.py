@@ -559,6 +559,7 @@ class QueueConsumer:
             now=datetime.now(UTC),
             exchange=held.exchange or "",
             routing_key=held.routing_key or "",
+            queue=self.queue,
         )
         properties = copied_properties(props, headers, message_id=failure.message_id)
         to_exchange, to_key = "", decision.wait_queue

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from .._contract.topology import RetryPolicy
+from .._wire.headers import note_dropped
 
 ATTEMPT = "x-mmate-attempt"
 FIRST_FAILURE = "x-mmate-first-failure"
@@ -92,7 +93,6 @@ _DEATH_TEXT_HEADERS = (
     "x-last-death-queue",
     "x-last-death-reason",
 )
-DROPPED = "x-mmate-dropped-headers"
 
 
 def _sound_death(entry: Any) -> bool:
@@ -133,12 +133,40 @@ def without_forged_deaths(headers: dict[str, Any]) -> dict[str, Any]:
         if value is not None and not isinstance(value, str):
             del headers[name]
             dropped.append(name)
+    note_dropped(headers, dropped)
+    return headers
+
+
+def without_death_cycles(headers: dict[str, Any], queue: str) -> dict[str, Any]:
+    """``headers`` (changed in place) without the ``x-death`` entries that would make RabbitMQ
+    drop the message as a dead-letter cycle when a wait queue dead-letters it back to ``queue``.
+
+    RabbitMQ (``rabbit_dead_letter``, cycle detection) drops a message dead-lettered for any
+    reason but ``rejected`` into a queue whose newest ``x-death`` entry, and every newer entry,
+    records no rejection: to the broker that is a loop with nobody in it. A message that had
+    expired in ``queue`` (or overflowed it, or hit its delivery limit) and was replayed into it
+    carries such an entry, and its retry through a wait queue would vanish. So the entries of
+    ``queue`` with another reason than ``rejected`` are left out (the attempt number travels in
+    ``x-mmate-attempt``) and named in ``x-mmate-dropped-headers``."""
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list | tuple):
+        return headers
+    kept, dropped = [], []
+    for entry in deaths:
+        if (
+            isinstance(entry, Mapping)
+            and _text(entry.get("queue")) == queue
+            and _text(entry.get("reason")) != "rejected"
+        ):
+            dropped.append(f"x-death entry {_text(entry.get('reason'))} from {queue}")
+        else:
+            kept.append(entry)
     if dropped:
-        before = headers.get(DROPPED)
-        text = (
-            ", ".join(dropped) if not isinstance(before, str) else f"{before}, {', '.join(dropped)}"
-        )
-        headers[DROPPED] = text[:1000]
+        if kept:
+            headers["x-death"] = kept
+        else:
+            del headers["x-death"]
+        note_dropped(headers, dropped)
     return headers
 
 
@@ -207,9 +235,13 @@ def retry_headers(
     now: datetime,
     exchange: str,
     routing_key: str,
+    queue: str,
 ) -> dict[str, Any]:
-    """The AMQP headers of a message retried through a wait queue (see the module docstring)."""
-    headers: dict[str, Any] = without_forged_deaths(dict(original) if original else {})
+    """The AMQP headers of a message retried through a wait queue that dead-letters it back to
+    ``queue`` (see the module docstring)."""
+    headers: dict[str, Any] = without_death_cycles(
+        without_forged_deaths(dict(original) if original else {}), queue
+    )
     stamp = iso(now)
     headers.setdefault(FIRST_FAILURE, stamp)
     headers.setdefault(ORIGINAL_EXCHANGE, exchange)

@@ -25,7 +25,14 @@ from typing import Any
 from .._transport.base import Properties
 
 DROPPED = "x-mmate-dropped-headers"
-"""Names the headers left out of a republished message because they could not be encoded."""
+"""Names the headers left out of a republished message (they could not be encoded, or must not
+go out again)."""
+
+ROUTING_HEADERS = ("CC", "BCC")
+"""RabbitMQ's sender-selected distribution: extra routing keys for the one publish that carries
+them (``BCC`` is removed before delivery, ``CC`` is delivered). A republished copy (a retry, a
+dead letter) that kept ``CC`` would also be routed to the queues it names, the origin queue
+among them, and so again and again; RabbitMQ's own dead-lettering removes both too."""
 
 _MAX_DEPTH = 32
 _FLOAT = struct.Struct(">f")
@@ -103,11 +110,18 @@ def encodable(properties: Properties) -> Properties:
             kept[key] = value
         else:
             dropped.append(repr(key)[:100])
-    if dropped:
-        before = kept.get(DROPPED)
-        names = ", ".join(dropped)
-        kept[DROPPED] = (f"{before}, {names}" if isinstance(before, str) else names)[:1000]
+    note_dropped(kept, dropped)
     return replace(properties, headers=kept, message_id=None if long_id else message_id)
+
+
+def note_dropped(headers: dict[str, Any], names: list[str]) -> None:
+    """Add ``names`` to the ``x-mmate-dropped-headers`` list in ``headers`` (at most 1,000
+    characters in all)."""
+    if not names:
+        return
+    before = headers.get(DROPPED)
+    text = ", ".join(names)
+    headers[DROPPED] = (f"{before}, {text}" if isinstance(before, str) else text)[:1000]
 
 
 def copied_properties(
@@ -120,13 +134,22 @@ def copied_properties(
     """The original message's properties with other ``headers`` and ``expiration``.
 
     Used wherever the runtime republishes a message it received (moves, retries, the delay relay,
-    replays). ``user_id`` is never copied: RabbitMQ refuses a ``user_id`` that is not the publishing
-    connection's user, and the original may come from another service's user.
+    replays). Left out, whatever the original carried:
+
+    * ``user_id``: RabbitMQ refuses a ``user_id`` that is not the publishing connection's user,
+      and the original may come from another service's user;
+    * ``cluster_id``: deprecated in AMQP 0-9-1 and required to be empty; RabbitMQ delivers one
+      that a producer set, but a client refuses to send it again (pamqp does), so a move that
+      kept it would fail on every try;
+    * the ``CC`` and ``BCC`` headers (``ROUTING_HEADERS``), named in
+      ``x-mmate-dropped-headers``.
     """
+    kept = dict(headers)
+    note_dropped(kept, [name for name in ROUTING_HEADERS if kept.pop(name, None) is not None])
     return Properties(
         content_type=original.content_type,
         content_encoding=original.content_encoding,
-        headers=dict(headers),
+        headers=kept,
         delivery_mode=original.delivery_mode,
         priority=original.priority,
         correlation_id=original.correlation_id,
@@ -136,5 +159,4 @@ def copied_properties(
         timestamp=original.timestamp,
         type=original.type,
         app_id=original.app_id,
-        cluster_id=original.cluster_id,
     )
