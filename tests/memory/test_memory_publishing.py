@@ -3,13 +3,22 @@ modes of classic and quorum queues, and transactions."""
 
 from __future__ import annotations
 
+import struct
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from mmate._transport.base import Properties, Returned
 from mmate._transport.memory import MemoryBroker
-from mmate.errors import EntityNotFound, NackError, PreconditionFailed, UnroutableError
-from sides import Side, bodies
+from mmate.errors import (
+    EntityNotFound,
+    MmateError,
+    NackError,
+    PreconditionFailed,
+    ResourceLocked,
+    UnroutableError,
+)
+from sides import Side, bodies, drain
 
 
 async def _queue(side: Side, ch: Any, kind: str = "classic", **arguments: Any) -> str:
@@ -208,3 +217,74 @@ async def test_confirmed_publish_errors_on_a_confirm_channel(side: Side) -> None
     ch = await side.channel()
     with pytest.raises(EntityNotFound):
         await ch.publish(b"m", Properties(), exchange=side.unique("no"), routing_key="k")
+
+
+async def test_a_transaction_into_a_full_reject_publish_queue_fails_after_the_rest_is_applied(
+    side: Side,
+) -> None:
+    """RabbitMQ 3.10 (measured): the other queues get their messages and the transaction's acks
+    are applied, then the commit fails with 406 ``partial tx completion`` and the channel closes;
+    the refused message is nowhere (the publisher learns it from the error, not silently)."""
+    ch = await side.channel()
+    full = await _queue(side, ch, x_max_length=1, x_overflow="reject-publish")
+    other, source = await _queue(side, ch), await _queue(side, ch)
+    await _publish(ch, full, "0")
+    await _publish(ch, source, "s")
+    tx = await side.channel(confirms=False)
+    await tx.tx_select()
+    got = await tx.get(source)
+    await tx.ack(got.delivery_tag)
+    await tx.publish(b"1", Properties(), exchange="", routing_key=full)
+    await tx.publish(b"2", Properties(), exchange="", routing_key=other)
+    with pytest.raises(PreconditionFailed) as caught:
+        await tx.tx_commit()
+    assert side.reply(caught.value) == "PRECONDITION_FAILED - partial tx completion"
+    await side.settle()
+    assert not tx.is_open
+    assert await bodies(ch, full) == ["0"]
+    assert await bodies(ch, other) == ["2"]
+    assert await bodies(ch, source) == []  # the ack was applied
+
+
+async def test_header_values_arrive_as_the_client_writes_them(side: Side) -> None:
+    """A float is written as a 32-bit float, a decimal with a 32-bit unscaled value (a positive
+    exponent multiplied out); a byte array stays one. What the client cannot write is refused
+    before anything reaches the broker."""
+    ch = await side.channel()
+    q = await _queue(side, ch)
+    headers: dict[str, Any] = {
+        "float": 0.1,
+        "thousand": Decimal("1E+3"),
+        "price": Decimal("1.50"),
+        "raw": bytearray(b"\x00\xff"),
+        "nested": [1.5, {"d": Decimal("-0.001")}],
+    }
+    await ch.publish(b"m", Properties(headers=headers), exchange="", routing_key=q)
+    (got,) = await drain(ch, q)
+    assert got.properties.headers == {
+        "float": struct.unpack(">f", struct.pack(">f", 0.1))[0],
+        "thousand": Decimal("1000"),
+        "price": Decimal("1.50"),
+        "raw": bytearray(b"\x00\xff"),
+        "nested": [1.5, {"d": Decimal("-0.001")}],
+    }
+    assert str(got.properties.headers["thousand"]) == "1000"
+    assert type(got.properties.headers["raw"]) is bytearray
+    for refused in (b"bytes", (1, 2), 1e300, Decimal("3.14159265358979")):
+        sender = await side.channel()
+        with pytest.raises(MmateError):
+            await sender.publish(
+                b"m", Properties(headers={"h": refused}), exchange="", routing_key=q
+            )
+    assert await bodies(ch, q) == []
+
+
+async def test_unbinding_another_connection_s_exclusive_queue_is_refused(side: Side) -> None:
+    owner = await side.channel()
+    q = (await owner.declare_queue(side.unique("excl"), exclusive=True, durable=False)).name
+    await owner.bind_queue(q, "amq.direct", routing_key="k")
+    stranger = await side.channel(link=await side.link())
+    with pytest.raises(ResourceLocked):
+        await stranger.unbind_queue(q, "amq.direct", routing_key="k")
+    await owner.publish(b"m", Properties(), exchange="amq.direct", routing_key="k")
+    assert await bodies(owner, q) == ["m"]  # still bound

@@ -454,6 +454,10 @@ class MemoryBroker:
         binding = Binding(source, destination, kind, routing_key, binding_arguments(arguments))
         if unbind:
             if binding in exchange.bindings:
+                if kind == "queue":
+                    # RabbitMQ 3.10 (measured): removing an existing binding of another
+                    # connection's exclusive queue is 405; one that does not exist passes
+                    self._check_owner(self._queues[destination], link, doing)
                 exchange.bindings.remove(binding)
                 self._maybe_auto_delete(exchange)
         elif binding not in exchange.bindings:

@@ -598,15 +598,23 @@ class MemoryChannel:
         settles, self._tx_settles = self._tx_settles, []
         now = self._broker.clock.time()
         returned: list[Returned] = []
+        refused = False
         for publish in publishes:
             alive = [queue for queue in publish.queues if not queue.deleted]
             for queue in alive:
-                queue.put(publish.message, now)
+                if not queue.put(publish.message, now):
+                    refused = True  # a reject-publish queue was full: the others still take it
             if not publish.queues and publish.mandatory:
                 returned.append(self._returned(publish.message))
         self._report_returns(returned, later=False)
         for settle in settles:
             self._settle(settle, now_in_tx=True)
+        if refused:
+            # RabbitMQ 3.10 (measured): the rest of the transaction, acks included, is applied,
+            # and the commit fails with 406, closing the channel.
+            error = replies.precondition_failed("partial tx completion", "", doing)
+            self._fail(error)
+            raise error
         await asyncio.sleep(0)
 
     async def tx_rollback(self) -> None:

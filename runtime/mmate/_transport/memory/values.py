@@ -3,11 +3,14 @@
 A publish is copied into the broker the way it would cross the wire (so a publisher that changes
 its headers dict afterwards changes nothing in the queue, and every delivery is a fresh copy):
 
-* field-table values are ``str``, ``bytes``, ``bool``, ``int`` (64-bit signed), ``float``,
-  ``Decimal``, ``datetime``, ``None``, lists of these and tables (``dict`` with ``str`` keys);
-  tuples arrive as lists, ``bytearray`` as ``bytes``, and a ``datetime`` as an aware UTC datetime
-  in whole seconds (an AMQP timestamp; a naive one is read as UTC). Anything else is refused with
-  ``MmateError`` naming the header, as no AMQP client could send it;
+* field-table values are what the aiormq backend (pamqp) can write, arriving as RabbitMQ
+  delivers them: ``str``, ``bytearray`` (a byte array), ``bool``, ``int`` (64-bit signed),
+  ``float`` (written as a 32-bit float, so ``0.1`` arrives as ``0.10000000149011612``; one beyond
+  its range is refused), ``Decimal`` (a 32-bit unscaled value and a scale of 0-255; ``1E+3``
+  arrives as ``1000``), ``datetime`` (an aware UTC datetime in whole seconds: an AMQP timestamp; a
+  naive one is read as UTC), ``None``, lists of these and tables (``dict`` with ``str`` keys).
+  Anything else (``bytes``, a tuple, ...) is refused with ``MmateError`` naming the header, as
+  the client refuses to send it;
 * short strings (names, routing keys, the string properties) hold at most 255 UTF-8 bytes.
 
 ``amqp_type`` names a value's AMQP type as RabbitMQ's reply texts do (``byte``, ``short``,
@@ -19,6 +22,7 @@ string).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -64,24 +68,52 @@ def timestamp(value: datetime) -> datetime:
 
 def field_value(value: Any, where: str) -> Any:
     """A copy of one field-table value as it would arrive (see the module docstring)."""
-    if value is None or isinstance(value, str | bool | float | Decimal):
+    if value is None or isinstance(value, str | bool):
         return value
     if isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:
             raise MmateError(f"{where}: the integer {value} does not fit in 64 bits")
         return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
+    if isinstance(value, float):
+        try:
+            (narrowed,) = _FLOAT32.unpack(_FLOAT32.pack(value))
+        except OverflowError:
+            raise MmateError(f"{where}: the float {value} does not fit in 32 bits") from None
+        return narrowed
+    if isinstance(value, Decimal):
+        return _decimal(value, where)
+    if isinstance(value, bytearray):
+        return bytearray(value)
     if isinstance(value, datetime):
         return timestamp(value)
     if isinstance(value, Mapping):
         return field_table(value, where)
-    if isinstance(value, list | tuple):
+    if isinstance(value, list):
         return [field_value(item, f"{where}[{index}]") for index, item in enumerate(value)]
     raise MmateError(
         f"{where}: a {type(value).__name__} cannot travel in an AMQP field table (use str, "
-        "bytes, bool, int, float, Decimal, datetime, None, a list or a dict)"
+        "bytearray, bool, int, float, Decimal, datetime, None, a list or a dict)"
     )
+
+
+_FLOAT32 = struct.Struct(">f")
+_TEN = Decimal(10)
+
+
+def _decimal(value: Decimal, where: str) -> Decimal:
+    """``value`` as an AMQP decimal carries it: a scale of 0-255 and a signed 32-bit unscaled
+    value (a positive exponent is multiplied out)."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int):
+        raise MmateError(f"{where}: the decimal {value} is not a number AMQP can carry")
+    scale = 0 if exponent > 0 else -exponent
+    unscaled = int(value) if exponent > 0 else int(value.scaleb(scale))
+    if scale > 255 or not -(2**31) <= unscaled < 2**31:
+        raise MmateError(
+            f"{where}: the decimal {value} does not fit in AMQP's 32-bit unscaled value with a "
+            "scale of 0-255"
+        )
+    return Decimal(unscaled) * (_TEN**-scale)
 
 
 def field_table(table: Mapping[Any, Any], where: str) -> dict[str, Any]:
@@ -96,8 +128,10 @@ def field_table(table: Mapping[Any, Any], where: str) -> dict[str, Any]:
 
 
 def copy_value(value: Any) -> Any:
-    """A deep copy of a value already normalised by ``field_value`` (only lists and dicts are
-    mutable there)."""
+    """A deep copy of a value already normalised by ``field_value`` (only lists, dicts and byte
+    arrays are mutable there)."""
+    if isinstance(value, bytearray):
+        return bytearray(value)
     if isinstance(value, dict):
         return {key: copy_value(item) for key, item in value.items()}
     if isinstance(value, list):
