@@ -194,9 +194,14 @@ class CircuitOpenError(PublishError):
 class TransactionError(PublishError):
     """A transaction did not commit. ``outcome`` is ``"rolled-back"`` when the broker certainly
     discarded every message of it, ``"unknown"`` when the commit was sent but its answer never
-    came (the connection died or the commit timed out): then all of them or none were published."""
+    came (the connection died or the commit timed out): then all of them or none were published;
+    ``"partial"`` when a queue refused a message (a full queue with ``x-overflow:
+    reject-publish``): RabbitMQ then delivered the transaction's messages to every other queue
+    they were routed to, and not to that one (AMQP does not say which messages it refused)."""
 
-    def __init__(self, message: str, *, outcome: Literal["rolled-back", "unknown"]) -> None:
+    def __init__(
+        self, message: str, *, outcome: Literal["rolled-back", "unknown", "partial"]
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome
 

@@ -299,3 +299,32 @@ async def test_a_delayed_message_in_a_transaction_enters_the_delay_cascade_only_
                 break
             await asyncio.sleep(0.01)
         assert await message_count(probe, app.audit_queue) == 3
+
+
+async def test_a_queue_that_refuses_a_message_makes_the_commit_partial_not_rolled_back(
+    url: str, app: App, probe: Channel
+) -> None:
+    """RabbitMQ commits the rest and fails the commit (406 partial tx completion) when a full
+    ``reject-publish`` queue refuses a message: reporting "rolled-back" would make a caller
+    publish again what the other queues already have."""
+    full = f"t.full.{uuid.uuid4().hex[:8]}"
+    await probe.declare_queue(
+        full, durable=False, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+    )
+    try:
+        async with mmate.Client(url, service="tx-test") as client:
+            await client.declare(app.order_service)
+            await probe.bind_queue(full, app.events, routing_key="order.eu.created")
+            tx = client.begin_tx()
+            publisher = app.publisher(tx)
+            for n in range(3):
+                await publisher.publish_order_created_event(event(n))
+            with pytest.raises(mmate.TransactionError) as caught:
+                await tx.commit()
+            assert caught.value.outcome == "partial"
+            assert "reject-publish" in str(caught.value)
+            await tx.close()
+        assert await message_count(probe, app.audit_queue) == 3
+        assert await message_count(probe, full) == 0
+    finally:
+        await probe.delete_queue(full)

@@ -143,6 +143,14 @@ class Transaction:
                 except MmateError as exc:
                     reason = await _broker_close_reason(channel, exc)
                     self._break("commit", reason or exc)
+                    if reason is not None and "partial tx completion" in str(reason):
+                        raise TransactionError(
+                            f"the transaction was committed only in part ({self._broken}): a "
+                            "queue that rejects publishes when full (x-overflow: reject-publish) "
+                            f"refused messages of its {len(pending)}; every other queue they "
+                            "were routed to has them",
+                            outcome="partial",
+                        ) from exc
                     if reason is not None:
                         # The broker closed the channel with an error (404 after a publish to a
                         # missing exchange, ...) and ignored every frame after it, the commit too.
