@@ -240,31 +240,6 @@ class Outbox:
         timeout = options.get("timeout")
         if not self.interceptors.publishes:
             return self.send_one(out, timeout)
-        return self._send_intercepted(
-            kind,
-            out,
-            route,
-            message,
-            routing_key,
-            options,
-            timeout,
-            correlation_id=correlation_id,
-            reply_to=reply_to,
-        )
-
-    async def _send_intercepted(
-        self,
-        kind: PublishKind,
-        out: Outgoing,
-        route: PublishRoute,
-        message: Model,
-        routing_key: str,
-        options: PublishOptions,
-        timeout: float | None,
-        *,
-        correlation_id: str | None,
-        reply_to: str | None,
-    ) -> None:
         draft = self.draft(
             kind,
             out,
@@ -275,11 +250,9 @@ class Outbox:
             correlation_id=correlation_id,
             reply_to=reply_to,
         )
-
-        async def send(final: Outgoing) -> None:
-            await self.send_one(final, timeout)
-
-        await self.interceptors.publish_one(out, draft, send)
+        return self.interceptors.publish_one(
+            out, draft, lambda final: self.send_one(final, timeout)
+        )
 
     def send_one(self, out: Outgoing, timeout: float | None) -> Awaitable[None]:
         """Send one message, no interceptors: into the delay infrastructure (declared first) or
