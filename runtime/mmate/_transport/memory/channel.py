@@ -436,8 +436,12 @@ class MemoryChannel:
     async def cancel(self, consumer_tag: str) -> None:
         self._check(f"cancel consumer {consumer_tag!r}")
         consumer = self._consumers.pop(consumer_tag, None)
-        if consumer is not None and consumer.queue.remove_consumer(
-            consumer, self._broker.clock.time(), dispatch=True, cancelled=True
+        if (
+            consumer is not None
+            and consumer.queue.remove_consumer(
+                consumer, self._broker.clock.time(), dispatch=True, cancelled=True
+            )
+            and consumer.queue not in self._stalled
         ):
             self._stalled.append(consumer.queue)
 

@@ -213,7 +213,7 @@ def amqp_type(value: Any) -> str:
         return "decimal"
     if isinstance(value, datetime):
         return "timestamp"
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray):
         return "binary"
     if isinstance(value, dict):
         return "table"
@@ -243,7 +243,7 @@ def erlang_equal(a: Any, b: Any) -> bool:
     value (1 == 1.0), a bool only to a bool, text and bytes by their bytes."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, str | bytes) and isinstance(b, str | bytes):
+    if isinstance(a, str | bytes | bytearray) and isinstance(b, str | bytes | bytearray):
         return _as_bytes(a) == _as_bytes(b)
     if isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal):
         return bool(a == b)
@@ -254,14 +254,14 @@ def erlang_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and bool(a == b)
 
 
-def _as_bytes(value: str | bytes) -> bytes:
-    return value.encode() if isinstance(value, str) else value
+def _as_bytes(value: str | bytes | bytearray) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def shown(value: Any) -> str:
     """A value as RabbitMQ prints it in a reply text."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
     return str(value)
