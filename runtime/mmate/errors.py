@@ -196,8 +196,9 @@ class TransactionError(PublishError):
     discarded every message of it, ``"unknown"`` when the commit was sent but its answer never
     came (the connection died or the commit timed out): then all of them or none were published;
     ``"partial"`` when a queue refused a message (a full queue with ``x-overflow:
-    reject-publish``): RabbitMQ then delivered the transaction's messages to every other queue
-    they were routed to, and not to that one (AMQP does not say which messages it refused)."""
+    reject-publish``): RabbitMQ then failed the commit after delivering some of the transaction's
+    messages to the other queues they were routed to (which ones, AMQP does not say: measured
+    from one to all of them)."""
 
     def __init__(
         self, message: str, *, outcome: Literal["rolled-back", "unknown", "partial"]

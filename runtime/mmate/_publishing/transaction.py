@@ -147,8 +147,8 @@ class Transaction:
                         raise TransactionError(
                             f"the transaction was committed only in part ({self._broken}): a "
                             "queue that rejects publishes when full (x-overflow: reject-publish) "
-                            f"refused messages of its {len(pending)}; every other queue they "
-                            "were routed to has them",
+                            f"refused one of its {len(pending)} messages; some of them (which, "
+                            "AMQP does not say) reached the other queues they were routed to",
                             outcome="partial",
                         ) from exc
                     if reason is not None:
