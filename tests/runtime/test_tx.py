@@ -324,7 +324,6 @@ async def test_a_queue_that_refuses_a_message_makes_the_commit_partial_not_rolle
             assert caught.value.outcome == "partial"
             assert "reject-publish" in str(caught.value)
             await tx.close()
-        assert await message_count(probe, app.audit_queue) <= 3
         assert await message_count(probe, full) == 0
     finally:
         await probe.delete_queue(full)

@@ -221,18 +221,9 @@ def _no_infinite_numbers(data: Any) -> None:
     """Reject a number too large for a float64 (``1e400``, or a decimal of 400 digits), which the
     parser reads as infinity: Go's and .NET's readers refuse it, so it is not a value of the wire
     format. One walk over the parsed values (cheaper than any scan of the bytes that would also
-    catch the long decimals: a regular expression over a 467-byte envelope takes twice as long)."""
-    if type(data) is float:
-        _finite(data)
-    elif type(data) is dict:
-        _finite_all(data.values())
-    elif type(data) is list:
-        _finite_all(data)
-
-
-def _finite(value: float) -> None:
-    if value == _INF or value == -_INF:
-        raise DecodeError("body is not JSON: a number is too large for a float64")
+    catch the long decimals: a regular expression over a 467-byte envelope takes about four
+    times as long)."""
+    _finite_all((data,))
 
 
 def _finite_all(values: Iterable[Any]) -> None:
@@ -244,7 +235,8 @@ def _finite_all(values: Iterable[Any]) -> None:
         if kind is str:
             continue
         if kind is float:
-            _finite(value)
+            if value == _INF or value == -_INF:
+                raise DecodeError("body is not JSON: a number is too large for a float64")
         elif kind is dict:
             _finite_all(value.values())
         elif kind is list:
@@ -319,8 +311,6 @@ def correlation_of(
     sources = [
         h for h in (table, body_headers) if h and (type(h) is dict or isinstance(h, Mapping))
     ]
-    if not sources:
-        return None
     for name in CORRELATION_HEADERS:
         for headers in sources:
             found = _usable_id(headers.get(name))

@@ -614,8 +614,9 @@ class MemoryChannel:
         for settle in settles:
             self._settle(settle, now_in_tx=True)
         if refused:
-            # RabbitMQ 3.10 (measured): the rest of the transaction, acks included, is applied,
-            # and the commit fails with 406, closing the channel.
+            # RabbitMQ 3.10 (measured): the commit fails with 406, closing the channel, after
+            # applying the acks and delivering some of the rest (from one message to all; here
+            # all of it).
             error = replies.precondition_failed("partial tx completion", "", doing)
             self._fail(error)
             raise error
