@@ -470,3 +470,62 @@ async def test_the_relay_survives_a_lost_connection_and_loses_nothing(
         ids.setdefault(sequence, set()).add(str(arrival.message.header.properties.message_id))
     assert sorted(ids) == list(range(50))
     assert all(len(mids) == 1 for mids in ids.values())
+
+
+async def test_hostile_destination_headers_are_dead_lettered_and_spare_the_messages_beside_them(
+    prefix: str, raw: aiormq.abc.AbstractChannel
+) -> None:
+    """Ready messages whose destination headers no publish could carry (a name over 255 bytes,
+    ``amq.default`` by name, an expiration that is no TTL) go to the dead queue with the reason at
+    once, without being tried: tried on the relay's shared channel, the broker closed it under the
+    valid messages beside them (which were then dead-lettered with the hostile one's error, or
+    sent twice) and the hostile ones came back for ever."""
+    topo = DelayTopology(prefix)
+    dest = f"{prefix}.dest"
+    await raw.queue_declare(dest)
+    hostile: dict[str, dict[str, Any]] = {
+        "default-by-name": {"x-mmate-delay-exchange": "amq.default"},
+        "long-key": {"x-mmate-delay-exchange": "", "x-mmate-delay-routing-key": "k" * 256},
+        "ttl-abc": {"x-mmate-delay-expiration": "abc"},
+        "ttl-negative": {"x-mmate-delay-expiration": "-5"},
+        "ttl-huge": {"x-mmate-delay-expiration": "9" * 300},
+    }
+    base = {"x-mmate-delay-exchange": "", "x-mmate-delay-routing-key": dest}
+    try:
+        async with mmate.Client(BROKER_URL, service="relay", delay_prefix=prefix) as client:
+            await client.delays.ensure()
+            for mid, headers in hostile.items():
+                await raw.basic_publish(
+                    b"{}",
+                    routing_key=topo.ready,
+                    properties=aiormq.spec.Basic.Properties(
+                        message_id=mid, delivery_mode=2, headers={**base, **headers}
+                    ),
+                )
+            for n in range(50):
+                await raw.basic_publish(
+                    json.dumps({"n": n}).encode(),
+                    routing_key=topo.ready,
+                    properties=aiormq.spec.Basic.Properties(
+                        message_id=f"valid-{n}", delivery_mode=2, headers=base
+                    ),
+                )
+            await client.run_delay_relay()
+            await wait_for(lambda: client.delays.relayed >= 50, 10)
+            await wait_for(lambda: client.delays.dead_lettered >= len(hostile), 5)
+        dead: dict[str, str] = {}
+        while (got := await raw.basic_get(topo.dead, no_ack=True)).delivery_tag is not None:
+            reason = got.header.properties.headers[HEADER_FAILURE]
+            dead[str(got.header.properties.message_id)] = (
+                reason.decode() if isinstance(reason, bytes) else str(reason)
+            )
+        delivered: set[str] = set()
+        while (got := await raw.basic_get(dest, no_ack=True)).delivery_tag is not None:
+            delivered.add(str(got.header.properties.message_id))
+        assert sorted(dead) == sorted(hostile), dead  # no valid message among them
+        assert "255" in dead["long-key"] and "amq.default" in dead["default-by-name"]
+        assert all("TTL" in dead[mid] for mid in ("ttl-abc", "ttl-negative", "ttl-huge"))
+        assert delivered == {f"valid-{n}" for n in range(50)}
+        assert await count(raw, topo.ready) == 0
+    finally:
+        await raw.queue_delete(dest)

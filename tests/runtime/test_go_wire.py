@@ -130,6 +130,23 @@ def test_an_error_reply_without_an_error_message_uses_gos_error_field() -> None:
     assert (info.value.code, info.value.message) == ("error", "boom")
 
 
+@pytest.mark.parametrize("success", ["false", 0, "0", "no"])
+def test_a_success_the_model_reads_as_false_is_an_error_reply_too(success: object) -> None:
+    """``"success": "false"`` (or 0) is no JSON ``false``, but the reply model reads it as False:
+    the request still fails with the responder's error, never returns a reply saying it failed."""
+    body = go_fixture("reply")["body"]
+    body["payload"] = {
+        **body["payload"],
+        "success": success,
+        "errorCode": "E7",
+        "errorMessage": "x",
+    }
+    with pytest.raises(RemoteError) as info:
+        reply_model(codec.parse(marshal_envelope(body)), "OrderReply", OrderReply, CORR)
+    assert (info.value.code, info.value.message) == ("E7", "x")
+    assert info.value.correlation_id == CORR
+
+
 def test_a_success_reply_of_another_type_is_an_error_naming_both_types() -> None:
     body = go_fixture("reply")["body"]
     body["type"] = "CustomerReply"

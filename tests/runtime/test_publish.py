@@ -132,6 +132,32 @@ async def test_ttl_and_priority_are_real_properties(
     )  # the 50 ms message expired on the broker
 
 
+async def test_a_publish_naming_amq_default_does_not_fail_the_default_exchange_ones_beside_it(
+    url: str, app: App, probe: Channel
+) -> None:
+    """The broker refuses a publish to ``amq.default`` by name (404, no such exchange) and closes
+    the shared channel over it, with an error naming ``amq.default``, which is also what it calls
+    the default exchange: the publishes to ``""`` in flight beside it are sent again and arrive,
+    only the one that named it fails."""
+    n = 20
+    async with mmate.Client(url, service="order-service") as client:
+        await client.declare(app.order_service)
+        publisher = app.publisher(client)
+        results = await asyncio.gather(
+            publisher.publish_order_created_event(event(-1), exchange="amq.default"),
+            *(
+                publisher.publish_order_created_event(
+                    event(i), exchange="", routing_key=app.audit_queue
+                )
+                for i in range(n)
+            ),
+            return_exceptions=True,
+        )
+    assert isinstance(results[0], mmate.PublishError) and "amq.default" in str(results[0])
+    assert results[1:] == [None] * n, results[1:]
+    assert await message_count(probe, app.audit_queue) == n
+
+
 async def test_concurrent_publishes_are_all_confirmed(url: str, app: App, probe: Channel) -> None:
     """3000 publishes at once through a window of 500: every one confirmed and enqueued (how
     fast pipelining is, is measured by bench/, not asserted here)."""

@@ -163,3 +163,42 @@ async def test_a_failing_publish_is_retried_then_given_up_and_a_failing_factory_
                 await probe.delete_queue(queue)
     assert unroutable.published == 0 and failing.published == 0
     assert await message_count(probe, app.audit_queue) == 0
+
+
+async def test_forged_claims_and_a_forged_record_never_silence_the_schedule(
+    url: str, app: App, schedule_prefix: str, probe: Channel
+) -> None:
+    """Anyone who may publish to a schedule's queues can forge a claim or a record. A claim for a
+    far-future tick (published at once, it would have been recorded as the last tick and every
+    real tick before it skipped, for good) or for a moment off the cron grid is dropped; a record
+    of a future tick is ignored when a scheduler starts. The real ticks go on, each once."""
+    from mmate._transport.base import Properties
+
+    far = json.dumps({"schedule": "ticks", "tick": "9999-12-31T23:59:59+00:00"}).encode()
+    recorder = Recorder()
+
+    async def forge(queue: str, body: bytes) -> None:
+        await probe.publish(body, Properties(), exchange="", routing_key=queue)
+
+    async with mmate.Client(url, service="sched-a") as client:
+        await client.declare(app.order_service)
+        await recorder.start(app.audit_queue, probe)
+        async with _make(client, app, schedule_prefix):
+            await wait_for(lambda: len(set(_ticks(recorder))) >= 2, 15)
+            off_grid = datetime.now(UTC).replace(microsecond=300_000).isoformat()
+            await forge(f"{schedule_prefix}.ticks", far)
+            await forge(
+                f"{schedule_prefix}.ticks",
+                json.dumps({"schedule": "ticks", "tick": off_grid}).encode(),
+            )
+            seen = len(set(_ticks(recorder)))
+            await wait_for(lambda: len(set(_ticks(recorder))) >= seen + 3, 15)
+        await forge(f"{schedule_prefix}.ticks.last", far)  # replaces the real record
+        async with _make(client, app, schedule_prefix):
+            seen = len(set(_ticks(recorder)))
+            await wait_for(lambda: len(set(_ticks(recorder))) >= seen + 3, 15)
+        await asyncio.sleep(0.5)
+        await recorder.close()
+    ticks = _ticks(recorder)
+    assert len(ticks) == len(set(ticks))  # no tick twice
+    assert max(ticks) < datetime(2100, 1, 1, tzinfo=UTC).timestamp()  # the forged one never

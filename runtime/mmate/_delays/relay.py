@@ -27,7 +27,9 @@ from ..errors import (
     AccessRefused,
     EntityNotFound,
     FeatureNotAvailable,
+    MessageTooLarge,
     MmateError,
+    PreconditionFailed,
     PublishError,
     UnroutableError,
 )
@@ -63,6 +65,31 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value if isinstance(value, str) else None
+
+
+_MAX_EXPIRATION_MS = 2**32 - 1
+"""RabbitMQ refuses a larger per-message TTL (and closes the channel over it)."""
+
+
+def _unpublishable(exchange: str, routing_key: str, expiration: str | None) -> str | None:
+    """Why the broker or the client would refuse this publish because of the message itself
+    (an AMQP short string over 255 bytes, ``amq.default``, an expiration that is not a TTL), or
+    None. Refused on the shared relay channel, such a publish would close it under every other
+    message in flight, and come back on every retry."""
+    for what, text in (("exchange", exchange), ("routing key", routing_key)):
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            return f"the {what} is not UTF-8"
+        if size > 255:
+            return f"the {what} is {size} bytes long (at most 255)"
+    if exchange == "amq.default":
+        return "the exchange 'amq.default' cannot be named (the default exchange is '')"
+    if expiration is not None and not (
+        expiration.isascii() and expiration.isdigit() and int(expiration) <= _MAX_EXPIRATION_MS
+    ):
+        return f"x-mmate-delay-expiration {expiration[:40]!r} is not a TTL in milliseconds"
+    return None
 
 
 class DelayService:
@@ -326,6 +353,10 @@ class DelayService:
             await self._dead(message, headers, "no x-mmate-delay-exchange/-routing-key headers")
             return
         expiration = _text(headers.get(delay.HEADER_EXPIRATION))
+        refused = _unpublishable(exchange, routing_key, expiration)
+        if refused is not None:
+            await self._dead(message, headers, refused)
+            return
         clean = {k: v for k, v in headers.items() if k not in _STRIPPED}
         out = Outgoing(
             self._encoded(message, copied_properties(props, clean, expiration=expiration)),
@@ -335,8 +366,12 @@ class DelayService:
         try:
             await self._publisher.send(out)
         except PublishError as exc:
-            missing = isinstance(exc.__cause__, EntityNotFound)
-            if isinstance(exc, UnroutableError) or missing:
+            # The broker refusing this message itself (a missing or internal exchange, no
+            # write permission, a size limit) will refuse it on every retry.
+            permanent = isinstance(
+                exc.__cause__, EntityNotFound | AccessRefused | PreconditionFailed
+            )
+            if isinstance(exc, UnroutableError | MessageTooLarge) or permanent:
                 await self._dead(message, headers, str(exc))
                 return
             log.warning("relaying %s failed, will retry: %s", props.message_id, exc)

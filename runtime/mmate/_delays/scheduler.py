@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, Unpack
 
@@ -236,8 +236,17 @@ class Scheduler:
                 return None
             await channel.nack(got.delivery_tag, requeue=True)
             tick = datetime.fromisoformat(codec.load_json(got.body)["tick"])
-            return tick if tick.tzinfo is not None else None
-        except (DecodeError, ValueError, KeyError, TypeError):
+            if tick.tzinfo is None:
+                return None
+            if self._future(tick):  # a forged record would silence every tick until then
+                log.error(
+                    "ignoring the record of tick %s in %s: it is in the future",
+                    tick.isoformat(),
+                    self.last_queue(schedule.name),
+                )
+                return None
+            return tick
+        except (DecodeError, ValueError, KeyError, TypeError, OverflowError):
             return None
         finally:
             await channel.close()
@@ -281,10 +290,30 @@ class Scheduler:
             tick = datetime.fromisoformat(codec.load_json(message.body)["tick"])
             if tick.tzinfo is None:
                 raise ValueError("naive tick")
-        except (DecodeError, ValueError, KeyError, TypeError) as exc:
+        except (DecodeError, ValueError, KeyError, TypeError, OverflowError) as exc:
             log.error("dropping a malformed claim on %s: %r", self.queue(schedule.name), exc)
             return None
+        # Anyone who may publish to the queue can write a claim: only a tick of this schedule
+        # that is not in the future counts (a far-future one would be published now and make
+        # every real tick before it look published, for good, through the record).
+        try:
+            on_grid = schedule.cron.next_after(tick - timedelta(microseconds=1)) == tick
+        except (OverflowError, ValueError):  # year 1 or 9999
+            on_grid = False
+        if self._future(tick) or not on_grid:
+            log.error(
+                "dropping a claim on %s for %s: not a tick of %r up to now",
+                self.queue(schedule.name),
+                tick.isoformat(),
+                schedule.cron.expression,
+            )
+            return None
         return tick
+
+    def _future(self, tick: datetime) -> bool:
+        """Later than now by more than the clock skew between instances tolerated
+        (``misfire_grace``)."""
+        return (tick - self._clock.now()).total_seconds() > self._grace
 
     async def _due(self, schedule: Schedule[Any], tick: datetime) -> bool:
         """The tick is later than the last one published (by any instance) and not too old."""

@@ -42,6 +42,7 @@ from ..errors import (
     BrokerConnectionError,
     ChannelClosed,
     ChannelTimeout,
+    EntityNotFound,
     MmateError,
     NackError,
     PublishError,
@@ -107,11 +108,15 @@ def _lost_in_transit(exc: BaseException, out: Outgoing) -> bool:
     message: a lost connection, a channel closed with it, or the broker closing the shared channel
     over another message (an error naming another exchange: the innocent messages in flight on
     that channel get the same error). A broker error about the message itself (naming its
-    exchange, or none, such as a size limit; unroutable; nack) is not."""
+    exchange, or none, such as a size limit; unroutable; nack) is not. The broker names the
+    default exchange ``amq.default``; a 404 naming it is about a publish that named
+    ``amq.default`` itself (the default exchange always exists), never about one to ``""``."""
     if isinstance(exc, ChannelClosed | TopologyError):
         if isinstance(exc, ChannelClosed) and not exc.reply_code:
             return True  # closed with its connection, or by us
         text = str(exc)
+        if not out.exchange and isinstance(exc, EntityNotFound):
+            return True
         return "exchange '" in text and f"exchange '{out.exchange or 'amq.default'}'" not in text
     return isinstance(exc, BrokerConnectionError)
 

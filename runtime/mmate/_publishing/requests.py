@@ -158,6 +158,28 @@ def reply_model(
     ``expected`` (the query's reply contract) is ``DecodeError``, never a half-filled model; so is
     one that fails validation. Both name the query, the correlation id and the reply's type."""
     failure = codec.reply_failure(envelope)
+    model: R | None = None
+    if failure is None:
+        if expected is not None and envelope.type != expected:
+            asked = f"{query_type} request" if query_type else "request"
+            raise DecodeError(
+                f"reply {envelope.id} to {asked} {correlation_id} has type {envelope.type!r}, "
+                f"expected {expected!r}",
+                message_type=envelope.type,
+                message_id=envelope.id,
+            )
+        try:
+            model = reply.model_validate(envelope.payload)
+        except ValueError as exc:
+            raise DecodeError(
+                f"reply {envelope.type} {envelope.id} fails validation as {reply.__name__}: {exc}",
+                message_type=envelope.type,
+                message_id=envelope.id,
+            ) from None
+        if getattr(model, "success", None) is False:
+            # ``"false"`` or ``0`` on the wire, which the model reads as False: an error reply
+            # all the same, never a model handed over as if the query had succeeded.
+            failure = codec.reply_error(envelope)
     if failure is not None:
         raise RemoteError(
             failure[0],
@@ -166,19 +188,5 @@ def reply_model(
             correlation_id=correlation_id,
             query_type=query_type,
         )
-    if expected is not None and envelope.type != expected:
-        asked = f"{query_type} request" if query_type else "request"
-        raise DecodeError(
-            f"reply {envelope.id} to {asked} {correlation_id} has type {envelope.type!r}, "
-            f"expected {expected!r}",
-            message_type=envelope.type,
-            message_id=envelope.id,
-        )
-    try:
-        return reply.model_validate(envelope.payload)
-    except ValueError as exc:
-        raise DecodeError(
-            f"reply {envelope.type} {envelope.id} fails validation as {reply.__name__}: {exc}",
-            message_type=envelope.type,
-            message_id=envelope.id,
-        ) from None
+    assert model is not None
+    return model

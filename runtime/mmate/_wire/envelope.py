@@ -398,7 +398,13 @@ def error_payload(code: str, message: str) -> dict[str, Any]:
 def reply_failure(envelope: Envelope) -> tuple[str, str] | None:
     """``(code, message)`` when the reply payload says ``success: false``, else None."""
     if envelope.payload.get("success") is False:
-        code = envelope.payload.get("errorCode")
-        text = envelope.payload.get("errorMessage") or envelope.payload.get("error")
-        return (str(code) if code else "error", str(text) if text else "")
+        return reply_error(envelope)
     return None
+
+
+def reply_error(envelope: Envelope) -> tuple[str, str]:
+    """``(code, message)`` of an error reply: its ``errorCode`` and ``errorMessage`` (or
+    ``error``), as text whatever their JSON types."""
+    code = envelope.payload.get("errorCode")
+    text = envelope.payload.get("errorMessage") or envelope.payload.get("error")
+    return (str(code) if code else "error", str(text) if text else "")
