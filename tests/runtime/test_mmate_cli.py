@@ -109,6 +109,44 @@ def test_list_prints_every_dead_letter_with_its_reason(
     assert asyncio.run(_counts(dead)) == (0, 5)  # listing took nothing away
 
 
+def test_terminal_control_characters_in_dead_letters_are_shown_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A dead letter's id, type and reason are untrusted: escape sequences in them (clear the
+    screen, retitle the window) reach the operator's terminal as text, on list and replay."""
+    s = uuid.uuid4().hex[:10]
+    d = Dlq(f"t.{s}.orders", f"t.{s}.orders.dlq", [])
+
+    async def fill() -> None:
+        conn = await aiormq.connect(BROKER_URL)
+        try:
+            ch = await conn.channel()
+            await ch.queue_declare(d.dlq, durable=True)
+            await ch.queue_declare(d.origin, durable=True)
+            await ch.basic_publish(
+                b"{}",
+                routing_key=d.dlq,
+                properties=Basic.Properties(
+                    message_id="id-\x1b[2J",
+                    message_type="T\x1b]0;owned\x07",
+                    headers={"x-mmate-origin-queue": d.origin, "x-mmate-reason": "r\x9b31m"},
+                ),
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(fill())
+    try:
+        code, out, _ = run(capsys, "list", d.dlq, "--url", BROKER_URL)
+        assert code == 0 and "id-\\x1b[2J" in out and "T\\x1b]0;owned\\x07" in out
+        code, out, err = run(capsys, "replay", d.dlq, "--all", "--url", BROKER_URL)
+        assert "id-\\x1b[2J" in out + err
+        for text in (out, err):
+            assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in text)
+    finally:
+        asyncio.run(_delete(d))
+
+
 def test_list_json_with_a_limit(dead: Dlq, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "list", dead.dlq, "--url", BROKER_URL, "--limit", "2", "--json")
     assert code == 0

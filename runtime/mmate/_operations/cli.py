@@ -132,7 +132,7 @@ def _run(command: Coroutine[Any, Any, int], url: str) -> int:
 
 
 def _error(text: str, url: str) -> None:
-    print(f"mmate: error: {_masked(text, url)}", file=sys.stderr)
+    print(f"mmate: error: {_safe(_masked(text, url))}", file=sys.stderr)
 
 
 def _masked(text: str, url: str) -> str:
@@ -155,8 +155,17 @@ async def _list(url: str, queue: str, limit: int | None, as_json: bool) -> int:
     return OK
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+"""C0, DEL and C1 controls, shown escaped: a dead letter's ids, type and error texts are
+untrusted and must not move the cursor, clear or retitle the operator's terminal."""
+
+
+def _safe(text: str | None) -> str:
+    return (text or "").translate(_CONTROL)
+
+
 def _short(text: str | None, width: int) -> str:
-    text = (text or "").replace("\n", " ")
+    text = _safe((text or "").replace("\n", " "))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -169,12 +178,12 @@ def _table(out: TextIO, letters: Sequence[dlq.DeadLetter]) -> None:
         rows.append(
             (
                 str(d.position),
-                d.message_id or "-",
-                d.type or "-",
-                d.reason,
+                _safe(d.message_id) or "-",
+                _safe(d.type) or "-",
+                _safe(d.reason),
                 "-" if d.attempts is None else str(d.attempts),
-                d.original_queue or "-",
-                d.last_failure or "-",
+                _safe(d.original_queue) or "-",
+                _safe(d.last_failure) or "-",
                 _short(error, 80),
             )
         )
@@ -208,11 +217,11 @@ async def _replay(
             f"message{'s' if result.examined != 1 else ''}\n"
         )
         for m in result.moved:
-            out.write(f"  moved    {m.message_id or '-'} -> {m.to}\n")
+            out.write(f"  moved    {_safe(m.message_id) or '-'} -> {_safe(m.to)}\n")
         for s in result.skipped:
-            out.write(f"  skipped  #{s.position} {s.message_id or '-'}: {s.reason}\n")
+            out.write(f"  skipped  #{s.position} {_safe(s.message_id) or '-'}: {_safe(s.reason)}\n")
         for missing in result.not_found:
-            out.write(f"  not found {missing}\n")
+            out.write(f"  not found {_safe(missing)}\n")
     if result.complete:
         return OK
     left = len(result.skipped) + len(result.not_found)
