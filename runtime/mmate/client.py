@@ -500,7 +500,12 @@ class Client:
                 self._replies.sent(correlation_id)
                 envelope = await waiter
         except TimeoutError:
-            raise RequestTimeout(route.message.name, correlation_id, timeout) from None
+            raise RequestTimeout(
+                route.message.name,
+                correlation_id,
+                timeout,
+                unreadable=self._replies.unreadable(correlation_id),
+            ) from None
         finally:
             self._replies.forget(correlation_id)
         return reply_model(

@@ -210,13 +210,19 @@ class TransactionError(PublishError):
 class RequestTimeout(MmateError, TimeoutError):
     """No reply arrived for a query within its timeout."""
 
-    def __init__(self, query_type: str, correlation_id: str, timeout: float) -> None:
-        super().__init__(
-            f"no reply to {query_type} (correlation id {correlation_id}) within {timeout:g} s"
-        )
+    def __init__(
+        self, query_type: str, correlation_id: str, timeout: float, *, unreadable: str = ""
+    ) -> None:
+        text = f"no reply to {query_type} (correlation id {correlation_id}) within {timeout:g} s"
+        if unreadable:
+            text += f"; an unreadable reply with this correlation id was dropped: {unreadable}"
+        super().__init__(text)
         self.query_type = query_type
         self.correlation_id = correlation_id
         self.timeout = timeout
+        self.unreadable = unreadable
+        """Why a reply that carried this request's correlation id could not be read ("" when
+        none came)."""
 
 
 class RemoteError(MmateError):

@@ -104,6 +104,34 @@ async def test_no_reply_raises_request_timeout_naming_type_and_correlation_id(
     assert "GetOrderQuery" in str(info.value) and "corr-x" in str(info.value)
 
 
+async def test_an_unreadable_reply_is_dropped_and_the_timeout_says_why(
+    url: str, app: App, probe: Channel
+) -> None:
+    """A reply carrying the request's correlation id that cannot be read does not fail the
+    request at once (a valid reply may still come, and must win), but its timeout names it."""
+
+    def garble(delivery: Delivery) -> None:
+        props = delivery.properties
+        asyncio.get_running_loop().create_task(
+            probe.publish(
+                b"{not json",
+                Properties(correlation_id=props.correlation_id),
+                exchange="",
+                routing_key=props.reply_to or "",
+            )
+        )
+
+    async with mmate.Client(url, service="storefront") as client:
+        await client.declare(app.order_service)
+        await probe.consume(app.order_queue, garble, no_ack=True)
+        with pytest.raises(mmate.RequestTimeout) as info:
+            await app.publisher(client).request_get_order_query(
+                GetOrderQuery(order_id="o"), timeout=1.0, correlation_id="corr-garbled"
+            )
+    assert "body is not JSON" in info.value.unreadable
+    assert "unreadable reply" in str(info.value) and "corr-garbled" in str(info.value)
+
+
 async def test_late_reply_after_timeout_is_dropped_quietly(url: str, app: App) -> None:
     async with (
         mmate.Client(url, service="order-service") as server,

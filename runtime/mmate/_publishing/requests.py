@@ -6,7 +6,8 @@ and could not answer it, docs/interop.md). It is declared on first use, consumed
 with auto-ack (a reply whose requester died has no one to go back to), and replies are matched to
 waiting requests by the reply's correlation id (the envelope's ``correlationId``, else the AMQP
 ``correlation_id``, else a correlation header: ``codec.correlation_of``). Replies
-nobody waits for (late, after a timeout) are logged and dropped.
+nobody waits for (late, after a timeout) are logged and dropped; so are replies that cannot be
+read, and a request whose correlation id such a reply carried says so when it times out.
 
 After a lost connection (the queue, exclusive, went with it): the queue is declared and consumed
 again during the recovery, before publishing resumes, under the same name (a new one while the
@@ -48,6 +49,8 @@ class ReplyQueue:
         self.name = f"{service}.reply.{secrets.token_hex(4)}"
         self._pending: dict[str, asyncio.Future[Envelope]] = {}
         self._sent: set[str] = set()
+        self._unreadable: dict[str, str] = {}
+        """Waiting requests -> why a reply carrying their correlation id could not be read."""
         self._used = False
         self._channel: ManagedChannel = connection.managed(
             "replies", confirms=False, on_open=self._setup
@@ -114,13 +117,23 @@ class ReplyQueue:
     def forget(self, correlation_id: str) -> None:
         self._pending.pop(correlation_id, None)
         self._sent.discard(correlation_id)
+        self._unreadable.pop(correlation_id, None)
+
+    def unreadable(self, correlation_id: str) -> str:
+        """Why a reply with this waiting request's correlation id was dropped ("" if none)."""
+        return self._unreadable.get(correlation_id, "")
 
     def _on_reply(self, message: Delivery) -> None:
         props = message.properties
         try:
             envelope = codec.parse(message.body, props)
         except DecodeError as exc:
+            # Dropped, not failing the request: a valid reply may still come (a garbled copy
+            # must not beat it); the request's timeout then says what was dropped.
             log.error("undecodable reply on %s dropped: %s", self.name, exc)
+            correlation_id = codec.correlation_of(None, props, None)
+            if correlation_id is not None and correlation_id in self._pending:
+                self._unreadable[correlation_id] = str(exc)[:300]
             return
         correlation_id = envelope.correlation_id or ""
         future = self._pending.pop(correlation_id, None)
@@ -141,6 +154,7 @@ class ReplyQueue:
                 future.set_exception(MmateError("the client was closed while waiting for a reply"))
         self._pending.clear()
         self._sent.clear()
+        self._unreadable.clear()
         await self._channel.close()
 
 
