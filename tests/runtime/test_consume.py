@@ -388,3 +388,49 @@ async def test_serving_wait_returns_after_stop(url: str, app: App) -> None:
         assert not waiter.done()
         asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(serving.stop()))
         await asyncio.wait_for(waiter, 5)
+
+
+async def test_an_ack_after_the_runtime_began_closing_its_channel_is_refused_not_sent(
+    url: str, backend: Any
+) -> None:
+    """Between the runtime's own channel.close and the broker's close-ok the channel is no longer
+    open: an ack of a handler finishing then (the consume loop closes the channel after the broker
+    cancelled its consumer) raises ``ChannelClosed`` instead of reaching the broker, where an ack
+    on a channel it has freed closes the whole connection (504 CHANNEL_ERROR) with every other
+    channel on it."""
+    import uuid
+
+    from mmate._transport.backends import backend_for
+
+    link = await backend_for(url).connect(
+        url, name="ack-after-close", heartbeat=0, ssl_context=None, timeout=5
+    )
+    lost: list[str] = []
+    link.on_lost(lost.append)
+    queue = f"t.ack-after-close.{uuid.uuid4().hex[:8]}"
+    try:
+        channel = await link.channel(confirms=False)
+        expires = {"x-expires": 60_000}  # gone a minute after the test, whatever happened
+        await channel.declare_queue(queue, durable=False, arguments=expires)
+        for _ in range(20):
+            await channel.publish(
+                b"x", Properties(), exchange="", routing_key=queue, mandatory=False
+            )
+        got: list[Any] = []
+        await channel.qos(20)
+        await channel.consume(queue, got.append)
+        await wait_until(lambda: len(got) == 20, 5)
+        closing = asyncio.create_task(channel.close())
+        await asyncio.sleep(0)
+        assert not channel.is_open
+        for delivery in got:
+            with pytest.raises(mmate.ChannelClosed):
+                await channel.ack(delivery.delivery_tag)
+        await closing
+        other = await link.channel(confirms=False)  # the connection lives on
+        assert (await other.declare_queue(queue, durable=False, arguments=expires)).message_count
+        await other.delete_queue(queue)
+        await asyncio.sleep(0.2)
+        assert not lost and not link.is_closed
+    finally:
+        await link.close()

@@ -22,7 +22,9 @@ Contracts every backend keeps, so that the runtime behaves the same on each:
   ``BrokerConnectionError``. Every error text names the entity and carries the broker's words.
   ``TimeoutError`` (the builtin) when a ``timeout`` given to a call ran out.
 * **A closed channel stays closed**: every later call raises ``ChannelClosed``; the runtime opens
-  another (``ManagedChannel``). ``is_open`` is False as soon as the broker has begun closing it.
+  another (``ManagedChannel``). ``is_open`` is False as soon as the broker or the runtime has
+  begun closing it; an ack or nack from then on raises ``ChannelClosed`` (sent between the
+  runtime's close and the broker's close-ok, RabbitMQ would close the whole connection with 504).
 * **Callbacks** (``consume``, ``on_close``, ``on_cancel``, ``on_return``, ``Link.on_lost``) are
   plain functions called in the event loop; they must not block, and their exceptions are logged.
 * **Deliveries of one channel** carry delivery tags 1, 2, 3... in delivery order; ``ack`` /

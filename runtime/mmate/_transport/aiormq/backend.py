@@ -140,8 +140,16 @@ class AiormqChannel:
 
     @property
     def is_open(self) -> bool:
+        # Not open either once our own close started: between our Channel.Close and the broker's
+        # CloseOk the broker may already have freed the channel, and any frame written there
+        # (an ack of a handler that just finished) makes it close the whole connection with
+        # 504 CHANNEL_ERROR "expected 'channel.open'".
         channel = self._channel
-        return not channel.is_closed and getattr(channel, "_close_exception", None) is None
+        return (
+            not self._closed_by_us
+            and not channel.is_closed
+            and getattr(channel, "_close_exception", None) is None
+        )
 
     @property
     def close_reason(self) -> MmateError | None:
@@ -471,6 +479,8 @@ class AiormqChannel:
             _run_callback("consumer cancel", callback, str(frame.consumer_tag or ""))
 
     async def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
+        if self._closed_by_us:
+            raise self._closed(f"acking delivery {delivery_tag}")
         await self._call(
             f"acking delivery {delivery_tag}",
             self._channel.basic_ack(delivery_tag, multiple=multiple),
@@ -479,6 +489,8 @@ class AiormqChannel:
     async def nack(
         self, delivery_tag: int, *, multiple: bool = False, requeue: bool = True
     ) -> None:
+        if self._closed_by_us:
+            raise self._closed(f"nacking delivery {delivery_tag}")
         await self._call(
             f"nacking delivery {delivery_tag}",
             self._channel.basic_nack(delivery_tag, multiple=multiple, requeue=requeue),
