@@ -206,3 +206,20 @@ def test_random_six_field_expressions_agree_with_a_second_by_second_search() -> 
 def test_six_fields_say_they_tick_within_a_minute() -> None:
     assert parse("*/10 * * * * *").has_seconds and parse("@every 5s").has_seconds
     assert not parse("*/5 * * * *").has_seconds
+
+
+@pytest.mark.parametrize("expr", ["*/15 * * * *", "0 * * * *", "30 2 * * *", "@every 900s"])
+def test_ticks_in_the_repeated_hour_of_a_dst_change_are_ticks_in_any_offset(expr: str) -> None:
+    """A scheduler's claim carries its tick with a fixed offset (JSON): every tick of the hour that
+    Europe/Oslo repeats on 2026-10-25 is recognised as one, in both passes, and moments between
+    ticks are not (the forged-claim check)."""
+    cron = parse(expr, ZoneInfo("Europe/Oslo"))
+    start = datetime(2026, 10, 24, 23, 0, tzinfo=UTC)  # 01:00 CEST, before the repeat
+    moment, seen = start, 0
+    while moment < datetime(2026, 10, 25, 2, 0, tzinfo=UTC):
+        moment = cron.next_after(moment)
+        as_sent = datetime.fromisoformat(moment.isoformat())  # fixed offset, as on the wire
+        assert cron.is_tick(as_sent), as_sent
+        assert not cron.is_tick(as_sent + timedelta(seconds=1))
+        seen += 1
+    assert seen >= 1

@@ -489,6 +489,7 @@ async def test_hostile_destination_headers_are_dead_lettered_and_spare_the_messa
         "ttl-abc": {"x-mmate-delay-expiration": "abc"},
         "ttl-negative": {"x-mmate-delay-expiration": "-5"},
         "ttl-huge": {"x-mmate-delay-expiration": "9" * 300},
+        "ttl-endless": {"x-mmate-delay-expiration": "9" * 5000},  # beyond int()'s digit limit
     }
     base = {"x-mmate-delay-exchange": "", "x-mmate-delay-routing-key": dest}
     try:
@@ -524,7 +525,9 @@ async def test_hostile_destination_headers_are_dead_lettered_and_spare_the_messa
             delivered.add(str(got.header.properties.message_id))
         assert sorted(dead) == sorted(hostile), dead  # no valid message among them
         assert "255" in dead["long-key"] and "amq.default" in dead["default-by-name"]
-        assert all("TTL" in dead[mid] for mid in ("ttl-abc", "ttl-negative", "ttl-huge"))
+        assert all(
+            "TTL" in dead[mid] for mid in ("ttl-abc", "ttl-negative", "ttl-huge", "ttl-endless")
+        )
         assert delivered == {f"valid-{n}" for n in range(50)}
         assert await count(raw, topo.ready) == 0
     finally:

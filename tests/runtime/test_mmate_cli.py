@@ -139,6 +139,9 @@ def test_terminal_control_characters_in_dead_letters_are_shown_escaped(
     try:
         code, out, _ = run(capsys, "list", d.dlq, "--url", BROKER_URL)
         assert code == 0 and "id-\\x1b[2J" in out and "T\\x1b]0;owned\\x07" in out
+        code, out, _ = run(capsys, "list", d.dlq, "--json", "--url", BROKER_URL)
+        assert code == 0 and json.loads(out)["messages"][0]["messageId"] == "id-\x1b[2J"
+        assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in out)
         code, out, err = run(capsys, "replay", d.dlq, "--all", "--url", BROKER_URL)
         assert "id-\\x1b[2J" in out + err
         for text in (out, err):

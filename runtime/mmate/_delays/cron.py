@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from cronsim import CronSim, CronSimError
 
@@ -84,6 +84,13 @@ class Cron:
         except StopIteration:
             raise CronError(f"{self.expression!r} never fires (searched 50 years)") from None
         return tick.astimezone(self.tz)
+
+    def is_tick(self, moment: datetime) -> bool:
+        """``moment`` (aware, in any zone or offset) is one of the ticks. Compared as instants:
+        in the repeated hour of a daylight-saving change, a time in ``tz`` never equals the same
+        instant written with a fixed offset."""
+        found = self.next_after(moment - timedelta(microseconds=1))
+        return found.astimezone(UTC) == moment.astimezone(UTC)
 
 
 def parse(expression: str, tz: tzinfo = UTC) -> Cron:

@@ -22,12 +22,12 @@ from .._topology.placement import declare_queue as declare_placed
 from .._transport.base import Channel, Delivery, Properties
 from .._transport.connection import Connection
 from .._wire.envelope import Encoded
+from .._wire.expiration import parse_expiration
 from .._wire.headers import copied_properties, encodable
 from ..errors import (
     AccessRefused,
     EntityNotFound,
     FeatureNotAvailable,
-    MessageTooLarge,
     MmateError,
     PreconditionFailed,
     PublishError,
@@ -67,10 +67,6 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-_MAX_EXPIRATION_MS = 2**32 - 1
-"""RabbitMQ refuses a larger per-message TTL (and closes the channel over it)."""
-
-
 def _unpublishable(exchange: str, routing_key: str, expiration: str | None) -> str | None:
     """Why the broker or the client would refuse this publish because of the message itself
     (an AMQP short string over 255 bytes, ``amq.default``, an expiration that is not a TTL), or
@@ -85,10 +81,13 @@ def _unpublishable(exchange: str, routing_key: str, expiration: str | None) -> s
             return f"the {what} is {size} bytes long (at most 255)"
     if exchange == "amq.default":
         return "the exchange 'amq.default' cannot be named (the default exchange is '')"
-    if expiration is not None and not (
-        expiration.isascii() and expiration.isdigit() and int(expiration) <= _MAX_EXPIRATION_MS
-    ):
-        return f"x-mmate-delay-expiration {expiration[:40]!r} is not a TTL in milliseconds"
+    if expiration is not None:
+        parsed = parse_expiration(expiration)
+        if isinstance(parsed, str):
+            return (
+                f"x-mmate-delay-expiration {expiration[:40]!r} is not a TTL RabbitMQ accepts "
+                f"({parsed[:80]})"
+            )
     return None
 
 
@@ -366,12 +365,15 @@ class DelayService:
         try:
             await self._publisher.send(out)
         except PublishError as exc:
-            # The broker refusing this message itself (a missing or internal exchange, no
-            # write permission, a size limit) will refuse it on every retry.
-            permanent = isinstance(
-                exc.__cause__, EntityNotFound | AccessRefused | PreconditionFailed
+            # The broker refusing this message itself (no such exchange, no write permission,
+            # unroutable) will refuse it on every retry. A 406 names no exchange, so it may be
+            # another message's on the shared channel: dead-lettered only when it comes again
+            # for a message already delivered before.
+            cause = exc.__cause__
+            permanent = isinstance(cause, EntityNotFound | AccessRefused) or (
+                isinstance(cause, PreconditionFailed) and message.redelivered
             )
-            if isinstance(exc, UnroutableError | MessageTooLarge) or permanent:
+            if isinstance(exc, UnroutableError) or permanent:
                 await self._dead(message, headers, str(exc))
                 return
             log.warning("relaying %s failed, will retry: %s", props.message_id, exc)

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, Unpack
 
@@ -297,7 +297,7 @@ class Scheduler:
         # that is not in the future counts (a far-future one would be published now and make
         # every real tick before it look published, for good, through the record).
         try:
-            on_grid = schedule.cron.next_after(tick - timedelta(microseconds=1)) == tick
+            on_grid = schedule.cron.is_tick(tick)
         except (OverflowError, ValueError):  # year 1 or 9999
             on_grid = False
         if self._future(tick) or not on_grid:

@@ -145,7 +145,7 @@ async def _list(url: str, queue: str, limit: int | None, as_json: bool) -> int:
     out = sys.stdout
     if as_json:
         document = {"queue": queue, "total": total, "messages": [d.to_json() for d in letters]}
-        json.dump(document, out, indent=2, ensure_ascii=False)
+        json.dump(document, out, indent=2, ensure_ascii=True)
         out.write("\n")
         return OK
     shown = f" (showing the first {len(letters)})" if len(letters) < total else ""
@@ -209,7 +209,7 @@ async def _replay(
             ],
             "notFound": result.not_found,
         }
-        json.dump(document, out, indent=2, ensure_ascii=False)
+        json.dump(document, out, indent=2, ensure_ascii=True)
         out.write("\n")
     else:
         out.write(

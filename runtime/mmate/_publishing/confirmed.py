@@ -115,7 +115,10 @@ def _lost_in_transit(exc: BaseException, out: Outgoing) -> bool:
         if isinstance(exc, ChannelClosed) and not exc.reply_code:
             return True  # closed with its connection, or by us
         text = str(exc)
-        if not out.exchange and isinstance(exc, EntityNotFound):
+        not_found = isinstance(exc, EntityNotFound) or (
+            isinstance(exc, ChannelClosed) and exc.reply_code == 404
+        )
+        if not out.exchange and not_found:
             return True
         return "exchange '" in text and f"exchange '{out.exchange or 'amq.default'}'" not in text
     return isinstance(exc, BrokerConnectionError)

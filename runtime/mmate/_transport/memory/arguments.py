@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..._wire.expiration import MAX_TTL_MS
 from ...errors import FeatureNotAvailable, MmateError
 from . import replies
-from .values import MAX_TTL_MS, amqp_type, equivalent, shown
+from .values import amqp_type, equivalent, shown
 
 QueueKind = Literal["classic", "quorum"]
 Overflow = Literal["drop-head", "reject-publish", "reject-publish-dlx"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..._wire.expiration import parse_expiration
 from ...errors import MmateError
 from ..base import Properties
 from . import replies
-from .values import parse_expiration, stored_properties
+from .values import stored_properties
 
 
 @dataclass(frozen=True, slots=True)

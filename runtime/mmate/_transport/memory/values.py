@@ -33,8 +33,6 @@ from ...errors import MmateError
 from ..base import Properties
 
 SHORTSTR_MAX = 255
-MAX_TTL_MS = 315_360_000_000
-"""RabbitMQ's largest TTL and expiry (ten years in milliseconds)."""
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 _STRING_PROPERTIES = (
@@ -170,27 +168,6 @@ def delivered_properties(properties: Properties, extra: Mapping[str, Any] | None
     if extra:
         copied.update(extra)
     return replace(properties, headers=copied)
-
-
-def parse_expiration(text: str) -> int | str | None:
-    """A per-message TTL in milliseconds from the ``expiration`` property, as RabbitMQ reads it:
-    an int, None for an empty one, or RabbitMQ's reason (a str) why it is invalid."""
-    if text == "":
-        return None
-    digits_at = 1 if text[:1] in "+-" else 0
-    end = digits_at
-    while end < len(text) and text[end].isascii() and text[end].isdigit():
-        end += 1
-    if end == digits_at:
-        return "no_integer"
-    if end < len(text):
-        return f'{{leftover_string,"{text[end:]}"}}'
-    value = int(text[:end])
-    if value < 0:
-        return f"{{value_negative,{value}}}"
-    if value > MAX_TTL_MS:
-        return f"{{value_too_large,{value}}}"
-    return value
 
 
 def amqp_type(value: Any) -> str:
