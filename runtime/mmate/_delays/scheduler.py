@@ -296,11 +296,7 @@ class Scheduler:
         # Anyone who may publish to the queue can write a claim: only a tick of this schedule
         # that is not in the future counts (a far-future one would be published now and make
         # every real tick before it look published, for good, through the record).
-        try:
-            on_grid = schedule.cron.is_tick(tick)
-        except (OverflowError, ValueError):  # year 1 or 9999
-            on_grid = False
-        if self._future(tick) or not on_grid:
+        if self._future(tick) or not self._on_grid(schedule, tick):
             log.error(
                 "dropping a claim on %s for %s: not a tick of %r up to now",
                 self.queue(schedule.name),
@@ -309,6 +305,13 @@ class Scheduler:
             )
             return None
         return tick
+
+    @staticmethod
+    def _on_grid(schedule: Schedule[Any], tick: datetime) -> bool:
+        try:
+            return schedule.cron.is_tick(tick)
+        except (OverflowError, ValueError):  # year 1
+            return False
 
     def _future(self, tick: datetime) -> bool:
         """Later than now by more than the clock skew between instances tolerated

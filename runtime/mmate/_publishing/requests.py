@@ -172,7 +172,6 @@ def reply_model(
     ``expected`` (the query's reply contract) is ``DecodeError``, never a half-filled model; so is
     one that fails validation. Both name the query, the correlation id and the reply's type."""
     failure = codec.reply_failure(envelope)
-    model: R | None = None
     if failure is None:
         if expected is not None and envelope.type != expected:
             asked = f"{query_type} request" if query_type else "request"
@@ -190,17 +189,15 @@ def reply_model(
                 message_type=envelope.type,
                 message_id=envelope.id,
             ) from None
-        if getattr(model, "success", None) is False:
-            # ``"false"`` or ``0`` on the wire, which the model reads as False: an error reply
-            # all the same, never a model handed over as if the query had succeeded.
-            failure = codec.reply_error(envelope)
-    if failure is not None:
-        raise RemoteError(
-            failure[0],
-            failure[1],
-            reply_type=envelope.type,
-            correlation_id=correlation_id,
-            query_type=query_type,
-        )
-    assert model is not None
-    return model
+        if getattr(model, "success", None) is not False:
+            return model
+        # ``"false"`` or ``0`` on the wire, which the model reads as False: an error reply all
+        # the same, never a model handed over as if the query had succeeded.
+        failure = codec.reply_error(envelope)
+    raise RemoteError(
+        failure[0],
+        failure[1],
+        reply_type=envelope.type,
+        correlation_id=correlation_id,
+        query_type=query_type,
+    )
