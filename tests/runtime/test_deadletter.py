@@ -225,6 +225,52 @@ async def test_when_the_move_fails_the_message_stays_in_its_queue_until_it_can_b
     assert await message_count(probe, app.queue) == 0
 
 
+async def test_messages_waiting_after_a_failed_move_go_back_as_soon_as_another_move_succeeds(
+    url: str, failure_app: AppFactory, probe: Channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three messages whose moves failed wait out their pause (here 60 s) before going back to
+    their queue; once the route is back, the next message's move succeeds and the three are
+    requeued at once, handled again and moved, instead of sitting out the rest of the pause."""
+    from mmate._consuming import consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "MIN_REQUEUE_PAUSE", 60.0)
+    monkeypatch.setattr(consumer_module, "MAX_REQUEUE_PAUSE", 60.0)
+    app = failure_app(retry=False, concurrency=5, prefetch=10)
+    lonely = f"t.{uuid.uuid4().hex[:10]}.lonely"
+    app.extra_exchanges.append(lonely)
+    await probe.declare_exchange(lonely, type="topic", durable=True)
+    main = app.topology.queues[0]
+    believed = QueueDef(
+        main.name,
+        arguments={"x-dead-letter-exchange": lonely, "x-dead-letter-routing-key": "nowhere"},
+    )
+    async with mmate.Client(url, service="fail-service") as client:
+        await client.declare(app.topology)
+        handlers = app.handlers(_invalid_order)
+        serving = await client.serve(handlers)
+        consumer = serving.consumers[0]
+        consumer._queue_def = believed
+        publisher = app.publisher(client)
+        for n in range(3):
+            await publisher.send_create_order_command(
+                CreateOrderCommand(customer_id=f"c{n}", amount=1)
+            )
+        await wait_until(lambda: consumer.requeued == 3)
+        await probe.bind_queue(app.dlq, lonely, routing_key="nowhere")  # the route is back
+        await publisher.send_create_order_command(CreateOrderCommand(customer_id="c3", amount=1))
+        await wait_until(lambda: consumer.dead_lettered == 4, timeout=20)
+        await serving.stop()
+    assert consumer.requeued == 3 and consumer.rejected == 0
+    dead = await drain(probe, app.dlq)
+    assert sorted(json.loads(d.body)["payload"]["customerId"] for d in dead) == [
+        "c0",
+        "c1",
+        "c2",
+        "c3",
+    ]
+    assert await message_count(probe, app.queue) == 0
+
+
 async def test_a_failed_query_is_answered_only_when_it_is_dead_lettered(
     url: str,
     failure_app: AppFactory,

@@ -57,6 +57,11 @@ Settle = Literal["ack", "reject", "requeue"]
 
 _auto_ack_warned = False
 
+MIN_REQUEUE_PAUSE = 0.5
+"""Seconds a message whose move failed waits before it goes back to its queue, at first."""
+MAX_REQUEUE_PAUSE = 30.0
+"""... and at most, however long the moves have been failing."""
+
 DEFAULT_MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
 """Inflate a compressed body to at most this many bytes where its queue sets no
 ``max_message_bytes`` (16 MiB): a decompression bomb is dead-lettered as ``oversized``."""
@@ -166,8 +171,11 @@ class QueueConsumer:
         self.requeued = 0
         """Failed deliveries returned to the queue because their move failed (delivered again
         after a pause)."""
-        self._move_failures = 0
-        """Consecutive failed moves (the pause before a requeue grows with them)."""
+        self._failing_since: float | None = None
+        """When the current run of failed moves began (the pause before a requeue grows with
+        its length); None while moves succeed."""
+        self._moved = asyncio.Event()
+        """Set (and replaced) when a move succeeds, to wake the requeues waiting out a pause."""
 
     def __repr__(self) -> str:
         return (
@@ -531,7 +539,7 @@ class QueueConsumer:
             await self._requeue_later(held, what, exc)
             self._observe("requeued", failure, "move-failed", ctx)
             return
-        self._move_failures = 0
+        self._move_succeeded()
         if isinstance(decision, RetryLater):
             self.retried += 1
             await self._settle(held, "ack")
@@ -653,21 +661,36 @@ class QueueConsumer:
 
     async def _requeue_later(self, held: Delivery, what: str, error: BaseException) -> None:
         """The move failed: the message goes back to its queue (never rejected into nothing),
-        after a pause that doubles with every consecutive failed move (0.5 s to 30 s), so a
-        missing dead-letter queue does not turn into a busy loop. It is delivered again later,
-        and handled (or moved) then."""
-        self._move_failures += 1
-        pause = min(0.5 * 2 ** (self._move_failures - 1), 30.0)
+        after a pause as long as the moves of this consumer have been failing (0.5 s to 30 s),
+        so a missing dead-letter queue does not turn into a busy loop. The pause ends early when
+        another message's move succeeds (the target is back). It is delivered again then, and
+        handled (or moved)."""
+        now = asyncio.get_running_loop().time()
+        if self._failing_since is None:
+            self._failing_since = now
+        pause = min(max(now - self._failing_since, MIN_REQUEUE_PAUSE), MAX_REQUEUE_PAUSE)
         log.error(
-            "%s could not be moved (%s); it stays in queue %s and is delivered again in %.1f s",
+            "%s could not be moved (%s); it stays in queue %s and is delivered again in %.1f s "
+            "at most",
             what,
             error,
             self.queue,
             pause,
         )
         self.requeued += 1
-        await asyncio.sleep(pause)
+        moved = self._moved
+        try:
+            async with asyncio.timeout(pause):
+                await moved.wait()
+        except TimeoutError:
+            pass
         await self._settle(held, "requeue")
+
+    def _move_succeeded(self) -> None:
+        """A move went through: the run of failures is over; wake the waiting requeues."""
+        self._failing_since = None
+        self._moved.set()
+        self._moved = asyncio.Event()
 
     def _observe(
         self, result: OutcomeResult, failure: Failure, reason: str, ctx: MessageContext | None
