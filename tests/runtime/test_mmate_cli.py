@@ -113,7 +113,8 @@ def test_terminal_control_characters_in_dead_letters_are_shown_escaped(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A dead letter's id, type and reason are untrusted: escape sequences in them (clear the
-    screen, retitle the window) reach the operator's terminal as text, on list and replay."""
+    screen, retitle the window) and bidirectional overrides (which reorder what the terminal
+    shows) reach the operator's terminal as text, on list and replay."""
     s = uuid.uuid4().hex[:10]
     d = Dlq(f"t.{s}.orders", f"t.{s}.orders.dlq", [])
 
@@ -128,7 +129,7 @@ def test_terminal_control_characters_in_dead_letters_are_shown_escaped(
                 routing_key=d.dlq,
                 properties=Basic.Properties(
                     message_id="id-\x1b[2J",
-                    message_type="T\x1b]0;owned\x07",
+                    message_type="T\x1b]0;owned\x07\u202eexe.txt\u2066\u2028",
                     headers={"x-mmate-origin-queue": d.origin, "x-mmate-reason": "r\x9b31m"},
                 ),
             )
@@ -139,6 +140,7 @@ def test_terminal_control_characters_in_dead_letters_are_shown_escaped(
     try:
         code, out, _ = run(capsys, "list", d.dlq, "--url", BROKER_URL)
         assert code == 0 and "id-\\x1b[2J" in out and "T\\x1b]0;owned\\x07" in out
+        assert "\\u202eexe.txt\\u2066\\u2028" in out and out.isascii()  # bidi, separators
         code, out, _ = run(capsys, "list", d.dlq, "--json", "--url", BROKER_URL)
         assert code == 0 and json.loads(out)["messages"][0]["messageId"] == "id-\x1b[2J"
         assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in out)

@@ -155,13 +155,22 @@ async def _list(url: str, queue: str, limit: int | None, as_json: bool) -> int:
     return OK
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
-"""C0, DEL and C1 controls, shown escaped: a dead letter's ids, type and error texts are
-untrusted and must not move the cursor, clear or retitle the operator's terminal."""
+def _escaped(c: str) -> str:
+    code = ord(c)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _safe(text: str | None) -> str:
-    return (text or "").translate(_CONTROL)
+    """``text`` with every character Python does not call printable shown escaped: a dead
+    letter's ids, type and error texts are untrusted and must not move the cursor, clear or
+    retitle the operator's terminal (C0, DEL, C1 controls) or reorder what it shows
+    (bidirectional overrides and isolates, other format characters, line separators)."""
+    text = text or ""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
 
 
 def _short(text: str | None, width: int) -> str:
