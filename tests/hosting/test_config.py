@@ -34,11 +34,22 @@ def test_precedence_flag_env_file_app(tmp_path: Path) -> None:
         ({"MMATE_LOG_LEVEL": "loud"}, "MMATE_LOG_LEVEL"),
         ({"MMATE_HEALTH_PORT": "-1"}, "MMATE_HEALTH_PORT"),
         ({"MMATE_URL": " , "}, "MMATE_URL"),
+        ({"MMATE_GC_FREEZE": "maybe"}, "MMATE_GC_FREEZE"),
     ],
 )
 def test_invalid_environment(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         resolve(env=env)
+
+
+def test_gc_freeze_is_on_unless_switched_off(tmp_path: Path) -> None:
+    assert resolve(env={}).gc_freeze is True
+    for off in ("off", "false", "0", "No"):
+        assert resolve(env={"MMATE_GC_FREEZE": off}).gc_freeze is False
+    file = tmp_path / "mmate.toml"
+    file.write_text("[mmate]\ngc_freeze = false\n")
+    assert resolve(file=file, env={}).gc_freeze is False
+    assert resolve(file=file, env={}, flags={"gc_freeze": "on"}).gc_freeze is True
 
 
 def test_invalid_file(tmp_path: Path) -> None:

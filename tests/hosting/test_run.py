@@ -56,6 +56,7 @@ def test_handles_messages_and_answers_health(url: str, tmp_path: Path) -> None:
         run.stop()
     assert ":guest@" not in run.output  # the password is masked everywhere
     assert "stopped cleanly" in run.output
+    assert re.search(r"garbage collector: \d+ objects alive after start-up frozen", run.output)
 
 
 def _has(log: Path, count: int) -> Callable[[], bool]:
@@ -185,6 +186,11 @@ def test_workers_replace_a_killed_worker(url: str, tmp_path: Path) -> None:
 
 
 def _prefetch_used(url: str, tmp_path: Path, name: str, args: list[str], **env: str) -> str:
+    return _run_once(url, tmp_path, name, args, **env)[0]
+
+
+def _run_once(url: str, tmp_path: Path, name: str, args: list[str], **env: str) -> tuple[str, str]:
+    """The prefetch a run of the example app consumed with, and its output."""
     run = Run(
         tmp_path / name,
         [f"{APP}:app", "--health-port", "off", *args],
@@ -196,7 +202,7 @@ def _prefetch_used(url: str, tmp_path: Path, name: str, args: list[str], **env: 
         assert run.wait() == 0
     finally:
         run.stop()
-    return found[0][1]
+    return found[0][1], run.output
 
 
 def test_configuration_precedence(url: str, tmp_path: Path) -> None:
@@ -206,8 +212,9 @@ def test_configuration_precedence(url: str, tmp_path: Path) -> None:
     assert _prefetch_used(url, tmp_path, "app", []) == "50"  # App(prefetch=50)
     assert _prefetch_used(url, tmp_path, "file", config) == "7"
     assert _prefetch_used(url, tmp_path, "env", config, MMATE_PREFETCH="8") == "8"
-    flag = [*config, "--prefetch", "9"]
-    assert _prefetch_used(url, tmp_path, "flag", flag, MMATE_PREFETCH="8") == "9"
+    flag = [*config, "--prefetch", "9", "--gc-freeze", "off"]
+    prefetch, output = _run_once(url, tmp_path, "flag", flag, MMATE_PREFETCH="8")
+    assert prefetch == "9" and "objects alive after start-up frozen" not in output
 
 
 @pytest.mark.parametrize(

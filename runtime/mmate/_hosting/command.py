@@ -20,6 +20,7 @@ _FORWARDED = {
     "log_level": "log_level",
     "log_format": "log_format",
     "drain_timeout": "drain_timeout",
+    "gc_freeze": "gc_freeze",
 }
 
 
@@ -51,6 +52,12 @@ def parser() -> argparse.ArgumentParser:
         "--log-format", default=None, metavar="FMT", help="text|json ($MMATE_LOG_FORMAT)"
     )
     p.add_argument("--drain-timeout", default=None, metavar="S", help="$MMATE_DRAIN_TIMEOUT (30 s)")
+    p.add_argument(
+        "--gc-freeze",
+        default=None,
+        metavar="on|off",
+        help="freeze the objects alive once serving ($MMATE_GC_FREEZE, on)",
+    )
     return p
 
 

@@ -34,6 +34,9 @@ class RunConfig:
     log_format: str = "text"
     drain_timeout: float = 30.0
     workers: int = 1
+    gc_freeze: bool = True
+    """Once serving, move every object alive to the garbage collector's permanent generation
+    (``gc.freeze``), so its full collections stop re-scanning the imports and the start-up."""
     provided: frozenset[str] = field(default=frozenset(), compare=False)
     """The fields set by something other than the defaults."""
 
@@ -49,6 +52,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "log_format": ("MMATE_LOG_FORMAT", "log_format"),
     "drain_timeout": ("MMATE_DRAIN_TIMEOUT", "drain_timeout"),
     "workers": ("MMATE_WORKERS", "workers"),
+    "gc_freeze": ("MMATE_GC_FREEZE", "gc_freeze"),
 }
 
 
@@ -107,6 +111,19 @@ def _urls(value: object, where: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+_ON = ("on", "true", "yes", "1")
+_OFF = ("off", "false", "no", "0")
+
+
+def _switch(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in _ON or text in _OFF:
+        return text in _ON
+    raise ConfigError(f"{where}: write on or off, not {value!r}")
+
+
 def _choice(value: object, where: str, choices: tuple[str, ...], upper: bool) -> str:
     text = str(value).strip()
     text = text.upper() if upper else text.lower()
@@ -138,6 +155,8 @@ def parse(name: str, value: object, where: str) -> Any:
             return _choice(value, where, LOG_FORMATS, upper=False)
         case "drain_timeout":
             return _seconds(value, where)
+        case "gc_freeze":
+            return _switch(value, where)
     raise ConfigError(f"{where}: unknown setting")
 
 
