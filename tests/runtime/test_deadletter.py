@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import mmate
 import pytest
 from conftest import inject, message_count, wait_until
-from failure_app import AppFactory, drain, failure_app
+from failure_app import AppFactory, FailureApp, drain, failure_app
 from mmate import ExchangeDef, MessageContext, QueueDef
 from mmate._transport.base import Channel, Properties
 from sample_app import CreateOrderCommand
@@ -185,6 +185,19 @@ async def test_a_missing_dead_letter_queue_or_wait_queue_is_a_startup_error(
         await serving.stop()
 
 
+async def _unbound_route(app: FailureApp, probe: Channel) -> tuple[str, QueueDef]:
+    """An exchange with no binding, and the app's queue as a process would see it if it believed
+    its dead letters went there (the move is then unroutable, also after a redeclare)."""
+    lonely = f"t.{uuid.uuid4().hex[:10]}.lonely"
+    app.extra_exchanges.append(lonely)
+    await probe.declare_exchange(lonely, type="topic", durable=True)
+    believed = QueueDef(
+        app.topology.queues[0].name,
+        arguments={"x-dead-letter-exchange": lonely, "x-dead-letter-routing-key": "nowhere"},
+    )
+    return lonely, believed
+
+
 async def test_when_the_move_fails_the_message_stays_in_its_queue_until_it_can_be_moved(
     url: str, failure_app: AppFactory, probe: Channel
 ) -> None:
@@ -193,14 +206,7 @@ async def test_when_the_move_fails_the_message_stays_in_its_queue_until_it_can_b
     is requeued (never acked, never rejected into the broker's dead-lettering) and delivered again
     after a pause; once the route exists, it is moved with our headers."""
     app = failure_app(retry=False)
-    lonely = f"t.{uuid.uuid4().hex[:10]}.lonely"
-    app.extra_exchanges.append(lonely)
-    await probe.declare_exchange(lonely, type="topic", durable=True)
-    main = app.topology.queues[0]
-    believed = QueueDef(
-        main.name,
-        arguments={"x-dead-letter-exchange": lonely, "x-dead-letter-routing-key": "nowhere"},
-    )
+    lonely, believed = await _unbound_route(app, probe)
     async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)  # the broker's queue: DLX "" -> app.dlq
         handlers = app.handlers(_invalid_order)
@@ -236,14 +242,7 @@ async def test_messages_waiting_after_a_failed_move_go_back_as_soon_as_another_m
     monkeypatch.setattr(consumer_module, "MIN_REQUEUE_PAUSE", 60.0)
     monkeypatch.setattr(consumer_module, "MAX_REQUEUE_PAUSE", 60.0)
     app = failure_app(retry=False, concurrency=5, prefetch=10)
-    lonely = f"t.{uuid.uuid4().hex[:10]}.lonely"
-    app.extra_exchanges.append(lonely)
-    await probe.declare_exchange(lonely, type="topic", durable=True)
-    main = app.topology.queues[0]
-    believed = QueueDef(
-        main.name,
-        arguments={"x-dead-letter-exchange": lonely, "x-dead-letter-routing-key": "nowhere"},
-    )
+    lonely, believed = await _unbound_route(app, probe)
     async with mmate.Client(url, service="fail-service") as client:
         await client.declare(app.topology)
         handlers = app.handlers(_invalid_order)
