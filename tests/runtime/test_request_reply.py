@@ -9,10 +9,20 @@ import uuid
 
 import mmate
 import pytest
+from broker_ctl import ctl, vhost_fixture, vhost_url
 from conftest import go_body, go_fixture, wait_until
 from mmate import MessageContext
 from mmate._transport.base import Channel, Delivery, Properties
-from sample_app import App, CreateOrderCommand, GetOrderQuery, OrderCreatedEvent, OrderReply
+from sample_app import (
+    App,
+    CreateOrderCommand,
+    GetOrderQuery,
+    OrderCreatedEvent,
+    OrderReply,
+    make_app,
+)
+
+__all__ = ["vhost_fixture"]  # the fixture `vhost`: a vhost per test, deleted afterwards
 
 
 def responder(app: App, *, fail: bool = False, delay: float = 0.0) -> object:
@@ -89,6 +99,48 @@ async def test_handler_error_becomes_a_remote_error_not_a_timeout(
             GetOrderQuery(order_id="x"), timeout=5
         )
         assert ok.order_id == "x"
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize("kind", ["surrogate-error", "surrogate-reply", "unprintable-error"])
+async def test_a_failure_whose_text_utf8_cannot_carry_still_reaches_the_requester(
+    url: str, app: App, probe: Channel, kind: str
+) -> None:
+    """A lone surrogate in the handler's error text (what ``os.fsdecode`` makes of a bad file
+    name) or in its reply, or an error whose ``__str__`` raises: the requester gets a
+    ``RemoteError`` at once, not a timeout, and the query is dead-lettered with the reason."""
+
+    class Failing(type(responder(app))):  # type: ignore[misc]
+        async def handle_get_order_query(
+            self, message: GetOrderQuery, ctx: MessageContext
+        ) -> OrderReply:
+            if kind == "surrogate-error":
+                raise mmate.PermanentError("bad byte \udcff in input")
+            if kind == "surrogate-reply":
+                return OrderReply(order_id="x", status="bad byte \udcff")
+            raise _Unprintable
+
+    async with (
+        mmate.Client(url, service="order-service") as server,
+        mmate.Client(url, service="storefront") as client,
+    ):
+        await server.declare(app.order_service)
+        serving = await server.serve(Failing())
+        with pytest.raises(mmate.RemoteError) as info:
+            await app.publisher(client).request_get_order_query(
+                GetOrderQuery(order_id="o-1"), timeout=20
+            )
+        await wait_until(lambda: serving.consumers[0].dead_lettered == 1)
+    expected = {
+        "surrogate-error": ("PermanentError", "bad byte \\udcff in input"),
+        "surrogate-reply": ("PermanentError", "cannot be encoded as OrderReply"),
+        "unprintable-error": ("_Unprintable", "str() of it raised"),
+    }[kind]
+    assert info.value.code == expected[0] and expected[1] in info.value.message
 
 
 async def test_no_reply_raises_request_timeout_naming_type_and_correlation_id(
@@ -233,3 +285,49 @@ async def test_go_responder_that_reads_only_payload_reply_to(
         query["payload"]["replyTo"] == query["replyTo"] == reply_to_property == client.reply_queue
     )
     assert not client.reply_queue.startswith("amq.")
+
+
+@pytest.mark.broker
+async def test_a_deleted_reply_queue_fails_the_waiting_request_at_once_and_is_declared_again(
+    vhost: str,
+) -> None:
+    """An operator deletes the client's reply queue (exclusive: only ``rabbitmqctl`` or the
+    management API can) while a request waits: that request fails at once, naming the queue,
+    instead of waiting out its timeout; the queue is declared again under its name and the
+    requests after it get their replies."""
+    url = vhost_url(vhost)
+    app = make_app()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    class Slow(type(responder(app))):  # type: ignore[misc]
+        async def handle_get_order_query(
+            self, message: GetOrderQuery, ctx: MessageContext
+        ) -> OrderReply:
+            if message.order_id == "slow":
+                started.set()
+                await release.wait()
+            return OrderReply(order_id=message.order_id, status="ok")
+
+    async with (
+        mmate.Client(url, service="order-service") as server,
+        mmate.Client(url, service="storefront") as client,
+    ):
+        await server.declare(app.order_service)
+        await server.serve(Slow())
+        publisher = app.publisher(client)
+        assert (await publisher.request_get_order_query(GetOrderQuery(order_id="a"))).status == "ok"
+        name = client.reply_queue
+        waiting = asyncio.create_task(
+            publisher.request_get_order_query(GetOrderQuery(order_id="slow"), timeout=60)
+        )
+        await asyncio.wait_for(started.wait(), 10)
+        await ctl("delete_queue", "-p", vhost, name)
+        with pytest.raises(mmate.EntityNotFound, match=f"reply queue {name} was deleted"):
+            await asyncio.wait_for(waiting, 20)  # far below its own 60 s
+        release.set()
+        replies = [
+            await publisher.request_get_order_query(GetOrderQuery(order_id=f"b{i}"), timeout=10)
+            for i in range(3)
+        ]
+        assert [r.order_id for r in replies] == ["b0", "b1", "b2"]
+        assert client.reply_queue == name

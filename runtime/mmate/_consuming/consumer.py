@@ -39,6 +39,7 @@ from ..errors import (
     DecodeError,
     EntityNotFound,
     MmateError,
+    PermanentError,
     PublishError,
     UnroutableError,
 )
@@ -280,7 +281,7 @@ class QueueConsumer:
         log.error(
             "unexpected error processing a message from %s, dead-lettering it: %s",
             self.queue,
-            f"{type(error).__name__}: {error}",
+            retry.error_text(error),
             exc_info=error,
         )
         props = held.properties
@@ -439,6 +440,12 @@ class QueueConsumer:
     ) -> None:
         try:
             await self._send_reply(envelope, reply_to, reply, result)
+        except ValueError as exc:  # the reply cannot be encoded: the handler's failure
+            raise PermanentError(
+                f"the reply of {envelope.type} {envelope.id} cannot be encoded as {reply.name}: "
+                f"{retry.safe_text(exc)}",
+                exc,
+            ) from None
         except Exception as exc:  # the query was handled; its requester may be gone
             log.error("could not send the reply to %s %s: %s", envelope.type, envelope.id, exc)
 
@@ -754,7 +761,8 @@ class QueueConsumer:
         self, envelope: Envelope, reply_to: str | None, reply: MessageDef, exc: Exception
     ) -> None:
         code = getattr(exc, "code", None)
-        payload = codec.error_payload(str(code) if code else type(exc).__name__, str(exc))
+        name = retry.safe_text(code) if code else type(exc).__name__
+        payload = codec.error_payload(name, retry.safe_text(exc))
         try:
             await self._send_reply(envelope, reply_to, reply, payload)
         except Exception as send_exc:

@@ -93,7 +93,7 @@ def dead_letter_headers(
     stamp = retry.iso(now)
     headers[REASON] = reason
     headers[ERROR_CLASS] = type(error).__name__
-    text = str(error)
+    text = retry.safe_text(error)
     if len(text) > retry.MAX_ERROR_TEXT:
         text = text[: retry.MAX_ERROR_TEXT - 3] + "..."
     headers[ERROR_MESSAGE] = text

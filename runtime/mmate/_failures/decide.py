@@ -174,13 +174,13 @@ def _log(failure: Failure, kind: FailureKind, decision: Decision) -> None:
         f"{failure.message_type or '?'} {failure.message_id or '?'} on queue {failure.queue} "
         f"(attempt {failure.attempt})"
     )
-    error = f"{type(failure.error).__name__}: {failure.error}"
+    error = retry.error_text(failure.error)
     if failure.stage != "handler":
         log.error(
             "poison message %s (%s): %s; dead-lettering it as %s",
             what,
             failure.stage,
-            failure.error,
+            retry.safe_text(failure.error),
             decision.reason if isinstance(decision, DeadLetter) else "?",
         )
     elif isinstance(decision, RetryNow):

@@ -220,9 +220,22 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def safe_text(value: object) -> str:
+    """``str(value)`` as text every wire takes: a lone surrogate (``os.fsdecode`` of a bad file
+    name, say) shown as ``\\udcff``, which UTF-8 could not carry; a placeholder when its
+    ``__str__`` raises (an exception's, say)."""
+    try:
+        text = str(value)
+    except Exception:
+        return f"<{type(value).__name__}: str() of it raised>"
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def error_text(error: BaseException) -> str:
     """``Class: text`` of an error, truncated to ``MAX_ERROR_TEXT`` characters."""
-    text = f"{type(error).__name__}: {error}"
+    text = f"{type(error).__name__}: {safe_text(error)}"
     return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."
 
 

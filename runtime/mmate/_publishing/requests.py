@@ -14,7 +14,10 @@ again during the recovery, before publishing resumes, under the same name (a new
 broker still holds the old connection and so the old queue, ``recover``). Requests whose query had
 been confirmed before the loss fail at once with ``BrokerConnectionError`` (their reply may have
 been lost with the old queue; the query may have been handled; send again if that is safe); a
-request whose query was not yet confirmed is re-sent by the publisher and keeps waiting.
+request whose query was not yet confirmed is re-sent by the publisher and keeps waiting. When the
+queue is deleted under a running client (an operator; it is exclusive to our connection), the
+broker cancels its consumer: confirmed requests fail at once with ``EntityNotFound``, and the queue
+is declared and consumed again under the same name.
 
 The responder side (``send_reply``): the reply goes through the default exchange to the address from
 ``payload.replyTo``, else the ``reply_to`` property, else top-level ``replyTo``, with the request's
@@ -34,7 +37,14 @@ from .._transport.connection import Connection, ManagedChannel
 from .._transport.recovery import ConnectionEvent
 from .._wire import envelope as codec
 from .._wire.envelope import Envelope
-from ..errors import BrokerConnectionError, DecodeError, MmateError, RemoteError, ResourceLocked
+from ..errors import (
+    BrokerConnectionError,
+    DecodeError,
+    EntityNotFound,
+    MmateError,
+    RemoteError,
+    ResourceLocked,
+)
 
 log = logging.getLogger("mmate.reply")
 
@@ -52,6 +62,7 @@ class ReplyQueue:
         self._unreadable: dict[str, str] = {}
         """Waiting requests -> why a reply carrying their correlation id could not be read."""
         self._used = False
+        self._rebuild: asyncio.Task[None] | None = None
         self._channel: ManagedChannel = connection.managed(
             "replies", confirms=False, on_open=self._setup
         )
@@ -93,7 +104,36 @@ class ReplyQueue:
 
     async def _setup(self, channel: Channel) -> None:
         await channel.declare_queue(self.name, exclusive=True, auto_delete=True, durable=False)
+        channel.on_cancel(lambda _tag: self._on_cancelled(channel))
         await channel.consume(self.name, self._on_reply, no_ack=True)
+
+    def _on_cancelled(self, channel: Channel) -> None:
+        """The broker cancelled the reply consumer: the queue was deleted (by an operator; it is
+        exclusive to this connection). Requests whose query was confirmed fail at once (their
+        reply may have come while there was no queue: the broker dropped it), and the queue is
+        declared and consumed again under the same name, so the requests still on their way and
+        those after it get their replies."""
+        for correlation_id in list(self._sent):
+            future = self._pending.pop(correlation_id, None)
+            if future is not None and not future.done():
+                future.set_exception(
+                    EntityNotFound(
+                        f"reply queue {self.name} was deleted while request {correlation_id} "
+                        "waited for its reply; the query may have been handled; send it again "
+                        "if that is safe"
+                    )
+                )
+        self._sent.clear()
+        log.warning("reply queue %s was deleted; declaring it again", self.name)
+        if self._rebuild is None or self._rebuild.done():
+            self._rebuild = asyncio.create_task(self._declare_again(channel))
+
+    async def _declare_again(self, channel: Channel) -> None:
+        await channel.close()  # ensure() then opens a new channel, and _setup declares again
+        try:
+            await self.ensure()
+        except MmateError as exc:  # the next request's ensure() tries again, and says why
+            log.error("declaring reply queue %s again failed: %s", self.name, exc)
 
     async def ensure(self) -> str:
         """Declare and consume the reply queue if not yet (or again after a channel loss)."""
@@ -155,6 +195,9 @@ class ReplyQueue:
         self._pending.clear()
         self._sent.clear()
         self._unreadable.clear()
+        if self._rebuild is not None and not self._rebuild.done():
+            self._rebuild.cancel()
+            await asyncio.gather(self._rebuild, return_exceptions=True)
         await self._channel.close()
 
 
