@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from typing import TypeVar
 
 from .._contract.model import Model
@@ -72,16 +73,21 @@ class ReplyQueue:
     def _on_state(self, event: ConnectionEvent) -> None:
         if event.state != "lost":
             return
+        self._fail_sent(
+            lambda correlation_id: BrokerConnectionError(
+                f"the connection to {event.url} was lost ({event.error}) while request "
+                f"{correlation_id} waited for its reply on {self.name}; the query may "
+                "have been handled; send it again if that is safe"
+            )
+        )
+
+    def _fail_sent(self, error: Callable[[str], MmateError]) -> None:
+        """Fail every waiting request whose query was confirmed with ``error(correlation_id)``:
+        its reply cannot come any more."""
         for correlation_id in list(self._sent):
             future = self._pending.pop(correlation_id, None)
             if future is not None and not future.done():
-                future.set_exception(
-                    BrokerConnectionError(
-                        f"the connection to {event.url} was lost ({event.error}) while request "
-                        f"{correlation_id} waited for its reply on {self.name}; the query may "
-                        "have been handled; send it again if that is safe"
-                    )
-                )
+                future.set_exception(error(correlation_id))
         self._sent.clear()
 
     async def recover(self) -> None:
@@ -113,17 +119,12 @@ class ReplyQueue:
         reply may have come while there was no queue: the broker dropped it), and the queue is
         declared and consumed again under the same name, so the requests still on their way and
         those after it get their replies."""
-        for correlation_id in list(self._sent):
-            future = self._pending.pop(correlation_id, None)
-            if future is not None and not future.done():
-                future.set_exception(
-                    EntityNotFound(
-                        f"reply queue {self.name} was deleted while request {correlation_id} "
-                        "waited for its reply; the query may have been handled; send it again "
-                        "if that is safe"
-                    )
-                )
-        self._sent.clear()
+        self._fail_sent(
+            lambda correlation_id: EntityNotFound(
+                f"reply queue {self.name} was deleted while request {correlation_id} waited "
+                "for its reply; the query may have been handled; send it again if that is safe"
+            )
+        )
         log.warning("reply queue %s was deleted; declaring it again", self.name)
         if self._rebuild is None or self._rebuild.done():
             self._rebuild = asyncio.create_task(self._declare_again(channel))
