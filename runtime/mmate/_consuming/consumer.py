@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
+from pydantic_core import PydanticSerializationError
+
 from .._contract.context import MessageContext
 from .._contract.model import Model
 from .._contract.publisher import PublishTransport
@@ -440,7 +442,7 @@ class QueueConsumer:
     ) -> None:
         try:
             await self._send_reply(envelope, reply_to, reply, result)
-        except ValueError as exc:  # the reply cannot be encoded: the handler's failure
+        except PydanticSerializationError as exc:  # the handler's reply cannot be encoded
             raise PermanentError(
                 f"the reply of {envelope.type} {envelope.id} cannot be encoded as {reply.name}: "
                 f"{retry.safe_text(exc)}",
